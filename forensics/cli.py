@@ -1,0 +1,210 @@
+"""The `forensics` command: a thin typer layer over the library.
+
+Each command validates its arguments, makes one library call and renders the result. Errors the
+investigator can fix are printed as one line `Error: ...` with exit code 1; anything else is an
+internal error, reported without a traceback unless --debug is given.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from forensics import __version__
+from forensics.errors import ForensicsError
+
+app = typer.Typer(
+    help="Access-log forensics for accidental data exposures: load web-server and CDN logs into a "
+    "case database and find who obtained a leaked file.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+DEBUG = os.environ.get("FORENSICS_DEBUG") == "1"
+
+
+def _fail(exc: BaseException) -> None:
+    if isinstance(exc, ForensicsError):
+        err.print(f"[bold red]Error:[/] {exc.render()}", markup=True, soft_wrap=True)
+        raise typer.Exit(exc.exit_code)
+    if DEBUG:
+        raise exc
+    err.print(
+        f"[bold red]Internal error:[/] {type(exc).__name__}: {exc}. This is a bug in forensics; "
+        "rerun with FORENSICS_DEBUG=1 for details and report it.",
+        markup=True,
+        soft_wrap=True,
+    )
+    raise typer.Exit(70)
+
+
+class _Bar:
+    """Progress for long loads: files, lines and throughput."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.lines = 0
+        self.start = time.monotonic()
+        self.progress: Progress | None = None
+        self.task: Any = None
+
+    def __call__(self, event: str, info: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        if event == "plan":
+            self.progress = Progress(
+                TextColumn("[bold]ingest[/]"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("files  {task.fields[lines]:,} lines  {task.fields[rate]:,.0f} lines/s"),
+                TimeElapsedColumn(),
+                console=err,
+                transient=True,
+            )
+            self.task = self.progress.add_task("ingest", total=info["files"], lines=0, rate=0.0)
+            self.progress.start()
+        elif self.progress is None:
+            return
+        elif event == "chunk":
+            self.lines += info["lines"]
+            rate = self.lines / max(time.monotonic() - self.start, 1e-6)
+            self.progress.update(self.task, lines=self.lines, rate=rate)
+        elif event == "file_done":
+            self.progress.advance(self.task)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def _print_ingest(report: Any, elapsed: float) -> None:
+    t = report.totals
+    for w in report.warnings:
+        err.print(f"[yellow]Warning:[/] {w}", markup=True, soft_wrap=True)
+    for p in report.already_loaded:
+        out.print(f"already in the case (same SHA-256), not loaded again: {p}", soft_wrap=True)
+    for r in report.loaded:
+        if r.truncated or r.note:
+            err.print(f"[yellow]Note:[/] {r.planned.display_path}: {r.note}", markup=True, soft_wrap=True)
+        if r.lines_rejected:
+            ex = "; ".join(f"line {n}: {why}" for n, why in r.reject_examples[:2])
+            err.print(
+                f"[yellow]Rejected:[/] {r.planned.display_path}: {r.lines_rejected:,} lines ({ex}); "
+                "see the rejects table",
+                markup=True,
+                soft_wrap=True,
+            )
+    rate = t["lines_read"] / elapsed if elapsed > 0 else 0
+    out.print(
+        f"Loaded {t['files']} files: {t['lines_read']:,} lines read, {t['lines_parsed']:,} requests, "
+        f"{t['lines_rejected']:,} rejected, {t['lines_skipped']:,} skipped "
+        f"({elapsed:.1f} s, {rate:,.0f} lines/s)"
+    )
+    out.print(f"Case database: {report.database}")
+    out.print(f"Manifest:      {report.manifest}")
+
+
+@app.command()
+def ingest(
+    case_file: Annotated[Path, typer.Argument(help="The case file (TOML) naming the sources.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for case.duckdb and manifest.json.")],
+    workers: Annotated[int, typer.Option(help="Files read at once (one per core is right).")] = 2,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Load the case's log files into DIR/case.duckdb with provenance and line accounting.
+
+    Every line ends up either as a row of `requests` or counted in `rejects` (with its reason) or
+    `skipped_lines` (W3C directives, blank lines). Files already loaded (same SHA-256) are not
+    loaded twice, so you can add sources to the case file and run ingest again.
+
+    Example: forensics ingest sample_logs/case.toml --out case-out
+    """
+    from forensics.casefile import load_case
+    from forensics.ingest import ingest as run_ingest
+
+    bar = _Bar(enabled=not quiet and err.is_terminal)
+    started = time.monotonic()
+    try:
+        case = load_case(case_file)
+        report = run_ingest(case, out_dir, progress=bar, workers=workers)
+    except BaseException as exc:  # noqa: BLE001
+        bar.stop()
+        if isinstance(exc, (KeyboardInterrupt, typer.Exit)):
+            raise
+        _fail(exc)
+        return
+    bar.stop()
+    _print_ingest(report, time.monotonic() - started)
+
+
+@app.command()
+def formats() -> None:
+    """List the log formats forensics reads, one line each: name, family, title and spec.
+
+    Use a name as `format = "<name>"` in a [[sources]] table, or `format = "auto"` to detect it.
+    A site's own layout can be given as "apache:<LogFormat string>" or "nginx:<log_format string>".
+
+    Example: forensics formats
+    """
+    from forensics.formats import builtin_formats
+
+    for f in sorted(builtin_formats().values(), key=lambda f: (f.family, f.name)):
+        out.print(f.one_line(), soft_wrap=True)
+
+
+@app.command()
+def detect(
+    files: Annotated[list[Path], typer.Argument(help="Log files to look at (plain or compressed).")],
+    rows: Annotated[int, typer.Option(help="Parsed rows to show per file.")] = 3,
+    fmt: Annotated[str, typer.Option("--format", help="Check this format instead of detecting.")] = "auto",
+) -> None:
+    """Say which format each file is in and show a few parsed rows, before a long load.
+
+    Example: forensics detect sample_logs/origin/access.log
+    """
+    from forensics.inspect import detect_files
+
+    try:
+        for res in detect_files(files, fmt, rows):
+            out.print(f"[bold]{res.path}[/]: {res.summary}", soft_wrap=True)
+            for line in res.rows:
+                out.print(f"  {line}", soft_wrap=True)
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc)
+
+
+@app.command()
+def version() -> None:
+    """Print the version of forensics and of the libraries that shape its results."""
+    import duckdb
+    import polars
+
+    out.print(f"forensics {__version__} (duckdb {duckdb.__version__}, polars {polars.__version__}, "
+              f"python {sys.version.split()[0]})")
+
+
+def main() -> None:
+    try:
+        app()
+    except ForensicsError as exc:  # raised outside a command's own handler
+        err.print(f"Error: {exc.render()}")
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

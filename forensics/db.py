@@ -1,0 +1,83 @@
+"""Opening the case database and running the named queries in queries/*.sql.
+
+Each query file starts with a header:
+
+    -- name: downloaders
+    -- purpose: One row per client that requested the leaked resource.
+    -- params: outcome (optional)
+
+Parameters are written `$name` in the SQL and always bound by DuckDB, never pasted in.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from forensics.errors import InputError, QueryError
+from forensics.schema import ALL_TABLES
+
+QUERY_DIR = Path(__file__).resolve().parent.parent / "queries"
+
+
+def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.Error as exc:
+        raise InputError(
+            f"cannot open the case database: {exc}",
+            hint="give the folder written by `forensics ingest` or `forensics run`",
+            path=path,
+        ) from None
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def create_tables(con: duckdb.DuckDBPyConnection) -> None:
+    for table in ALL_TABLES:
+        con.execute(table.ddl())
+
+
+@dataclass(frozen=True)
+class NamedQuery:
+    name: str
+    purpose: str
+    params: tuple[str, ...]
+    optional: tuple[str, ...]
+    sql: str
+    path: Path
+
+
+_HEADER = re.compile(r"^--\s*(name|purpose|params):\s*(.*)$")
+_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def parse_query_file(path: Path) -> NamedQuery:
+    text = path.read_text(encoding="utf-8")
+    meta: dict[str, str] = {}
+    for line in text.splitlines():
+        m = _HEADER.match(line.strip())
+        if m:
+            meta[m.group(1)] = m.group(2).strip()
+        elif line.strip() and not line.strip().startswith("--"):
+            break
+    if "name" not in meta or "purpose" not in meta:
+        raise QueryError("query file has no '-- name:' or '-- purpose:' header", path=path)
+    used = tuple(dict.fromkeys(_PARAM.findall(text)))
+    optional = tuple(
+        p.strip().split()[0]
+        for p in meta.get("params", "").split(",")
+        if "optional" in p and p.strip()
+    )
+    return NamedQuery(meta["name"], meta["purpose"], used, optional, text, path)
+
+
+def named_queries(folder: Path = QUERY_DIR) -> dict[str, NamedQuery]:
+    out: dict[str, NamedQuery] = {}
+    for p in sorted(folder.glob("*.sql")):
+        q = parse_query_file(p)
+        out[q.name] = q
+    return out

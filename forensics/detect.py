@@ -1,0 +1,78 @@
+"""Telling a file's format from its first lines.
+
+W3C files say what they are in their directives (#Software, #Fields). Text-line files are tried
+against every text format; the format that reads the most lines exactly wins, and among equals
+the more specific one (its `detect_priority`). When no format reads most of the lines, detection
+stops and says which formats came close and how to name one in the case file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from forensics.errors import DetectionError
+from forensics.formats import FormatDef, builtin_formats
+from forensics.readers import make_reader
+
+SURE = 0.9
+
+
+@dataclass(frozen=True)
+class Detection:
+    format: FormatDef
+    score: float
+    candidates: tuple[tuple[str, float], ...]
+
+
+def score_format(fmt: FormatDef, lines: list[str], fields: str | None = None) -> float:
+    """Share of the non-blank lines the format reads (lines kept only as trailing text count a
+    little less, so that a format that names every field beats one that tolerates extras)."""
+    data = [ln for ln in lines if ln.strip()]
+    if not data:
+        return 0.0
+    reader = make_reader(fmt, "UTC", fields)
+    result = reader.read_lines(1, data)
+    n_data = len(data) - result.skipped.get("directive", 0) - result.skipped.get("blank", 0)
+    if n_data <= 0:
+        return 0.0
+    parsed = result.requests.height
+    trailing = 0
+    if parsed and "extra" in result.requests.columns:
+        trailing = int(
+            result.requests.get_column("extra").str.contains('"trailing":', literal=True).sum() or 0
+        )
+    return max(0.0, (parsed - 0.01 * trailing) / n_data)
+
+
+def detect_lines(lines: list[str], path: str = "<lines>") -> Detection:
+    formats = [f for f in builtin_formats().values() if f.detect]
+    directives = [ln for ln in lines if ln.startswith("#")]
+    if directives:
+        software = " ".join(ln for ln in directives if ln.startswith("#Software:"))
+        fields = next((ln.split(":", 1)[1].split() for ln in directives if ln.startswith("#Fields:")), [])
+        w3c = [f for f in formats if f.family == "w3c"]
+        for f in sorted(w3c, key=lambda f: -f.detect_priority):
+            if f.detect_fields and all(x in fields for x in f.detect_fields):
+                return Detection(f, 1.0, ((f.name, 1.0),))
+            if f.detect_software and f.detect_software in software:
+                return Detection(f, 1.0, ((f.name, 1.0),))
+        if fields:
+            generic = next((f for f in w3c if f.name == "iis"), None)
+            if generic is not None:
+                return Detection(generic, score_format(generic, lines), (("iis", 1.0),))
+    scored = sorted(
+        ((score_format(f, lines), f.detect_priority, f) for f in formats),
+        key=lambda t: (-round(t[0], 4), -t[1]),
+    )
+    candidates = tuple((f.name, round(s, 3)) for s, _, f in scored if s > 0)[:4]
+    best_score, _, best = scored[0]
+    if best_score < SURE:
+        close = ", ".join(f"{n} ({s:.0%} of lines)" for n, s in candidates) or "none"
+        raise DetectionError(
+            f"cannot tell the format from the first {len(lines)} lines; closest: {close}",
+            hint="name it in the case file, e.g. format = \"combined\", or give the server's own "
+            "layout as format = \"apache:<LogFormat>\" / \"nginx:<log_format>\"; "
+            "`forensics formats` lists the names",
+            path=path,
+        )
+    return Detection(best, best_score, candidates)

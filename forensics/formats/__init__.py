@@ -1,0 +1,162 @@
+"""Log format definitions: one TOML file per format in this folder, read by one reader per family.
+
+A definition names its family (text, w3c, ...), the spec it follows, how to read a line (a
+layout for text formats, a field map for W3C), its time-zone policy, its cache-status mapping and
+real sample lines with the records they must give. Adding a format of an existing family is a new
+TOML file and a sample; no Python changes.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from forensics.errors import FormatError
+
+FAMILIES = ("text", "w3c")
+TIMEZONE_POLICIES = ("offset", "utc", "source")
+
+
+@dataclass(frozen=True)
+class Sample:
+    line: str
+    expect: dict[str, Any]
+    reject: bool = False
+
+
+@dataclass(frozen=True)
+class FormatDef:
+    name: str
+    family: str
+    title: str
+    spec: str
+    description: str
+    timezone: str = "offset"
+    # text family
+    dialect: str = "apache"
+    layouts: tuple[str, ...] = ()
+    trailing: bool = False
+    # w3c family
+    delimiter: str = " "
+    fields: dict[str, str] = field(default_factory=dict)
+    default_fields: str | None = None
+    required: tuple[str, ...] = ()
+    detect_fields: tuple[str, ...] = ()
+    detect_software: str | None = None
+    decode: dict[str, str] = field(default_factory=dict)
+    # all
+    null: tuple[str, ...] = ("-",)
+    cache: dict[str, str] = field(default_factory=dict)
+    detect_priority: int = 0
+    detect: bool = True
+    samples: tuple[Sample, ...] = ()
+    custom: bool = False
+
+    def one_line(self) -> str:
+        return f"{self.name:<22} {self.family:<5} {self.title} <{self.spec}>"
+
+
+_KEYS = {
+    "name", "family", "title", "spec", "description", "timezone", "dialect", "layouts",
+    "trailing", "delimiter", "fields", "default_fields", "required", "detect_fields",
+    "detect_software", "decode", "null", "cache", "detect_priority",
+    "detect", "samples",
+}
+
+
+def _from_toml(data: dict[str, Any], origin: str) -> FormatDef:
+    unknown = set(data) - _KEYS
+    if unknown:
+        raise FormatError(f"unknown keys {sorted(unknown)} in format definition", path=origin)
+    for key in ("name", "family", "title", "spec", "description"):
+        if key not in data:
+            raise FormatError(f"format definition has no {key}", path=origin)
+    if data["family"] not in FAMILIES:
+        raise FormatError(f"unknown family {data['family']!r}", path=origin)
+    if data.get("timezone", "offset") not in TIMEZONE_POLICIES:
+        raise FormatError(f"unknown timezone policy {data.get('timezone')!r}", path=origin)
+    samples = tuple(
+        Sample(line=s["line"], expect=dict(s.get("expect", {})), reject=bool(s.get("reject", False)))
+        for s in data.get("samples", [])
+    )
+    return FormatDef(
+        name=data["name"],
+        family=data["family"],
+        title=data["title"],
+        spec=data["spec"],
+        description=data["description"].strip(),
+        timezone=data.get("timezone", "offset"),
+        dialect=data.get("dialect", "apache"),
+        layouts=tuple(data.get("layouts", ())),
+        trailing=bool(data.get("trailing", False)),
+        delimiter=data.get("delimiter", " "),
+        fields=dict(data.get("fields", {})),
+        default_fields=data.get("default_fields"),
+        required=tuple(data.get("required", ())),
+        detect_fields=tuple(data.get("detect_fields", ())),
+        detect_software=data.get("detect_software"),
+        decode=dict(data.get("decode", {})),
+        null=tuple(data.get("null", ("-",))),
+        cache={k.lower(): v for k, v in data.get("cache", {}).items()},
+        detect_priority=int(data.get("detect_priority", 0)),
+        detect=bool(data.get("detect", True)),
+        samples=samples,
+    )
+
+
+@cache
+def builtin_formats() -> dict[str, FormatDef]:
+    out: dict[str, FormatDef] = {}
+    folder = resources.files("forensics.formats")
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".toml"):
+            continue
+        data = tomllib.loads(entry.read_text(encoding="utf-8"))
+        fmt = _from_toml(data, f"forensics/formats/{entry.name}")
+        if fmt.name in out:
+            raise FormatError(f"format {fmt.name!r} is defined twice", path=entry.name)
+        out[fmt.name] = fmt
+    return out
+
+
+def custom_layout(spec: str) -> FormatDef:
+    """`apache:<LogFormat string>` or `nginx:<log_format string>` as a one-off format."""
+    dialect, _, layout = spec.partition(":")
+    layout = layout.strip()
+    if len(layout) >= 2 and layout[0] == layout[-1] == "'":
+        layout = layout[1:-1]
+    has_time = ("%t" in layout or "%{" in layout and "}t" in layout) if dialect == "apache" else (
+        "$time_local" in layout or "$time_iso8601" in layout or "$msec" in layout
+    )
+    zone_less = dialect == "apache" and "}t" in layout and "%z" not in layout and "%t" not in layout
+    return FormatDef(
+        name=spec,
+        family="text",
+        title=f"custom {dialect} layout",
+        spec="https://httpd.apache.org/docs/2.4/mod/mod_log_config.html#formats"
+        if dialect == "apache"
+        else "https://nginx.org/en/docs/http/ngx_http_log_module.html#log_format",
+        description=f"Site-specific layout {layout!r}.",
+        timezone="source" if zone_less else "offset",
+        dialect=dialect,
+        layouts=(layout,),
+        detect=False,
+        custom=True,
+        null=("-",) if has_time or True else (),
+    )
+
+
+def get_format(name: str) -> FormatDef:
+    if name.startswith(("apache:", "nginx:")):
+        return custom_layout(name)
+    formats = builtin_formats()
+    if name not in formats:
+        raise FormatError(
+            f"unknown format {name!r}",
+            hint="run `forensics formats` for the names, or give format = \"apache:<LogFormat>\" "
+            "or \"nginx:<log_format>\" for a site's own layout",
+        )
+    return formats[name]

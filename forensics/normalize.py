@@ -1,0 +1,234 @@
+"""Turn the raw text fields a reader extracted into the canonical `requests` columns.
+
+Readers hand over a frame of strings whose column names are targets (a canonical column, a
+`_`-prefixed intermediate such as `_ts` or `_request`, or any other name, which goes to `extra`)
+and a map of target -> kind saying how to convert it. Conversion failures are reported per row so
+the caller can reject the line with a reason instead of storing a wrong value.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote
+
+import polars as pl
+
+from forensics.formats import FormatDef
+from forensics.schema import REQUESTS
+
+CANONICAL = set(REQUESTS.column_names)
+
+_REQUEST_LINE = r"^(\S+) (\S+?)(?: +([A-Za-z]+/[0-9.]+))?$"
+_ABSOLUTE = r"^([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)(.*)$"
+_CONTENT_RANGE = r"^bytes (\d+)-(\d+)/(\d+|\*)$"
+
+
+def _decode_unique(col: pl.Expr, how: str) -> pl.Expr:
+    """Decode percent- or plus-encoded text, once per distinct value (agents repeat a lot)."""
+    if how == "plus":
+        return col.str.replace_all("+", " ", literal=True)
+    if how == "percent":
+        return col.map_batches(_percent_decode_series, return_dtype=pl.String)
+    raise ValueError(how)
+
+
+def _percent_decode_series(s: pl.Series) -> pl.Series:
+    uniq = s.drop_nulls().unique()
+    mapping = {v: unquote(v, errors="backslashreplace") for v in uniq.to_list() if "%" in v}
+    if not mapping:
+        return s
+    return s.replace(mapping)
+
+
+def _ts_expr(raw: pl.Expr, kind: str, source_tz: str | None) -> pl.Expr:
+    utc = pl.Datetime("us", "UTC")
+    if kind == "ts_clf":
+        return raw.str.strptime(utc, "%d/%b/%Y:%H:%M:%S %z", strict=False)
+    if kind == "ts_iso":
+        with_offset = pl.coalesce(
+            raw.str.strptime(utc, "%Y-%m-%dT%H:%M:%S%z", strict=False),
+            raw.str.strptime(utc, "%Y-%m-%dT%H:%M:%S%.f%z", strict=False),
+            raw.str.strptime(utc, "%Y-%m-%dT%H:%M:%S%.fZ", strict=False),
+        )
+        return with_offset
+    if kind in ("ts_epoch_s", "ts_epoch_ms", "ts_epoch_us"):
+        scale = {"ts_epoch_s": 1_000_000, "ts_epoch_ms": 1_000, "ts_epoch_us": 1}[kind]
+        us = (raw.cast(pl.Float64, strict=False) * scale).round(0).cast(pl.Int64, strict=False)
+        return pl.from_epoch(us, time_unit="us").dt.replace_time_zone("UTC")
+    if kind == "ts_w3c":
+        naive = pl.coalesce(
+            raw.str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S", strict=False),
+            raw.str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S%.f", strict=False),
+        )
+        return naive.dt.replace_time_zone("UTC")
+    if kind.startswith("strftime:"):
+        fmt = kind.split(":", 1)[1]
+        if "%z" in fmt:
+            return raw.str.strptime(utc, fmt, strict=False)
+        naive = raw.str.strptime(pl.Datetime("us"), fmt, strict=False)
+        # Zone-less times take the source's zone; a time that falls in a DST gap is unreadable.
+        return naive.dt.replace_time_zone(
+            source_tz or "UTC", ambiguous="earliest", non_existent="null"
+        ).dt.convert_time_zone("UTC")
+    raise ValueError(f"unknown time kind {kind}")
+
+
+def to_canonical(
+    raw: pl.DataFrame,
+    kinds: dict[str, str],
+    fmt: FormatDef,
+    source_id: int,
+    source_tz: str | None,
+) -> tuple[pl.DataFrame, pl.Series]:
+    """Convert a raw frame (with `_line_no`) to canonical columns.
+
+    Returns the canonical frame and, per row, a failure reason or null.
+    """
+    df = raw
+    nulls = list(fmt.null)
+    str_cols = [c for c, t in df.schema.items() if t == pl.String and c != "_line"]
+    # '-' in a CLF byte count means zero bytes, not unknown.
+    zero_cols = [c for c in str_cols if kinds.get(c) == "bytes_clf"]
+    if zero_cols:
+        df = df.with_columns(pl.col(c).replace("-", "0") for c in zero_cols)
+    if nulls and str_cols:
+        df = df.with_columns(
+            pl.when(pl.col(c).is_in(nulls)).then(None).otherwise(pl.col(c)).alias(c)
+            for c in str_cols
+        )
+    if "_date" in df.columns and "_time" in df.columns:
+        df = df.with_columns(_ts=pl.concat_str("_date", "_time", separator=" "))
+        kinds = {**kinds, "_ts": "ts_w3c"}
+
+    exprs: dict[str, pl.Expr] = {}
+    checks: list[tuple[pl.Expr, str]] = []
+
+    # Addresses: strip quotes and brackets; a list means proxies: last = peer, rest = xff.
+    if "client_addr" in df.columns:
+        addr = pl.col("client_addr").str.strip_chars(' "')
+        is_list = addr.str.contains(",", literal=True)
+        last = addr.str.split(",").list.last().str.strip_chars(" ")
+        rest = addr.str.replace(r"\s*,\s*[^,]*$", "")
+        exprs["client_addr"] = pl.when(is_list).then(last).otherwise(addr)
+        xff_now = pl.col("xff") if "xff" in df.columns else pl.lit(None, pl.String)
+        exprs["xff"] = pl.when(is_list & xff_now.is_null()).then(rest).otherwise(xff_now)
+    if "xff" in df.columns and "xff" not in exprs:
+        exprs["xff"] = pl.col("xff").str.strip_chars(' "')
+
+    # Time.
+    if "_ts" in df.columns:
+        ts = _ts_expr(pl.col("_ts"), kinds["_ts"], source_tz)
+        exprs["ts"] = ts
+        checks.append((pl.col("_ts").is_null(), "no timestamp"))
+        checks.append((pl.col("_ts").is_not_null() & ts.is_null(), "timestamp not readable"))
+    else:
+        checks.append((pl.lit(True), "no timestamp"))
+
+    # Request line (or $request_uri): method, target, protocol.
+    target = None
+    if "_request" in df.columns:
+        parts = pl.col("_request").str.extract_groups(_REQUEST_LINE)
+        for i, name in ((1, "method"), (3, "protocol")):
+            if name not in df.columns:
+                exprs[name] = parts.struct.field(str(i))
+        target = parts.struct.field("2")
+        exprs["_bad_request"] = pl.col("_request").is_not_null() & parts.struct.field("1").is_null()
+    elif "_request_uri" in df.columns:
+        target = pl.col("_request_uri")
+    if target is not None:
+        absolute = target.str.extract_groups(_ABSOLUTE)
+        is_abs = absolute.struct.field("1").is_not_null()
+        path_q = pl.when(is_abs).then(absolute.struct.field("3")).otherwise(target)
+        if "scheme" not in df.columns:
+            exprs["scheme"] = pl.when(is_abs).then(absolute.struct.field("1").str.to_lowercase())
+        if "host" not in df.columns:
+            exprs["host"] = pl.when(is_abs).then(absolute.struct.field("2"))
+        if "path" not in df.columns:
+            exprs["path"] = path_q.str.split_exact("?", 1).struct.field("field_0")
+        if "query" not in df.columns:
+            exprs["query"] = pl.when(path_q.str.contains("?", literal=True)).then(
+                path_q.str.splitn("?", 2).struct.field("field_1")
+            )
+
+    # Typed values.
+    for col, kind in kinds.items():
+        if col not in df.columns or col.startswith("_") or col in exprs:
+            continue
+        c = pl.col(col)
+        if kind == "int" or kind in ("bytes", "bytes_clf"):
+            typed = c.str.strip_chars().cast(pl.Int64, strict=False)
+            checks.append((c.is_not_null() & typed.is_null(), f"{col} is not a number"))
+            exprs[col] = typed
+        elif kind in ("us", "ms", "s"):
+            factor = {"us": 0.001, "ms": 1.0, "s": 1000.0}[kind]
+            typed = c.cast(pl.Float64, strict=False)
+            exprs[col] = typed * factor
+        elif kind == "query":
+            exprs[col] = c.str.strip_prefix("?")
+        elif kind == "addr":
+            exprs[col] = c.str.strip_chars(' "')
+    if "_content_range" in df.columns:
+        cr = pl.col("_content_range").str.extract_groups(_CONTENT_RANGE)
+        exprs["range_start"] = cr.struct.field("1").cast(pl.Int64, strict=False)
+        exprs["range_end"] = cr.struct.field("2").cast(pl.Int64, strict=False)
+        exprs["object_size"] = cr.struct.field("3").cast(pl.Int64, strict=False)
+
+    for col, how in fmt.decode.items():
+        if col in df.columns:
+            exprs[col] = _decode_unique(pl.col(col), how)
+
+    if "cache_status_raw" in df.columns and fmt.cache:
+        exprs["cache_status"] = (
+            pl.col("cache_status_raw")
+            .str.to_lowercase()
+            .replace_strict(fmt.cache, default="other", return_dtype=pl.String)
+        )
+    elif "cache_status_raw" in df.columns:
+        exprs["cache_status"] = pl.col("cache_status_raw").str.to_lowercase()
+
+    reason = pl.lit(None, pl.String)
+    for cond, text in reversed(checks):
+        reason = pl.when(cond).then(pl.lit(text)).otherwise(reason)
+    exprs["_reason"] = reason
+    df = df.with_columns(**exprs)
+
+    extra_cols = [
+        c for c in df.columns if not c.startswith("_") and c not in CANONICAL
+    ]
+    if "_bad_request" in df.columns:
+        df = df.with_columns(
+            request_line=pl.when(pl.col("_bad_request")).then(pl.col("_request"))
+        )
+        extra_cols.append("request_line")
+    if extra_cols:
+        # Only non-null values are kept: {"ident":"x"} rather than a wall of nulls.
+        fragments = [
+            pl.when(pl.col(c).is_not_null()).then(
+                pl.struct(pl.col(c).cast(pl.String)).struct.json_encode().str.slice(1).str.head(-1)
+            )
+            for c in extra_cols
+        ]
+        extra_json = pl.when(pl.any_horizontal(pl.col(c).is_not_null() for c in extra_cols)).then(
+            pl.concat_str(
+                [pl.lit("{"), pl.concat_str(fragments, separator=",", ignore_nulls=True), pl.lit("}")]
+            )
+        )
+    else:
+        extra_json = pl.lit(None, pl.String)
+
+    out_cols = []
+    for c in REQUESTS.columns:
+        if c.name == "source_id":
+            out_cols.append(pl.lit(source_id, pl.Int32).alias("source_id"))
+        elif c.name == "line_no":
+            out_cols.append(pl.col("_line_no").cast(pl.Int64).alias("line_no"))
+        elif c.name == "extra":
+            out_cols.append(extra_json.alias("extra"))
+        elif c.name in df.columns:
+            out_cols.append(pl.col(c.name).cast(c.polars_type, strict=False).alias(c.name))
+        else:
+            out_cols.append(pl.lit(None, c.polars_type).alias(c.name))
+    if "peer_addr" not in df.columns and kinds.get("client_addr") == "addr" and fmt.family == "text":
+        # %h / $remote_addr is the TCP peer unless a real-IP module rewrote it.
+        out_cols[REQUESTS.column_names.index("peer_addr")] = pl.col("client_addr").alias("peer_addr")
+    result = df.select([*out_cols, pl.col("_reason")])
+    return result.drop("_reason"), result.get_column("_reason")

@@ -1,0 +1,49 @@
+"""One reader per family of formats. A reader turns chunks of a file into canonical rows,
+rejects (line, reason) and counts of skipped lines; it never drops a line silently."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from forensics.formats import FormatDef
+from forensics.schema import REJECTS
+
+
+@dataclass
+class ChunkResult:
+    requests: pl.DataFrame
+    rejects: pl.DataFrame  # columns: line_no, reason, line
+    skipped: Counter[str] = field(default_factory=Counter)
+
+
+def empty_rejects() -> pl.DataFrame:
+    return pl.DataFrame(
+        schema={"line_no": pl.Int64, "reason": pl.String, "line": pl.String}
+    )
+
+
+def make_reader(fmt: FormatDef, source_tz: str | None, fields: str | None = None):  # type: ignore[no-untyped-def]
+    if fmt.family == "text":
+        from forensics.readers.text import TextReader
+
+        return TextReader(fmt, source_tz)
+    if fmt.family == "w3c":
+        from forensics.readers.w3c import W3CReader
+
+        return W3CReader(fmt, source_tz, fields)
+    raise ValueError(fmt.family)
+
+
+def decode_lines(chunk: bytes) -> list[str]:
+    """Split a chunk into lines; bytes that are not UTF-8 become \\xHH (nginx's own notation)."""
+    text = chunk.decode("utf-8", errors="backslashreplace")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+__all__ = ["ChunkResult", "REJECTS", "decode_lines", "empty_rejects", "make_reader"]

@@ -1,0 +1,140 @@
+"""Reader for the W3C extended family: columns named by `#Fields:` directives (IIS, CloudFront).
+
+Spec: https://www.w3.org/TR/WD-logfile.html. `#Fields` may change in the middle of a file; every
+data line is read with the last header above it. A file without a header is read with the
+source's `fields` or the format's default field list, and the source notes that it was.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import polars as pl
+
+from forensics.formats import FormatDef
+from forensics.normalize import to_canonical
+from forensics.readers import ChunkResult, decode_lines, empty_rejects
+from forensics.schema import empty_requests_frame
+
+
+class W3CReader:
+    def __init__(self, fmt: FormatDef, source_tz: str | None, fields: str | None = None, source_id: int = 0) -> None:
+        self.fmt = fmt
+        self.source_tz = source_tz
+        self.source_id = source_id
+        self.header_fields: list[str] | None = None
+        self.fallback_fields = (fields or fmt.default_fields or "").split()
+        self.notes: list[str] = []
+        self._used_fallback = False
+
+    def _fields(self) -> list[str]:
+        if self.header_fields is not None:
+            return self.header_fields
+        if not self._used_fallback:
+            self._used_fallback = True
+            self.notes.append(
+                "no #Fields header before the first data line: read with the fields "
+                + ("given in the case file" if self.fallback_fields else "of the format")
+            )
+        return self.fallback_fields
+
+    def read_chunk(self, start_line: int, chunk: bytes) -> ChunkResult:
+        return self.read_lines(start_line, decode_lines(chunk))
+
+    def read_lines(self, start_line: int, lines: list[str]) -> ChunkResult:
+        skipped: Counter[str] = Counter()
+        runs: list[tuple[list[str], list[int], list[str]]] = []
+        cur_nos: list[int] = []
+        cur_lines: list[str] = []
+        for i, line in enumerate(lines):
+            text = line.rstrip("\r")
+            if text.startswith("#"):
+                if cur_lines:
+                    runs.append((self._fields(), cur_nos, cur_lines))
+                    cur_nos, cur_lines = [], []
+                skipped["directive"] += 1
+                if text.startswith("#Fields:"):
+                    self.header_fields = text[len("#Fields:"):].split()
+                continue
+            if not text.strip():
+                skipped["blank"] += 1
+                continue
+            cur_nos.append(start_line + i)
+            cur_lines.append(text)
+        if cur_lines:
+            runs.append((self._fields(), cur_nos, cur_lines))
+        parsed: list[pl.DataFrame] = []
+        rejects: list[pl.DataFrame] = []
+        for fields, nos, run in runs:
+            req, rej = self._read_run(fields, nos, run)
+            parsed.append(req)
+            rejects.append(rej)
+        requests = pl.concat(parsed) if parsed else empty_requests_frame()
+        rej_all = pl.concat(rejects) if rejects else empty_rejects()
+        return ChunkResult(requests, rej_all, skipped)
+
+    def _read_run(self, fields: list[str], nos: list[int], lines: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+        frame = pl.DataFrame(
+            {"_line_no": pl.Series(nos, dtype=pl.Int64), "_line": pl.Series(lines, dtype=pl.String)}
+        )
+        if not fields:
+            return empty_requests_frame(), frame.select(
+                line_no="_line_no",
+                reason=pl.lit("no #Fields header and no field list for this format"),
+                line="_line",
+            )
+        n = len(fields)
+        delim = self.fmt.delimiter
+        line = pl.col("_line")
+        if delim == "\t":
+            # Some writers use spaces; CloudFront lines may end in a trailing tab.
+            parts = (
+                pl.when(line.str.contains("\t", literal=True))
+                .then(line.str.split("\t"))
+                .otherwise(line.str.split(" "))
+            )
+        else:
+            parts = line.str.split(delim)
+        frame = frame.with_columns(_parts=parts)
+        frame = frame.with_columns(
+            _parts=pl.when(
+                (pl.col("_parts").list.len() == n + 1) & (pl.col("_parts").list.last() == "")
+            )
+            .then(pl.col("_parts").list.head(n))
+            .otherwise(pl.col("_parts"))
+        )
+        count = pl.col("_parts").list.len()
+        needed = max((fields.index(f) + 1 for f in self.fmt.required if f in fields), default=1)
+        # Fewer fields than the header: read if the required ones are there (older writers and
+        # cut lines), noted in extra.missing_fields. More fields: the columns cannot be aligned
+        # (a space inside a value of a space-separated line), so the line is rejected.
+        misfit = (count < needed) | (count > n)
+        bad = frame.filter(misfit).select(
+            line_no="_line_no",
+            reason=pl.format(
+                "has {} fields where the #Fields header names {}", count, pl.lit(n)
+            ),
+            line="_line",
+        )
+        frame = frame.filter(~misfit)
+        cols: dict[str, pl.Expr] = {}
+        kinds: dict[str, str] = {}
+        for i, name in enumerate(fields):
+            spec = self.fmt.fields.get(name)
+            if spec is None:
+                target, kind = name, "str"
+            else:
+                target, _, kind = spec.partition(":")
+                kind = kind or "str"
+            if target in cols:
+                target = name
+            cols[target] = pl.col("_parts").list.get(i, null_on_oob=True)
+            kinds[target] = kind
+        cols["missing_fields"] = pl.when(count < n).then((pl.lit(n) - count).cast(pl.String))
+        raw = frame.select(pl.col("_line_no"), pl.col("_line"), **cols)
+        canon, reasons = to_canonical(raw, kinds, self.fmt, self.source_id, self.source_tz)
+        failed = reasons.is_not_null()
+        conv_bad = raw.filter(failed).select(
+            line_no="_line_no", reason=reasons.filter(failed), line="_line"
+        )
+        return canon.filter(~failed), pl.concat([bad, conv_bad])
