@@ -153,6 +153,49 @@ def ingest(
 
 
 @app.command()
+def run(
+    case_file: Annotated[Path, typer.Argument(help="The case file (TOML): sources, exposure, resources, proxies.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the case database and outputs.")],
+    workers: Annotated[int, typer.Option(help="Files read at once (one per core is right).")] = 2,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Run the whole investigation: ingest the logs, find every request for the leaked resource
+    in the exposure window, resolve the real client behind proxies and the CDN, decide what each
+    client received, and write the downloader list (CSV, Parquet, JSON) beside the case database.
+
+    Example: forensics run sample_logs/case.toml --out case-out
+    """
+    from forensics.casefile import load_case
+    from forensics.pipeline import run_case
+
+    bar = _Bar(enabled=not quiet and err.is_terminal)
+    started = time.monotonic()
+    try:
+        case = load_case(case_file)
+        report = run_case(case, out_dir, progress=bar, workers=workers)
+    except BaseException as exc:  # noqa: BLE001
+        bar.stop()
+        if isinstance(exc, (KeyboardInterrupt, typer.Exit)):
+            raise
+        _fail(exc)
+        return
+    bar.stop()
+    _print_ingest(report.ingest, time.monotonic() - started)
+    for w in report.warnings:
+        err.print(f"[yellow]Warning:[/] {w}", markup=True, soft_wrap=True)
+    for g in report.gaps:
+        err.print(f"[yellow]Coverage gap:[/] {g}", markup=True, soft_wrap=True)
+    h = report.headline
+    out.print(
+        f"[bold]Who obtained the file:[/] {h.get('complete', 0)} complete, {h.get('partial', 0)} partial, "
+        f"{h.get('failed', 0)} tried and failed, {h.get('headers_only', 0)} headers only",
+        markup=True,
+    )
+    for name, path in report.outputs.items():
+        out.print(f"  {name:<18} {path}", soft_wrap=True)
+
+
+@app.command()
 def formats() -> None:
     """List the log formats forensics reads, one line each: name, family, title and spec.
 

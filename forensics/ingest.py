@@ -151,12 +151,13 @@ def plan_files(case: Case) -> tuple[list[PlannedFile], list[str]]:
                     path=path,
                 )
             lines = [b.decode("utf-8", "backslashreplace") for b in raw]
-            if not any(ln.strip() for ln in lines):
+            if any(ln.strip() for ln in lines):
+                nonempty += 1
+                fmt, detected = resolve_format(spec, path, lines)
+            else:
                 warnings.append(f"{display}: no lines with content (recorded, nothing to read)")
-            nonempty += 1
-            fmt, detected = resolve_format(spec, path, lines) if any(
-                ln.strip() for ln in lines
-            ) else (get_format(spec.format if spec.format != "auto" else "combined"), spec.format == "auto")
+                fmt = get_format(spec.format if spec.format != "auto" else "combined")
+                detected = spec.format == "auto"
             if fmt.timezone == "source" and not spec.timezone:
                 raise InputError(
                     f"format {fmt.name!r} writes times without a zone and the source gives none",

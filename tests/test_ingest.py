@@ -1,0 +1,209 @@
+"""Ingest end to end on hand-made files: accounting, compression, encodings, provenance."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import json
+import lzma
+from pathlib import Path
+
+import duckdb
+import pytest
+import zstandard
+
+from forensics.casefile import load_case
+from forensics.errors import ForensicsError, InputError
+from forensics.ingest import ingest
+
+LINE = '198.51.100.{n} - - [28/Nov/2022:14:{m:02d}:00 -0500] "GET /p{n} HTTP/1.1" 200 {n} "-" "ua {n}"\n'
+
+
+def lines(count: int, start: int = 1) -> str:
+    return "".join(LINE.format(n=i, m=i % 60) for i in range(start, start + count))
+
+
+def db(out: Path) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(str(out / "case.duckdb"), read_only=True)
+    con.execute("SET TimeZone='UTC'")
+    return con
+
+
+def test_every_line_accounted_for(tmp_path, write_case):
+    body = lines(5) + "\n" + "this is not a log line\n" + lines(2, 10)
+    case = write_case([{"path": "a.log", "format": "combined"}], files={"a.log": body})
+    rep = ingest(load_case(case), tmp_path / "out")
+    r = rep.loaded[0]
+    assert (r.lines_read, r.lines_parsed, r.lines_rejected, r.lines_skipped) == (9, 7, 1, 1)
+    con = db(tmp_path / "out")
+    assert con.execute("SELECT line_no, reason FROM rejects").fetchall() == [
+        (7, "does not match the combined layout")
+    ]
+    assert con.execute("SELECT list(line_no ORDER BY line_no) FROM requests").fetchone()[0] == [1, 2, 3, 4, 5, 8, 9]
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    src = manifest["sources"][0]
+    assert src["lines_read"] == src["lines_parsed"] + src["lines_rejected"] + src["lines_skipped"]
+    assert src["sha256"] == hashlib.sha256(body.encode()).hexdigest()
+    assert src["skipped"] == {"blank": 1}
+
+
+def test_offsets_are_applied_and_stored_as_utc(tmp_path, write_case):
+    case = write_case([{"path": "a.log"}], files={"a.log": lines(1)})
+    ingest(load_case(case), tmp_path / "out")
+    con = db(tmp_path / "out")
+    ts = con.execute("SELECT ts FROM requests").fetchone()[0]
+    assert ts.utcoffset().total_seconds() == 0
+    assert ts.isoformat() == "2022-11-28T19:01:00+00:00"
+    assert con.execute("SELECT typeof(ts) FROM requests").fetchone()[0] == "TIMESTAMP WITH TIME ZONE"
+
+
+@pytest.mark.parametrize(
+    ("name", "pack"),
+    [
+        ("a.log.gz", gzip.compress),
+        ("a.log.bz2", bz2.compress),
+        ("a.log.xz", lzma.compress),
+        ("a.log.zst", lambda b: zstandard.ZstdCompressor().compress(b)),
+        ("a.log", lambda b: b),
+    ],
+)
+def test_compressions(tmp_path, write_case, name, pack):
+    raw = lines(300).encode()
+    case = write_case([{"path": name}], files={name: pack(raw)})
+    rep = ingest(load_case(case), tmp_path / "out")
+    assert rep.loaded[0].lines_parsed == 300
+    assert rep.loaded[0].planned.compression == ("none" if name == "a.log" else rep.loaded[0].planned.compression)
+
+
+def test_mixed_compressions_in_one_folder(tmp_path, write_case):
+    files = {
+        "logs/a.log.gz": gzip.compress(lines(10).encode()),
+        "logs/b.log": lines(10, 20),
+        "logs/c.log.zst": zstandard.ZstdCompressor().compress(lines(10, 40).encode()),
+    }
+    case = write_case([{"path": "logs", "format": "combined"}], files=files)
+    rep = ingest(load_case(case), tmp_path / "out")
+    assert rep.totals["lines_parsed"] == 30
+    assert sorted(r.planned.compression for r in rep.loaded) == ["gzip", "none", "zstd"]
+
+
+def test_crlf_non_utf8_and_long_lines_are_kept(tmp_path, write_case):
+    long_agent = "x" * (1 << 20)
+    body = (
+        lines(1).replace("\n", "\r\n").encode()
+        + b'198.51.100.7 - - [28/Nov/2022:14:00:00 -0500] "GET /caf\xe9 HTTP/1.1" 200 1 "-" "\xff\xfe"\r\n'
+        + f'198.51.100.8 - - [28/Nov/2022:14:00:00 -0500] "GET / HTTP/1.1" 200 1 "-" "{long_agent}"\n'.encode()
+    )
+    case = write_case([{"path": "a.log", "format": "combined"}], files={"a.log": body})
+    rep = ingest(load_case(case), tmp_path / "out")
+    assert rep.loaded[0].lines_parsed == 3 and rep.loaded[0].lines_rejected == 0
+    con = db(tmp_path / "out")
+    rows = con.execute("SELECT path, user_agent, length(user_agent) FROM requests ORDER BY line_no").fetchall()
+    assert rows[0][1] == "ua 1"  # no stray \r
+    assert rows[1][0] == "/caf\\xe9" and rows[1][1] == "\\xff\\xfe"
+    assert rows[2][2] == 1 << 20
+
+
+def test_truncated_gzip_keeps_what_was_readable(tmp_path, write_case):
+    full = gzip.compress(lines(2000).encode())
+    case = write_case([{"path": "a.log.gz"}], files={"a.log.gz": full[: len(full) * 2 // 3]})
+    rep = ingest(load_case(case), tmp_path / "out")
+    r = rep.loaded[0]
+    assert r.truncated
+    assert 0 < r.lines_parsed < 2000
+    assert r.lines_read == r.lines_parsed + r.lines_rejected + r.lines_skipped
+    assert "truncated" in (r.note or "")
+    con = db(tmp_path / "out")
+    assert con.execute("SELECT truncated, note IS NOT NULL FROM sources").fetchone() == (True, True)
+
+
+def test_reingest_adds_nothing_and_new_sources_are_added(tmp_path, write_case):
+    case = write_case([{"path": "a.log"}], files={"a.log": lines(5)})
+    ingest(load_case(case), tmp_path / "out")
+    rep = ingest(load_case(case), tmp_path / "out")
+    assert rep.loaded == [] and rep.already_loaded == ["a.log"]
+    case = write_case([{"path": "a.log"}, {"path": "b.log"}], files={"b.log": lines(3, 50)})
+    rep = ingest(load_case(case), tmp_path / "out")
+    assert [r.planned.display_path for r in rep.loaded] == ["b.log"]
+    con = db(tmp_path / "out")
+    assert con.execute("SELECT count(*), count(DISTINCT source_id) FROM requests").fetchone() == (8, 2)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert [s["path"] for s in manifest["sources"]] == ["a.log", "b.log"]
+
+
+def test_input_files_are_not_modified(tmp_path, write_case):
+    case = write_case([{"path": "a.log.gz"}], files={"a.log.gz": gzip.compress(lines(10).encode())})
+    p = tmp_path / "a.log.gz"
+    before = (p.read_bytes(), p.stat().st_mtime_ns)
+    ingest(load_case(case), tmp_path / "out")
+    assert (p.read_bytes(), p.stat().st_mtime_ns) == before
+
+
+def test_zone_less_format_needs_the_source_timezone(tmp_path, write_case):
+    layout = 'apache:%h %{%Y-%m-%d %H:%M:%S}t "%r" %>s %b'
+    body = '198.51.100.1 2022-11-28 14:00:00 "GET / HTTP/1.1" 200 5\n'
+    case = write_case([{"path": "a.log", "format": layout}], files={"a.log": body})
+    with pytest.raises(InputError, match="without a zone"):
+        ingest(load_case(case), tmp_path / "out")
+    case = write_case([{"path": "a.log", "format": layout, "timezone": "America/New_York"}])
+    ingest(load_case(case), tmp_path / "out")
+    ts = db(tmp_path / "out").execute("SELECT ts FROM requests").fetchone()[0]
+    assert ts.isoformat() == "2022-11-28T19:00:00+00:00"
+
+
+def test_nginx_log_format_directive_as_format(tmp_path, write_case):
+    layout = 'nginx:$remote_addr [$time_iso8601] "$request" $status $body_bytes_sent $request_time "$http_user_agent" $upstream_cache_status'
+    body = '2001:db8::5 [2022-11-28T14:00:00-05:00] "GET /f.xlsx?a=1 HTTP/2.0" 206 1000 0.250 "curl/8" HIT\n'
+    case = write_case([{"path": "a.log", "format": layout}], files={"a.log": body})
+    ingest(load_case(case), tmp_path / "out")
+    row = db(tmp_path / "out").execute(
+        "SELECT client_addr, ts, path, query, status, body_bytes, time_taken_ms, cache_status_raw FROM requests"
+    ).fetchone()
+    assert row[0] == "2001:db8::5"
+    assert row[1].isoformat() == "2022-11-28T19:00:00+00:00"
+    assert row[2:] == ("/f.xlsx", "a=1", 206, 1000, 250.0, "HIT")
+
+
+def test_unknown_fields_go_to_extra(tmp_path, write_case):
+    layout = 'nginx:$remote_addr [$time_local] "$request" $status $body_bytes_sent $ssl_protocol "$http_x_custom"'
+    body = '192.0.2.1 [28/Nov/2022:14:00:00 -0500] "GET / HTTP/1.1" 200 5 TLSv1.3 "hello \\x22x\\x22"\n'
+    case = write_case([{"path": "a.log", "format": layout}], files={"a.log": body})
+    ingest(load_case(case), tmp_path / "out")
+    extra = db(tmp_path / "out").execute("SELECT extra FROM requests").fetchone()[0]
+    assert json.loads(extra) == {"ssl_protocol": "TLSv1.3", "req_x-custom": "hello \\x22x\\x22"}
+
+
+@pytest.mark.parametrize(
+    ("files", "path", "needle"),
+    [
+        ({}, "missing.log", "no such file"),
+        ({}, "logs/*.gz", "matches no file"),
+        ({"bin.log": bytes(range(256)) * 40}, "bin.log", "binary file"),
+        ({"a.log": "2022-11-28 14:00:00 x\n"}, "a.log", "cannot tell the format"),
+        ({"a.log": "\n"}, "a.log", "is empty"),
+        ({"a.log": ""}, "a.log", "is empty"),
+    ],
+)
+def test_bad_inputs_are_clear_errors(tmp_path, write_case, files, path, needle):
+    case = write_case([{"path": path}], files=files)
+    with pytest.raises(ForensicsError) as exc:
+        ingest(load_case(case), tmp_path / "out")
+    assert needle in str(exc.value)
+
+
+def test_wrong_forced_format_names_what_it_looks_like(tmp_path, write_case):
+    case = write_case([{"path": "a.log", "format": "iis"}], files={"a.log": lines(5)})
+    with pytest.raises(InputError) as exc:
+        ingest(load_case(case), tmp_path / "out")
+    assert "as format 'iis'" in str(exc.value) and "'combined'" in str(exc.value)
+
+
+def test_empty_file_beside_others_is_recorded(tmp_path, write_case):
+    case = write_case([{"path": "logs"}], files={"logs/a.log": lines(3), "logs/b.log": ""})
+    rep = ingest(load_case(case), tmp_path / "out")
+    assert any("empty file" in w for w in rep.warnings)
+    con = db(tmp_path / "out")
+    assert con.execute("SELECT path, lines_read FROM sources ORDER BY path").fetchall() == [
+        ("logs/a.log", 3), ("logs/b.log", 0)
+    ]
