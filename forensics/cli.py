@@ -233,7 +233,10 @@ def detect(
 
 @app.command()
 def version() -> None:
-    """Print the version of forensics and of the libraries that shape its results."""
+    """Print the version of forensics and of the libraries that shape its results.
+
+    Example: forensics version
+    """
     import duckdb
     import polars
 

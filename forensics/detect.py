@@ -60,8 +60,11 @@ def detect_lines(lines: list[str], path: str = "<lines>") -> Detection:
             generic = next((f for f in w3c if f.name == "iis"), None)
             if generic is not None:
                 return Detection(generic, score_format(generic, lines), (("iis", 1.0),))
+    # Without directives only text formats are tried: a W3C file without a header is read only
+    # when the case names the format (and its fields).
+    text_formats = [f for f in formats if f.family == "text"]
     scored = sorted(
-        ((score_format(f, lines), f.detect_priority, f) for f in formats),
+        ((score_format(f, lines), f.detect_priority, f) for f in text_formats),
         key=lambda t: (-round(t[0], 4), -t[1]),
     )
     candidates = tuple((f.name, round(s, 3)) for s, _, f in scored if s > 0)[:4]

@@ -178,6 +178,7 @@ class CompiledLayout:
     regex: str
     group_targets: list[Directive]
     csv_plan: list[tuple[Directive, str]] | None = field(default=None)
+    lenient: bool = False
     # csv_plan: one entry per CSV column: (directive, role) with role "value", "literal" (the
     # column must equal the directive's token) "ts_head" or "ts_tail" (the two halves of a
     # bracketed time that contains a space).
@@ -225,9 +226,11 @@ def parse_parts(text: str, dialect: str) -> list[Part]:
 _QUOTED_VALUE = r'((?:[^"\\]|\\.)*)'
 
 
-def _directive_regex(d: Directive, quoted: bool, bracketed: bool) -> str:
+def _directive_regex(d: Directive, quoted: bool, bracketed: bool, lenient: bool = False) -> str:
     if quoted:
-        return _QUOTED_VALUE
+        # Lenient: servers that did not escape quotes (old Apache, hand-made logs); the rest of
+        # the layout decides where the value ends.
+        return "(.*?)" if lenient else _QUOTED_VALUE
     if d.kind == "ts_clf" and not bracketed:
         # Apache %t prints its own brackets.
         return r"\[([^\]]+)\]"
@@ -241,7 +244,7 @@ def _directive_regex(d: Directive, quoted: bool, bracketed: bool) -> str:
     return r"(\S+)"
 
 
-def compile_layout(text: str, dialect: str, trailing: bool = False) -> CompiledLayout:
+def compile_layout(text: str, dialect: str, trailing: bool = False, lenient: bool = False) -> CompiledLayout:
     if dialect not in ("apache", "nginx"):
         raise FormatError(f"unknown layout dialect {dialect!r}", hint="use apache or nginx")
     parts = parse_parts(text, dialect)
@@ -256,7 +259,7 @@ def compile_layout(text: str, dialect: str, trailing: bool = False) -> CompiledL
         after = parts[i + 1].literal if i + 1 < len(parts) else None
         quoted = bool(before and before.endswith('"') and after and after.startswith('"'))
         bracketed = bool(before and before.endswith("[") and after and after.startswith("]"))
-        out.append(_directive_regex(p.directive, quoted, bracketed))
+        out.append(_directive_regex(p.directive, quoted, bracketed, lenient))
         targets.append(p.directive)
     if trailing:
         out.append(r"(?: (.*?))?")
@@ -268,7 +271,8 @@ def compile_layout(text: str, dialect: str, trailing: bool = False) -> CompiledL
         parts=parts,
         regex="".join(out),
         group_targets=targets,
-        csv_plan=_csv_plan(parts),
+        csv_plan=None if lenient else _csv_plan(parts),
+        lenient=lenient,
     )
 
 

@@ -54,12 +54,13 @@ def _ts_expr(raw: pl.Expr, kind: str, source_tz: str | None) -> pl.Expr:
         scale = {"ts_epoch_s": 1_000_000, "ts_epoch_ms": 1_000, "ts_epoch_us": 1}[kind]
         us = (raw.cast(pl.Float64, strict=False) * scale).round(0).cast(pl.Int64, strict=False)
         return pl.from_epoch(us, time_unit="us").dt.replace_time_zone("UTC")
-    if kind == "ts_w3c":
+    if kind.startswith("ts_w3c"):
         naive = pl.coalesce(
             raw.str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S", strict=False),
             raw.str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S%.f", strict=False),
         )
-        return naive.dt.replace_time_zone("UTC")
+        zone = kind.partition(":")[2] or "UTC"
+        return naive.dt.replace_time_zone(zone, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
     if kind.startswith("strftime:"):
         fmt = kind.split(":", 1)[1]
         if "%z" in fmt:
@@ -78,6 +79,7 @@ def to_canonical(
     fmt: FormatDef,
     source_id: int,
     source_tz: str | None,
+    w3c_zone: str | None = None,
 ) -> tuple[pl.DataFrame, pl.Series]:
     """Convert a raw frame (with `_line_no`) to canonical columns.
 
@@ -97,7 +99,7 @@ def to_canonical(
         )
     if "_date" in df.columns and "_time" in df.columns:
         df = df.with_columns(_ts=pl.concat_str("_date", "_time", separator=" "))
-        kinds = {**kinds, "_ts": "ts_w3c"}
+        kinds = {**kinds, "_ts": f"ts_w3c:{w3c_zone}" if w3c_zone else "ts_w3c"}
 
     exprs: dict[str, pl.Expr] = {}
     checks: list[tuple[pl.Expr, str]] = []

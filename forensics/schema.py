@@ -175,7 +175,125 @@ CASE_INFO = Table(
 
 INGEST_TABLES: tuple[Table, ...] = (CASE_INFO, SOURCES, REQUESTS, REJECTS, SKIPPED)
 
-ALL_TABLES: list[Table] = list(INGEST_TABLES)
+HITS = Table(
+    "hits",
+    "Every logged request for a leaked resource, linked to its requests row, with how it matched, "
+    "who the real client was and whether it counts on its own.",
+    (
+        Column("source_id", "INTEGER", "The file (requests.source_id)."),
+        Column("line_no", "BIGINT", "The line (requests.line_no)."),
+        Column("resource_path", "VARCHAR", "The resource as the case file names it."),
+        Column("role", "VARCHAR", "cdn or origin: the role of the source the line came from."),
+        Column("ts", "TIMESTAMPTZ", "When the request was logged, in UTC."),
+        Column(
+            "match_how",
+            "VARCHAR",
+            "How the logged path matched the resource: exact, decoded (percent-decoded once), "
+            "double_decoded (encoded twice, e.g. %252D), normalised (duplicate slashes or dot "
+            "segments), case_folded (only a case-insensitive match).",
+        ),
+        Column(
+            "window_position",
+            "VARCHAR",
+            "exposure (inside [start, end]), margin (inside the margin around it) or outside.",
+        ),
+        Column("peer_ip", "VARCHAR", "The TCP peer, normalised (at an origin behind a CDN, the CDN)."),
+        Column(
+            "client_ip",
+            "VARCHAR",
+            "The real client, normalised: the viewer at a CDN edge, else the first untrusted "
+            "X-Forwarded-For entry from the right behind a trusted proxy, else the peer. NULL when "
+            "every entry was trusted or the list was empty.",
+        ),
+        Column(
+            "client_basis",
+            "VARCHAR",
+            "Where client_ip came from: viewer (CDN log), peer (direct connection), "
+            "forwarded_for (walked from the right through trusted proxies), unknown.",
+        ),
+        Column(
+            "claimed_forwarded_for",
+            "VARCHAR",
+            "X-Forwarded-For entries the client itself sent (left of the client): never the client.",
+        ),
+        Column("client_flags", "VARCHAR[]", "Reader-word flags from resolving the client."),
+        Column("linked_source_id", "INTEGER", "For an origin row relayed by the CDN: the edge row's file."),
+        Column("linked_line_no", "BIGINT", "For an origin row relayed by the CDN: the edge row's line."),
+        Column("linked_by", "VARCHAR", "request_id or time (client, resource, time tolerance)."),
+        Column(
+            "counts",
+            "BOOLEAN",
+            "True when the row stands for what a client received: edge rows, origin rows not "
+            "linked to an edge row. Linked origin rows are the same request seen twice.",
+        ),
+    ),
+)
+
+DOWNLOADERS = Table(
+    "downloaders",
+    "One row per resource and resolved client address over the exposure window and margin: what "
+    "the client received (complete, partial, failed, headers_only) and how sure that is.",
+    (
+        Column("resource_path", "VARCHAR", "The resource as the case file names it."),
+        Column("client_ip", "VARCHAR", "The resolved client address (NULL when it is unknown)."),
+        Column("outcome", "VARCHAR", "complete, partial, failed or headers_only."),
+        Column(
+            "confidence",
+            "VARCHAR",
+            "confirmed, or probable when completeness rests on byte counts without logged ranges "
+            "or on CloudFront byte counts that include headers.",
+        ),
+        Column("first_seen", "TIMESTAMPTZ", "First counted request, UTC."),
+        Column("last_seen", "TIMESTAMPTZ", "Last counted request, UTC."),
+        Column("requests", "BIGINT", "Counted requests (a request seen at edge and origin counts once)."),
+        Column("bytes_received", "BIGINT", "Body bytes of the resource sent to the client (estimated at a CDN)."),
+        Column("coverage_pct", "DOUBLE", "Share of the file's bytes the client received, 0-100."),
+        Column("resource_size", "BIGINT", "The size the outcome was judged against."),
+        Column("statuses", "VARCHAR[]", "Distinct HTTP statuses of the counted requests."),
+        Column("user_agents", "VARCHAR[]", "Distinct User-Agent values."),
+        Column("referers", "VARCHAR[]", "Distinct Referer values."),
+        Column("sources", "VARCHAR[]", "Roles of the logs that saw the client (cdn, origin)."),
+        Column("claimed_forwarded_for", "VARCHAR[]", "X-Forwarded-For entries the client sent (not trusted)."),
+        Column("flags", "VARCHAR[]", "Reader-word flags: forwarded_for_claimed, went_around_cdn, ..."),
+    ),
+)
+
+NEAR_MISSES = Table(
+    "near_misses",
+    "Requests that are not downloads of the resource but matter to the investigator: the resource "
+    "outside the window and margin, other hosts, the folder it sits in, and similar file names.",
+    (
+        Column("resource_path", "VARCHAR", "The resource these requests are near."),
+        Column(
+            "kind",
+            "VARCHAR",
+            "resource_outside_window, resource_other_host, same_folder, similar_name.",
+        ),
+        Column("path", "VARCHAR", "The path as logged."),
+        Column("status", "SMALLINT", "HTTP status."),
+        Column("window_position", "VARCHAR", "exposure, margin or outside."),
+        Column("requests", "BIGINT", "How many requests."),
+        Column("clients", "BIGINT", "Distinct logged client addresses (not resolved through proxies)."),
+        Column("first_seen", "TIMESTAMPTZ", "First request, UTC."),
+        Column("last_seen", "TIMESTAMPTZ", "Last request, UTC."),
+    ),
+)
+
+COVERAGE = Table(
+    "coverage",
+    "Log lines per source role and hour over the exposure window and margin; a gap is an hour "
+    "without lines from a role that has lines before and after it.",
+    (
+        Column("role", "VARCHAR", "cdn or origin."),
+        Column("hour_start", "TIMESTAMPTZ", "Start of the hour, UTC."),
+        Column("lines", "BIGINT", "Requests logged in that hour by sources of that role."),
+        Column("is_gap", "BOOLEAN", "No lines although the role has lines before and after."),
+    ),
+)
+
+INVESTIGATION_TABLES: tuple[Table, ...] = (HITS, DOWNLOADERS, NEAR_MISSES, COVERAGE)
+
+ALL_TABLES: list[Table] = [*INGEST_TABLES, *INVESTIGATION_TABLES]
 
 
 def empty_requests_frame() -> pl.DataFrame:

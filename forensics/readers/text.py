@@ -28,6 +28,11 @@ class TextReader:
         self.layouts: list[CompiledLayout] = [
             compile_layout(text, fmt.dialect, trailing=fmt.trailing) for text in fmt.layouts
         ]
+        # Last resort for lines whose quoted fields hold unescaped quotes; rows read this way
+        # say so in extra.quote_repair.
+        self.lenient_layouts = [
+            compile_layout(text, fmt.dialect, trailing=fmt.trailing, lenient=True) for text in fmt.layouts
+        ]
         self.fast_enabled = True
 
     # -- the exact path ---------------------------------------------------------------------
@@ -39,6 +44,9 @@ class TextReader:
             name = d.target if d.target not in cols else d.token
             cols[name] = groups.struct.field(str(i))
             kinds[name] = d.kind
+        if layout.lenient:
+            cols["quote_repair"] = pl.lit("unescaped quotes inside a quoted field")
+            kinds["quote_repair"] = "str"
         raw = frame.select(pl.col("_line_no"), pl.col("_line"), **cols)
         return raw, kinds
 
@@ -55,7 +63,7 @@ class TextReader:
         parsed: list[pl.DataFrame] = []
         rejects: list[pl.DataFrame] = []
         remaining = frame
-        for layout in self.layouts:
+        for layout in [*self.layouts, *self.lenient_layouts]:
             if remaining.height == 0:
                 break
             mask = remaining.get_column("_line").str.contains(layout.regex)

@@ -7,6 +7,7 @@ source's `fields` or the format's default field list, and the source notes that 
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import polars as pl
@@ -15,6 +16,9 @@ from forensics.formats import FormatDef
 from forensics.normalize import to_canonical
 from forensics.readers import ChunkResult, decode_lines, empty_rejects
 from forensics.schema import empty_requests_frame
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+_OFFSET = re.compile(r"^([+-])(\d{2}):?(\d{2})$")
 
 
 class W3CReader:
@@ -26,6 +30,10 @@ class W3CReader:
         self.fallback_fields = (fields or fmt.default_fields or "").split()
         self.notes: list[str] = []
         self._used_fallback = False
+        # Directives that change how times read: #Date gives the day when there is no date
+        # field; #GMT-Offset says the times are local at that offset (Oracle Web Cache).
+        self.directive_date: str | None = None
+        self.gmt_zone: str | None = None
 
     def _fields(self) -> list[str]:
         if self.header_fields is not None:
@@ -37,6 +45,21 @@ class W3CReader:
                 + ("given in the case file" if self.fallback_fields else "of the format")
             )
         return self.fallback_fields
+
+    def _directive(self, text: str) -> None:
+        key, _, value = text[1:].partition(":")
+        value = value.strip()
+        if key == "Fields":
+            self.header_fields = value.split()
+        elif key in ("Date", "Start-Date") and _ISO_DATE.match(value):
+            self.directive_date = value[:10]
+        elif key == "GMT-Offset":
+            m = _OFFSET.match(value)
+            if m and m.group(3) == "00":
+                hours = int(m.group(2))
+                # Etc/GMT zones have the sign inverted: UTC-8 is Etc/GMT+8.
+                self.gmt_zone = "UTC" if hours == 0 else f"Etc/GMT{'+' if m.group(1) == '-' else '-'}{hours}"
+                self.notes.append(f"times read as local at #GMT-Offset {value}")
 
     def read_chunk(self, start_line: int, chunk: bytes) -> ChunkResult:
         return self.read_lines(start_line, decode_lines(chunk))
@@ -53,8 +76,7 @@ class W3CReader:
                     runs.append((self._fields(), cur_nos, cur_lines))
                     cur_nos, cur_lines = [], []
                 skipped["directive"] += 1
-                if text.startswith("#Fields:"):
-                    self.header_fields = text[len("#Fields:"):].split()
+                self._directive(text)
                 continue
             if not text.strip():
                 skipped["blank"] += 1
@@ -86,15 +108,20 @@ class W3CReader:
         n = len(fields)
         delim = self.fmt.delimiter
         line = pl.col("_line")
+        # Space-separated W3C values may be double-quoted strings with spaces inside
+        # (IIS Advanced Logging, Oracle, Incapsula); runs of spaces separate one field.
+        # Inside quotes a quote is doubled ("").
+        elem = pl.element()
+        spaced = line.str.extract_all(r'"(?:[^"]|"")*"|[^ \t]+').list.eval(
+            pl.when(elem.str.starts_with('"') & elem.str.ends_with('"') & (elem.str.len_chars() >= 2))
+            .then(elem.str.slice(1).str.head(-1).str.replace_all('""', '"', literal=True))
+            .otherwise(elem)
+        )
         if delim == "\t":
-            # Some writers use spaces; CloudFront lines may end in a trailing tab.
-            parts = (
-                pl.when(line.str.contains("\t", literal=True))
-                .then(line.str.split("\t"))
-                .otherwise(line.str.split(" "))
-            )
+            # Some copies are space-separated; CloudFront lines may end in a trailing tab.
+            parts = pl.when(line.str.contains("\t", literal=True)).then(line.str.split("\t")).otherwise(spaced)
         else:
-            parts = line.str.split(delim)
+            parts = spaced
         frame = frame.with_columns(_parts=parts)
         frame = frame.with_columns(
             _parts=pl.when(
@@ -131,8 +158,17 @@ class W3CReader:
             cols[target] = pl.col("_parts").list.get(i, null_on_oob=True)
             kinds[target] = kind
         cols["missing_fields"] = pl.when(count < n).then((pl.lit(n) - count).cast(pl.String))
+        if "_date" not in cols and "_time" in cols and self.directive_date:
+            cols["_date"] = pl.lit(self.directive_date)
+            kinds["_date"] = "str"
+        local = "_date" not in cols and "date-local" in cols and "time-local" in cols
+        if local:
+            cols["_date"], cols["_time"] = cols.pop("date-local"), cols.pop("time-local")
         raw = frame.select(pl.col("_line_no"), pl.col("_line"), **cols)
-        canon, reasons = to_canonical(raw, kinds, self.fmt, self.source_id, self.source_tz)
+        zone = self.source_tz if local else self.gmt_zone
+        canon, reasons = to_canonical(raw, kinds, self.fmt, self.source_id, self.source_tz, w3c_zone=zone)
+        if local and not self.source_tz:
+            reasons = pl.Series(["time is local (date-local/time-local) and the source gives no timezone"] * raw.height, dtype=pl.String)
         failed = reasons.is_not_null()
         conv_bad = raw.filter(failed).select(
             line_no="_line_no", reason=reasons.filter(failed), line="_line"

@@ -1,0 +1,69 @@
+"""The CLI: every command has help with an example; bad input gives one clear line and a
+non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+from typer.testing import CliRunner
+
+from forensics.cli import app
+
+runner = CliRunner()
+LINE = '198.51.100.1 - - [28/Nov/2022:14:00:00 -0500] "GET / HTTP/1.1" 200 5 "-" "x"\n'
+
+
+def commands():
+    return [c.name or c.callback.__name__ for c in app.registered_commands]
+
+
+@pytest.mark.parametrize("name", commands())
+def test_every_command_has_help_with_an_example(name):
+    res = runner.invoke(app, [name, "--help"])
+    assert res.exit_code == 0
+    assert "Example:" in res.output
+
+
+def test_formats_lists_each_format_with_its_spec():
+    res = runner.invoke(app, ["formats"])
+    assert res.exit_code == 0
+    assert "nginx_main" in res.output and "cloudfront" in res.output
+    assert all("https://" in ln for ln in res.output.strip().splitlines())
+
+
+def test_ingest_and_detect(tmp_path):
+    (tmp_path / "a.log.gz").write_bytes(gzip.compress(LINE.encode() * 3))
+    (tmp_path / "case.toml").write_text('[[sources]]\npath = "a.log.gz"\n')
+    res = runner.invoke(app, ["ingest", str(tmp_path / "case.toml"), "--out", str(tmp_path / "out"), "-q"])
+    assert res.exit_code == 0, res.output
+    assert "3 requests" in res.output and "case.duckdb" in res.output
+    res = runner.invoke(app, ["detect", str(tmp_path / "a.log.gz")])
+    assert res.exit_code == 0
+    assert "combined (detected; gzip; 3 of the first 3 lines read)" in res.output
+
+
+@pytest.mark.parametrize(
+    ("case_text", "files", "needle"),
+    [
+        ('[[sources]]\npath = "nope.log"\n', {}, "no such file or directory"),
+        ('[[sources]]\npath = "a.log"\nformat = "apache2"\n', {"a.log": LINE}, "unknown format 'apache2'"),
+        ('[[sources]]\npath = "a.log"\nfromat = "combined"\n', {"a.log": LINE}, "unknown key 'fromat'"),
+        ('[[sources]\npath = "a.log"\n', {"a.log": LINE}, "not valid TOML"),
+        ('[[sources]]\npath = "b.bin"\n', {"b.bin": b"\x00\x01\x02" * 100}, "binary file"),
+    ],
+)
+def test_bad_input_is_one_clear_line(tmp_path, case_text, files, needle):
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content.encode() if isinstance(content, str) else content)
+    (tmp_path / "case.toml").write_text(case_text)
+    res = runner.invoke(app, ["ingest", str(tmp_path / "case.toml"), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 1
+    assert "Traceback" not in res.output
+    assert needle in res.output
+    assert "Error:" in res.output
+
+
+def test_detect_missing_file(tmp_path):
+    res = runner.invoke(app, ["detect", str(tmp_path / "x.log")])
+    assert res.exit_code == 1 and "no such file" in res.output and "Traceback" not in res.output
