@@ -142,7 +142,7 @@ def ingest(
     try:
         case = load_case(case_file)
         report = run_ingest(case, out_dir, progress=bar, workers=workers)
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         bar.stop()
         if isinstance(exc, (KeyboardInterrupt, typer.Exit)):
             raise
@@ -173,7 +173,7 @@ def run(
     try:
         case = load_case(case_file)
         report = run_case(case, out_dir, progress=bar, workers=workers)
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         bar.stop()
         if isinstance(exc, (KeyboardInterrupt, typer.Exit)):
             raise
@@ -227,7 +227,7 @@ def detect(
             out.print(f"[bold]{res.path}[/]: {res.summary}", soft_wrap=True)
             for line in res.rows:
                 out.print(f"  {line}", soft_wrap=True)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         _fail(exc)
 
 

@@ -114,7 +114,7 @@ def resolve_format(spec: SourceSpec, path: Path, lines: list[str]) -> tuple[Form
             hint = f"its first lines look like {guess!r}; fix format in the case file or use \"auto\""
         except InputError:
             hint = "check the format named in the case file, or use format = \"auto\""
-        except Exception:  # noqa: BLE001
+        except Exception:
             hint = "check the format named in the case file, or use format = \"auto\""
         raise InputError(
             f"none of the first {len(data)} lines reads as format {fmt.name!r}", hint=hint, path=path

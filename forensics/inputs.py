@@ -142,7 +142,7 @@ def _open_stream(path: Path, compression: str) -> IO[bytes]:
         except ImportError:  # pragma: no cover - isal is a dependency; stdlib as a fallback
             import gzip
 
-            return gzip.open(path, "rb")
+            return gzip.open(path, "rb")  # type: ignore[return-value]
     if compression == "bzip2":
         return bz2.open(path, "rb")
     if compression == "xz":
@@ -177,8 +177,9 @@ def _raw_blocks(path: Path, compression: str, state: ReadState) -> Iterator[byte
             skip -= len(block)
             continue
         if skip:
-            block = block[skip:]
+            yield block[skip:]
             skip = 0
+            continue
         yield block
 
 
@@ -191,13 +192,12 @@ def read_chunks(path: Path, compression: str, state: ReadState) -> Iterator[tupl
     pending = b""
     next_line = 1
     for block in _raw_blocks(path, compression, state):
-        if pending:
-            block = pending + block
-        cut = block.rfind(b"\n")
+        data = pending + block if pending else block
+        cut = data.rfind(b"\n")
         if cut < 0:
-            pending = block
+            pending = data
             continue
-        chunk, pending = block[: cut + 1], block[cut + 1 :]
+        chunk, pending = data[: cut + 1], data[cut + 1 :]
         n = chunk.count(b"\n")
         yield next_line, chunk
         next_line += n

@@ -48,9 +48,10 @@ def detect_files(files: list[Path], fmt: str = "auto", rows: int = 3) -> list[Fi
         shown = []
         for r in parsed.head(rows).iter_rows(named=True):
             ts = r["ts"].isoformat().replace("+00:00", "Z") if r["ts"] else "-"
+            size = r["body_bytes"] if r["body_bytes"] is not None else r["total_bytes"]
             shown.append(
                 f"line {r['line_no']}: {ts} {r['client_addr']} {r['method'] or '-'} "
-                f"{r['path'] or '-'} {r['status']} {r['body_bytes'] if r['body_bytes'] is not None else r['total_bytes']}"
+                f"{r['path'] or '-'} {r['status']} {size}"
             )
         for ln, why in res.rejects.select("line_no", "reason").head(rows).rows():
             shown.append(f"line {ln}: rejected: {why}")

@@ -209,7 +209,7 @@ def to_canonical(
             )
             for c in extra_cols
         ]
-        extra_json = pl.when(pl.any_horizontal(pl.col(c).is_not_null() for c in extra_cols)).then(
+        extra_json: pl.Expr = pl.when(pl.any_horizontal(pl.col(c).is_not_null() for c in extra_cols)).then(
             pl.concat_str(
                 [pl.lit("{"), pl.concat_str(fragments, separator=",", ignore_nulls=True), pl.lit("}")]
             )
@@ -217,18 +217,18 @@ def to_canonical(
     else:
         extra_json = pl.lit(None, pl.String)
 
-    out_cols = []
-    for c in REQUESTS.columns:
-        if c.name == "source_id":
+    out_cols: list[pl.Expr] = []
+    for column in REQUESTS.columns:
+        if column.name == "source_id":
             out_cols.append(pl.lit(source_id, pl.Int32).alias("source_id"))
-        elif c.name == "line_no":
+        elif column.name == "line_no":
             out_cols.append(pl.col("_line_no").cast(pl.Int64).alias("line_no"))
-        elif c.name == "extra":
+        elif column.name == "extra":
             out_cols.append(extra_json.alias("extra"))
-        elif c.name in df.columns:
-            out_cols.append(pl.col(c.name).cast(c.polars_type, strict=False).alias(c.name))
+        elif column.name in df.columns:
+            out_cols.append(pl.col(column.name).cast(column.polars_type, strict=False).alias(column.name))
         else:
-            out_cols.append(pl.lit(None, c.polars_type).alias(c.name))
+            out_cols.append(pl.lit(None, column.polars_type).alias(column.name))
     if "peer_addr" not in df.columns and kinds.get("client_addr") == "addr" and fmt.family == "text":
         # %h / $remote_addr is the TCP peer unless a real-IP module rewrote it.
         out_cols[REQUESTS.column_names.index("peer_addr")] = pl.col("client_addr").alias("peer_addr")

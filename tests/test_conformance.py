@@ -93,7 +93,7 @@ def read_file(path: Path, fmt_name: str, extras: dict):
 def test_sample_file_reads_with_only_known_rejects(name):
     path = shared_path("samples", name)
     fmt_name, extras, expected_rejects = CASES[name]
-    fmt, state, requests, rejects, skipped = read_file(path, fmt_name, extras)
+    _, state, requests, rejects, skipped = read_file(path, fmt_name, extras)
     assert state.lines == len(requests) + len(rejects) + skipped
     assert sorted(rejects) == sorted(expected_rejects), rejects
     for line, needle in expected_rejects.items():

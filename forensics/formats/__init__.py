@@ -128,7 +128,7 @@ def custom_layout(spec: str) -> FormatDef:
     layout = layout.strip()
     if len(layout) >= 2 and layout[0] == layout[-1] == "'":
         layout = layout[1:-1]
-    has_time = ("%t" in layout or "%{" in layout and "}t" in layout) if dialect == "apache" else (
+    has_time = ("%t" in layout or ("%{" in layout and "}t" in layout)) if dialect == "apache" else (
         "$time_local" in layout or "$time_iso8601" in layout or "$msec" in layout
     )
     zone_less = dialect == "apache" and "}t" in layout and "%z" not in layout and "%t" not in layout

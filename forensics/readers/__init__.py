@@ -46,4 +46,4 @@ def decode_lines(chunk: bytes) -> list[str]:
     return lines
 
 
-__all__ = ["ChunkResult", "REJECTS", "decode_lines", "empty_rejects", "make_reader"]
+__all__ = ["REJECTS", "ChunkResult", "decode_lines", "empty_rejects", "make_reader"]

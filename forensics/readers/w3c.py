@@ -168,7 +168,8 @@ class W3CReader:
         zone = self.source_tz if local else self.gmt_zone
         canon, reasons = to_canonical(raw, kinds, self.fmt, self.source_id, self.source_tz, w3c_zone=zone)
         if local and not self.source_tz:
-            reasons = pl.Series(["time is local (date-local/time-local) and the source gives no timezone"] * raw.height, dtype=pl.String)
+            why = "time is local (date-local/time-local) and the source gives no timezone"
+            reasons = pl.Series([why] * raw.height, dtype=pl.String)
         failed = reasons.is_not_null()
         conv_bad = raw.filter(failed).select(
             line_no="_line_no", reason=reasons.filter(failed), line="_line"
