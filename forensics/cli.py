@@ -113,7 +113,8 @@ def _print_ingest(report: Any, elapsed: float) -> None:
     out.print(
         f"Loaded {t['files']} files: {t['lines_read']:,} lines read, {t['lines_parsed']:,} requests, "
         f"{t['lines_rejected']:,} rejected, {t['lines_skipped']:,} skipped "
-        f"({elapsed:.1f} s, {rate:,.0f} lines/s)"
+        f"({elapsed:.1f} s, {rate:,.0f} lines/s)",
+        soft_wrap=True,
     )
     out.print(f"Case database: {report.database}")
     out.print(f"Manifest:      {report.manifest}")
