@@ -9,6 +9,7 @@ loaded again, so sources can be added to an existing case.
 from __future__ import annotations
 
 import json
+import queue
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -174,16 +175,56 @@ def plan_files(case: Case) -> tuple[list[PlannedFile], list[str]]:
     return planned, warnings
 
 
+class _BatchWriter:
+    """One thread that inserts parsed batches into DuckDB while the readers parse the next
+    chunks; a bounded queue keeps memory flat when parsing is faster than writing."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, depth: int = 4) -> None:
+        self.cur = con.cursor()
+        self.queue: queue.Queue[tuple[str, pl.DataFrame] | None] = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="forensics-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            if self.error is not None:
+                continue
+            table, frame = item
+            try:
+                self.cur.register("batch", frame.to_arrow())
+                if table == "requests":
+                    self.cur.execute("INSERT INTO requests BY NAME SELECT * FROM batch")
+                else:
+                    self.cur.execute(
+                        "INSERT INTO rejects BY NAME SELECT source_id, line_no, reason, line FROM batch"
+                    )
+                self.cur.unregister("batch")
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                self.error = exc
+
+    def put(self, table: str, frame: pl.DataFrame) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put((table, frame))
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
 def _read_file(
-    con: duckdb.DuckDBPyConnection,
+    writer: _BatchWriter,
     result: FileResult,
     progress: Progress | None,
-    lock: threading.Lock,
 ) -> None:
     pf = result.planned
-    cur = con.cursor()
     state = ReadState()
-    name = f"batch_{result.source_id}"
     if progress:
         progress("file_start", {"path": pf.display_path, "size": pf.size})
     if pf.empty:
@@ -198,20 +239,14 @@ def _read_file(
         req = res.requests
         if req.height:
             req = req.with_columns(pl.lit(result.source_id, pl.Int32).alias("source_id"))
-            cur.register(name, req.to_arrow())
-            cur.execute(f"INSERT INTO requests BY NAME SELECT * FROM {name}")
-            cur.unregister(name)
+            writer.put("requests", req)
             ts = req.get_column("ts")
             lo, hi = ts.min(), ts.max()
             first = lo if first is None or (lo is not None and lo < first) else first  # type: ignore[operator]
             last = hi if last is None or (hi is not None and hi > last) else last  # type: ignore[operator]
         if res.rejects.height:
             rej = res.rejects.with_columns(pl.lit(result.source_id, pl.Int32).alias("source_id"))
-            cur.register(name, rej.to_arrow())
-            cur.execute(
-                f"INSERT INTO rejects BY NAME SELECT source_id, line_no, reason, line FROM {name}"
-            )
-            cur.unregister(name)
+            writer.put("rejects", rej)
             if len(result.reject_examples) < 5:
                 result.reject_examples.extend(
                     (int(r[0]), str(r[1])) for r in res.rejects.select("line_no", "reason").head(5).rows()
@@ -270,11 +305,14 @@ def ingest(
     if progress:
         progress("plan", {"files": len(to_load), "bytes": sum(r.planned.size for r in to_load)})
 
-    lock = threading.Lock()
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [pool.submit(_read_file, con, r, progress, lock) for r in to_load]
-        for f in futures:
-            f.result()
+    writer = _BatchWriter(con)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            futures = [pool.submit(_read_file, writer, r, progress) for r in to_load]
+            for f in futures:
+                f.result()
+    finally:
+        writer.close()
 
     now = datetime.now(UTC)
     for r in to_load:

@@ -39,6 +39,85 @@ def _percent_decode_series(s: pl.Series) -> pl.Series:
     return s.replace(mapping)
 
 
+def _scatter(df: pl.DataFrame, idx: pl.Series, values: dict[str, pl.Series]) -> pl.DataFrame:
+    cols = {}
+    for name, vals in values.items():
+        cols[name] = df.get_column(name).clone().scatter(idx, vals)
+    return df.with_columns(**cols)
+
+
+def _parse_request(df: pl.DataFrame) -> pl.DataFrame:
+    """Split the request line into method, target and protocol.
+
+    Most lines are `METHOD TARGET PROTOCOL` with single spaces and are split directly; the
+    others (HTTP/0.9 lines without a protocol, junk, binary bytes) go through the regular
+    expression, row by row only where needed. A line that fits neither keeps a null method and
+    is recorded in extra.request_line.
+    """
+    req = df.get_column("_request")
+    parts = req.str.split_exact(" ", 2)
+    method = parts.struct.field("field_0")
+    target = parts.struct.field("field_1")
+    protocol = parts.struct.field("field_2")
+    simple = (
+        (req.str.count_matches(" ", literal=True) == 2)
+        & protocol.str.contains(r"^[A-Za-z]+/[0-9.]+$")
+        & ~req.str.contains(r"[\t\r\n\v\f]")
+        & (method.str.len_bytes() > 0)
+        & (target.str.len_bytes() > 0)
+    ).fill_null(False)
+    df = df.with_columns(_method=method, _target=target, _protocol=protocol)
+    irregular = req.is_not_null() & ~simple
+    if irregular.any():
+        idx = irregular.arg_true()
+        groups = req.gather(idx).str.extract_groups(_REQUEST_LINE)
+        df = _scatter(
+            df,
+            idx,
+            {
+                "_method": groups.struct.field("1"),
+                "_target": groups.struct.field("2"),
+                "_protocol": groups.struct.field("3"),
+            },
+        )
+    return df.with_columns(_bad_request=pl.col("_request").is_not_null() & pl.col("_method").is_null())
+
+
+def _split_target(df: pl.DataFrame, col: str) -> pl.DataFrame:
+    """Path and query from the request target; scheme and host too for absolute URLs."""
+    target = df.get_column(col)
+    pq = target.str.splitn("?", 2)
+    df = df.with_columns(
+        _path=pq.struct.field("field_0"),
+        _query=pq.struct.field("field_1"),
+        _scheme=pl.lit(None, pl.String),
+        _host=pl.lit(None, pl.String),
+    )
+    absolute = target.str.contains("://", literal=True).fill_null(False)
+    if absolute.any():
+        idx = absolute.arg_true()
+        groups = target.gather(idx).str.extract_groups(_ABSOLUTE)
+        is_abs = groups.struct.field("1").is_not_null()
+        rest = groups.struct.field("3").str.splitn("?", 2)
+        old_path = df.get_column("_path").gather(idx)
+        old_query = df.get_column("_query").gather(idx)
+        df = _scatter(
+            df,
+            idx,
+            {
+                "_scheme": groups.struct.field("1").str.to_lowercase(),
+                "_host": groups.struct.field("2"),
+                "_path": pl.select(
+                    pl.when(is_abs).then(rest.struct.field("field_0")).otherwise(old_path)
+                ).to_series(),
+                "_query": pl.select(
+                    pl.when(is_abs).then(rest.struct.field("field_1")).otherwise(old_query)
+                ).to_series(),
+            },
+        )
+    return df
+
+
 def _ts_expr(raw: pl.Expr, kind: str, source_tz: str | None) -> pl.Expr:
     utc = pl.Datetime("us", "UTC")
     if kind == "ts_clf":
@@ -125,31 +204,21 @@ def to_canonical(
     else:
         checks.append((pl.lit(True), "no timestamp"))
 
-    # Request line (or $request_uri): method, target, protocol.
-    target = None
+    # Request line (or $request_uri): method, target, protocol; then scheme, host, path, query.
+    target_col = None
     if "_request" in df.columns:
-        parts = pl.col("_request").str.extract_groups(_REQUEST_LINE)
-        for i, name in ((1, "method"), (3, "protocol")):
+        df = _parse_request(df)
+        for name in ("method", "protocol"):
             if name not in df.columns:
-                exprs[name] = parts.struct.field(str(i))
-        target = parts.struct.field("2")
-        exprs["_bad_request"] = pl.col("_request").is_not_null() & parts.struct.field("1").is_null()
+                exprs[name] = pl.col(f"_{name}")
+        target_col = "_target"
     elif "_request_uri" in df.columns:
-        target = pl.col("_request_uri")
-    if target is not None:
-        absolute = target.str.extract_groups(_ABSOLUTE)
-        is_abs = absolute.struct.field("1").is_not_null()
-        path_q = pl.when(is_abs).then(absolute.struct.field("3")).otherwise(target)
-        if "scheme" not in df.columns:
-            exprs["scheme"] = pl.when(is_abs).then(absolute.struct.field("1").str.to_lowercase())
-        if "host" not in df.columns:
-            exprs["host"] = pl.when(is_abs).then(absolute.struct.field("2"))
-        if "path" not in df.columns:
-            exprs["path"] = path_q.str.split_exact("?", 1).struct.field("field_0")
-        if "query" not in df.columns:
-            exprs["query"] = pl.when(path_q.str.contains("?", literal=True)).then(
-                path_q.str.splitn("?", 2).struct.field("field_1")
-            )
+        target_col = "_request_uri"
+    if target_col is not None:
+        df = _split_target(df, target_col)
+        for name in ("scheme", "host", "path", "query"):
+            if name not in df.columns:
+                exprs[name] = pl.col(f"_{name}")
 
     # Typed values.
     for col, kind in kinds.items():

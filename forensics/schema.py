@@ -246,7 +246,13 @@ DOWNLOADERS = Table(
         Column("first_seen", "TIMESTAMPTZ", "First counted request, UTC."),
         Column("last_seen", "TIMESTAMPTZ", "Last counted request, UTC."),
         Column("requests", "BIGINT", "Counted requests (a request seen at edge and origin counts once)."),
-        Column("bytes_received", "BIGINT", "Body bytes of the resource sent to the client (estimated at a CDN)."),
+        Column(
+            "bytes_received",
+            "BIGINT",
+            "Body bytes of the resource sent to the client, summed over its requests (overlapping "
+            "ranges and repeat downloads count again; at a CloudFront edge an estimate, see "
+            "queries/stage_downloaders.sql). coverage_pct says how much of the file that was.",
+        ),
         Column("coverage_pct", "DOUBLE", "Share of the file's bytes the client received, 0-100."),
         Column("resource_size", "BIGINT", "The size the outcome was judged against."),
         Column("statuses", "VARCHAR[]", "Distinct HTTP statuses of the counted requests."),

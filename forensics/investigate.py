@@ -1,0 +1,471 @@
+"""The investigation: who obtained the leaked file, completely or in part (issue 3).
+
+The stages run as SQL over the canonical tables (queries/stage_*.sql), so that a CDN-scale case can
+run the same stages on another engine. Python only loads the case's parameters, orders the stages
+and does the two things SQL cannot do cleanly, each over DISTINCT values, never per request:
+
+- deciding whether a logged path names a resource (percent-decoding, dot segments, duplicate
+  slashes, case), over the distinct paths that a cheap substring filter leaves;
+- resolving the real client from the TCP peer and X-Forwarded-For with IP network membership
+  (DuckDB's inet extension is not available offline), over the distinct address combinations.
+
+Stages, in order: candidate paths -> hits -> real client -> edge/origin linking -> size ->
+downloaders -> near misses -> log coverage.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import posixpath
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import unquote
+
+import duckdb
+import polars as pl
+
+from forensics.casefile import Case, Resource
+from forensics.db import NamedQuery, named_queries
+from forensics.errors import CaseFileError, QueryError
+
+OUTCOMES = ("complete", "partial", "failed", "headers_only")
+
+# Formats whose logger percent-encodes the request path on top of what the client sent. CloudFront
+# encodes '%' itself as %25 (AWS "Standard log file format": URL-encoded equivalents for
+# characters 0-32, 127+ and the table with %25), so a request for detention%2Droster.xlsx is
+# logged as detention%252Droster.xlsx. One decoding gives back the request as sent.
+LOGGER_ENCODES_PATH = frozenset({"cloudfront"})
+
+# How far an origin line may precede (beyond the edge's own time-taken) or follow the CloudFront
+# edge line it served, in seconds. See queries/stage_link_by_time.sql.
+LINK_BEFORE_S = 2.0
+LINK_AFTER_S = 30.0
+
+_MATCH_ORDER = ("exact", "decoded", "normalised", "double_decoded", "case_folded")
+
+
+# --- paths -----------------------------------------------------------------------------------
+
+
+def remove_dot_segments(path: str) -> str:
+    """RFC 3986 section 5.2.4, plus merging duplicate slashes as nginx does (merge_slashes on)."""
+    merged = re.sub(r"/{2,}", "/", path)
+    out: list[str] = []
+    segments = merged.split("/")
+    for i, seg in enumerate(segments):
+        last = i == len(segments) - 1
+        if seg == ".":
+            if last:
+                out.append("")
+            continue
+        if seg == "..":
+            if len(out) > 1:
+                out.pop()
+            if last:
+                out.append("")
+            continue
+        out.append(seg)
+    result = "/".join(out)
+    return result if result.startswith("/") else "/" + result
+
+
+def match_path(as_sent: str, resource_path: str) -> str | None:
+    """How a request path (as the client sent it) names the resource, or None.
+
+    A web server decodes the path once and resolves dot segments and duplicate slashes, so
+    `exact`, `decoded` and `normalised` name the file. `double_decoded` (e.g. %252D) and
+    `case_folded` are recognised but name the file only on servers that decode twice or ignore
+    case; stage_hits counts them only where the server served that spelling.
+    """
+    if as_sent == resource_path:
+        return "exact"
+    once = unquote(as_sent, errors="surrogateescape")
+    if once == resource_path:
+        return "decoded"
+    norm_once = remove_dot_segments(once)
+    if norm_once == resource_path:
+        return "normalised"
+    twice = unquote(once, errors="surrogateescape")
+    norm_twice = remove_dot_segments(twice)
+    if twice != once and norm_twice == resource_path:
+        return "double_decoded"
+    if norm_once.lower() == resource_path.lower():
+        return "case_folded"
+    if twice != once and norm_twice.lower() == resource_path.lower():
+        return "double_decoded"
+    return None
+
+
+def _name_key(name: str) -> str:
+    """A file name reduced to letters and digits, so detention_roster and Detention-Roster agree."""
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
+def relate_path(as_sent: str, resource_path: str) -> tuple[str | None, str | None]:
+    """(match_how, relation) of one distinct path to one resource.
+
+    relation: `resource` when match_path matches; else `similar_name` (same stem in any folder,
+    other extension or separators, or a name that contains the resource's name); else
+    `same_folder` (the folder itself or another file in it); else None.
+    """
+    how = match_path(as_sent, resource_path)
+    if how is not None:
+        return how, "resource"
+    decoded = remove_dot_segments(unquote(as_sent, errors="surrogateescape")).lower()
+    folder = posixpath.dirname(resource_path).lower()
+    stem = posixpath.splitext(posixpath.basename(resource_path))[0]
+    logged_name = posixpath.basename(decoded)
+    logged_stem = posixpath.splitext(logged_name)[0]
+    if logged_name and _name_key(stem) and _name_key(stem) in _name_key(logged_stem):
+        return None, "similar_name"
+    if decoded.rstrip("/") == folder or posixpath.dirname(decoded) == folder:
+        return None, "same_folder"
+    return None, None
+
+
+def needle_pattern(resources: Sequence[Resource]) -> str:
+    """Regular expression for the SQL pre-filter: any word of a resource's file name (3+ letters
+    or digits) or its folder, lower-cased."""
+    needles: set[str] = set()
+    for r in resources:
+        folder = posixpath.dirname(r.path).lower()
+        if folder not in ("", "/"):
+            needles.add(folder + "/")
+        stem = posixpath.splitext(posixpath.basename(r.path))[0].lower()
+        needles.update(w for w in re.split(r"[^0-9a-z]+", stem) if len(w) >= 3)
+        if not needles:
+            needles.add(posixpath.basename(r.path).lower())
+    return "|".join(re.escape(n) for n in sorted(needles))
+
+
+def candidate_paths_frame(
+    distinct_paths: Iterable[tuple[str, str]], resources: Sequence[Resource]
+) -> pl.DataFrame:
+    """Classify each distinct (format, logged path) against each resource."""
+    rows: list[dict[str, Any]] = []
+    for fmt, logged in distinct_paths:
+        as_sent = unquote(logged, errors="surrogateescape") if fmt in LOGGER_ENCODES_PATH else logged
+        for r in resources:
+            how, relation = relate_path(as_sent, _resource_path_only(r))
+            if relation is not None:
+                rows.append(
+                    {"resource_path": r.path, "format": fmt, "path": logged,
+                     "match_how": how, "relation": relation}
+                )
+    schema = {"resource_path": pl.String, "format": pl.String, "path": pl.String,
+              "match_how": pl.String, "relation": pl.String}
+    return pl.DataFrame(rows, schema=schema)
+
+
+def _resource_path_only(resource: Resource) -> str:
+    return resource.path.split("?", 1)[0] if resource.match_query else resource.path
+
+
+def _resource_query(resource: Resource) -> str | None:
+    """The query the case file asks for when match_query is set ('' when the path has none)."""
+    if not resource.match_query:
+        return None
+    return resource.path.split("?", 1)[1] if "?" in resource.path else ""
+
+
+# --- addresses -------------------------------------------------------------------------------
+
+
+def normalise_address(text: str | None) -> str | None:
+    """An address as logged -> canonical text, or None when it is not an IP address.
+
+    Strips quotes, brackets, ports and IPv6 zones; IPv4-mapped IPv6 becomes IPv4; IPv6 is written
+    compressed (RFC 5952 via Python's ipaddress).
+    """
+    if text is None:
+        return None
+    t = text.strip().strip('"').strip()
+    if not t or t in ("-", "unknown"):
+        return None
+    if t.startswith("["):
+        t = t[1:].split("]", 1)[0]
+    elif t.count(":") == 1:
+        t = t.split(":", 1)[0]  # a.b.c.d:port
+    t = t.split("%", 1)[0]
+    try:
+        ip = ipaddress.ip_address(t)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+class TrustedProxies:
+    """The case's [proxies] trusted networks, with membership cached per distinct address."""
+
+    def __init__(self, networks: Iterable[str]) -> None:
+        self.networks = [ipaddress.ip_network(n, strict=False) for n in networks]
+        self.contains = functools.lru_cache(maxsize=None)(self._contains)
+
+    def _contains(self, address: str) -> bool:
+        ip = ipaddress.ip_address(address)
+        return any(ip.version == n.version and ip in n for n in self.networks)
+
+
+@dataclass(frozen=True)
+class ClientResolution:
+    peer_ip: str | None
+    client_ip: str | None
+    client_basis: str
+    claimed_forwarded_for: str | None
+    client_flags: tuple[str, ...]
+
+
+def split_forwarded_for(xff: str | None) -> list[str]:
+    if not xff:
+        return []
+    return [e.strip() for e in xff.split(",") if e.strip() and e.strip() != "-"]
+
+
+def resolve_client(
+    role: str,
+    client_addr: str | None,
+    peer_addr: str | None,
+    xff: str | None,
+    trusted: TrustedProxies,
+    has_cdn_logs: bool,
+) -> ClientResolution:
+    """Issue 3 rule 3: the real client of one logged request.
+
+    - CDN (viewer-facing) log: the viewer (c-ip) is the client; its X-Forwarded-For is only what
+      the viewer claimed (flag forwarded_for_claimed).
+    - Origin log, peer in a trusted network: walk X-Forwarded-For from the right, skipping trusted
+      entries; the first untrusted entry is the client, entries left of it were chosen by the
+      client (claimed_forwarded_for) and are never the client. All trusted or empty: unknown.
+    - Origin log, untrusted peer: the peer is the client (it went around the CDN when the case
+      has CDN logs); any X-Forwarded-For it sent is a claim.
+    """
+    entries = split_forwarded_for(xff)
+    flags: list[str] = []
+    if role == "cdn":
+        viewer = normalise_address(client_addr)
+        if entries:
+            flags.append("forwarded_for_claimed")
+        if viewer is None:
+            flags.append("client_address_unreadable")
+        return ClientResolution(
+            viewer, viewer, "viewer" if viewer else "unknown", ", ".join(entries) or None, tuple(flags)
+        )
+    peer = normalise_address(peer_addr or client_addr)
+    if peer is not None and trusted.contains(peer):
+        for i in range(len(entries) - 1, -1, -1):
+            ip = normalise_address(entries[i])
+            if ip is not None and trusted.contains(ip):
+                continue
+            claimed = ", ".join(entries[:i]) or None
+            if claimed:
+                flags.append("forwarded_for_claimed")
+            if ip is None:
+                # The first untrusted hop wrote something that is not an address: the client
+                # cannot be named, and guessing further left would believe the client's own claim.
+                flags.append("forwarded_for_unreadable")
+                return ClientResolution(peer, None, "unknown", ", ".join(entries[: i + 1]), tuple(flags))
+            return ClientResolution(peer, ip, "forwarded_for", claimed, tuple(flags))
+        flags.append("client_unknown")
+        return ClientResolution(peer, None, "unknown", None, tuple(flags))
+    if entries:
+        flags.append("forwarded_for_claimed")
+    if has_cdn_logs:
+        flags.append("went_around_cdn")
+    if peer is None:
+        flags.append("client_address_unreadable")
+    return ClientResolution(peer, peer, "peer" if peer else "unknown", ", ".join(entries) or None, tuple(flags))
+
+
+# --- running the stages ----------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _queries() -> dict[str, NamedQuery]:
+    return named_queries()
+
+
+def run_stage(con: duckdb.DuckDBPyConnection, name: str, **params: Any) -> duckdb.DuckDBPyConnection:
+    """Run one named query with its parameters bound by DuckDB (never pasted into the SQL)."""
+    try:
+        query = _queries()[name]
+    except KeyError:
+        raise QueryError(f"no query named {name!r} in queries/", hint="reinstall forensics") from None
+    missing = [p for p in query.params if p not in params]
+    if missing:
+        raise QueryError(f"query {name!r} needs {', '.join(missing)}", path=query.path)
+    return con.execute(query.sql, {p: params[p] for p in query.params})
+
+
+@dataclass
+class ResourceSize:
+    size: int | None
+    inferred: bool
+    basis: str  # "case file", "object_size", "body_of_200" or "unknown"
+    responses: int = 0
+
+
+@dataclass
+class Investigation:
+    headline: dict[str, int]
+    sizes: dict[str, ResourceSize]
+    gaps: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+
+def _utc(dt: datetime) -> datetime:
+    return dt.astimezone(UTC)
+
+
+def _fmt_utc(dt: datetime) -> str:
+    return _utc(dt).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def investigate(con: duckdb.DuckDBPyConnection, case: Case) -> Investigation:
+    """Run every stage over a case database written by ingest; rewrites the investigation tables."""
+    if case.exposure is None or not case.resources:
+        raise CaseFileError(
+            "the case file has no [exposure] or no [[resources]]",
+            hint="add [exposure] with start and end, and one [[resources]] with the leaked path",
+            path=case.path,
+        )
+    exposure = case.exposure
+    window = {
+        "exposure_start": _utc(exposure.start),
+        "exposure_end": _utc(exposure.end),
+        "examine_from": _utc(exposure.examine_from),
+        "examine_to": _utc(exposure.examine_to),
+    }
+    for table in ("hits", "downloaders", "near_misses", "coverage"):
+        con.execute(f"DELETE FROM {table}")  # fixed table names, never input
+    roles = {r[0] for r in con.execute("SELECT DISTINCT role FROM sources WHERE lines_parsed > 0").fetchall()}
+    has_cdn_logs = "cdn" in roles
+    warnings: list[str] = []
+
+    # Stage 1: candidate paths (SQL substring filter, Python decoding over distinct paths).
+    min_len = min(len(posixpath.basename(_resource_path_only(r))) for r in case.resources)
+    distinct = run_stage(
+        con, "stage_candidate_paths",
+        needle_pattern=needle_pattern(case.resources), min_encoded_length=max(min_len, 1),
+    ).fetchall()
+    candidates = candidate_paths_frame(distinct, case.resources)
+    con.register("candidate_paths", candidates.to_arrow())
+
+    # Stage 2: hits.
+    for r in case.resources:
+        run_stage(
+            con, "stage_hits", resource_path=r.path, hosts=list(r.hosts),
+            resource_query=_resource_query(r), **window,
+        )
+
+    # Stage 3: the real client, once per distinct (role, client, peer, xff).
+    trusted = TrustedProxies(case.trusted_proxies)
+    combos = run_stage(con, "stage_client_addresses").fetchall()
+    resolved = []
+    for role, client_addr, peer_addr, xff in combos:
+        res = resolve_client(role, client_addr, peer_addr, xff, trusted, has_cdn_logs)
+        resolved.append(
+            {"role": role, "client_addr": client_addr, "peer_addr": peer_addr, "xff": xff,
+             "peer_ip": res.peer_ip, "client_ip": res.client_ip, "client_basis": res.client_basis,
+             "claimed_forwarded_for": res.claimed_forwarded_for, "client_flags": list(res.client_flags)}
+        )
+    client_map = pl.DataFrame(
+        resolved,
+        schema={"role": pl.String, "client_addr": pl.String, "peer_addr": pl.String, "xff": pl.String,
+                "peer_ip": pl.String, "client_ip": pl.String, "client_basis": pl.String,
+                "claimed_forwarded_for": pl.String, "client_flags": pl.List(pl.String)},
+    )
+    con.register("client_map", client_map.to_arrow())
+    run_stage(con, "stage_resolve_clients")
+
+    # Stage 4: one request, one count. Each pass links mutual best pairs; repeat until none.
+    if has_cdn_logs:
+        for stage, params in (
+            ("stage_link_by_request_id", {}),
+            ("stage_link_by_time", {"link_before_s": LINK_BEFORE_S, "link_after_s": LINK_AFTER_S}),
+        ):
+            while True:
+                row = run_stage(con, stage, **params).fetchone()
+                if not row or not row[0]:
+                    break
+
+    # Stage 5: size, then what each client received.
+    sizes: dict[str, ResourceSize] = {}
+    for r in case.resources:
+        size = _resource_size(con, r)
+        sizes[r.path] = size
+        if size.size is None:
+            warnings.append(
+                f"{r.path}: no size in the case file and no 200 response to infer it from; "
+                "outcomes for it are not judged (add size = <bytes> to the [[resources]] table)"
+            )
+            continue
+        if size.inferred:
+            warnings.append(
+                f"resource size inferred from the logs: {size.size} bytes for {r.path} "
+                f"({size.basis}, {size.responses} responses); give size in the case file to confirm"
+            )
+        run_stage(
+            con, "stage_downloaders", resource_path=r.path, resource_size=size.size,
+            size_inferred=size.inferred, has_cdn_logs=has_cdn_logs,
+        )
+        run_stage(con, "stage_near_misses", resource_path=r.path, **window)
+
+    # Stage 6: log coverage.
+    run_stage(con, "stage_log_coverage", examine_from=window["examine_from"], examine_to=window["examine_to"])
+    gaps = coverage_gaps(con, window["examine_from"], window["examine_to"])
+
+    con.unregister("candidate_paths")
+    con.unregister("client_map")
+    counts = dict(con.execute("SELECT outcome, count(*) FROM downloaders GROUP BY outcome").fetchall())
+    headline = {o: int(counts.get(o, 0)) for o in OUTCOMES}
+    return Investigation(headline=headline, sizes=sizes, gaps=gaps, warnings=warnings)
+
+
+def _resource_size(con: duckdb.DuckDBPyConnection, resource: Resource) -> ResourceSize:
+    if resource.size is not None:
+        return ResourceSize(resource.size, inferred=False, basis="case file")
+    row = run_stage(con, "stage_resource_size", resource_path=resource.path).fetchone()
+    if row is None:
+        return ResourceSize(None, inferred=True, basis="unknown")
+    return ResourceSize(int(row[0]), inferred=True, basis=str(row[1]), responses=int(row[2]))
+
+
+def coverage_gaps(con: duckdb.DuckDBPyConnection, examine_from: datetime, examine_to: datetime) -> list[str]:
+    """Human-readable gaps: runs of empty hours inside a role's logs, and roles whose logs start
+    after the examined period begins or end before it ends."""
+    gaps: list[str] = []
+    rows = run_stage(con, "coverage_gaps").fetchall()
+    runs: list[tuple[str, datetime, datetime]] = []
+    for role, hour_start, _lines in rows:
+        if runs and runs[-1][0] == role and runs[-1][2] == hour_start:
+            runs[-1] = (role, runs[-1][1], hour_start + timedelta(hours=1))
+        else:
+            runs.append((role, hour_start, hour_start + timedelta(hours=1)))
+    for role, start, end in runs:
+        hours = int((end - start).total_seconds() // 3600)
+        gaps.append(
+            f"no {role} log lines from {_fmt_utc(start)} to {_fmt_utc(end)} ({hours} hour"
+            f"{'s' if hours != 1 else ''}), though {role} logs have lines before and after: "
+            "a log file may be missing"
+        )
+    for role, first_ts, last_ts in con.execute(
+        "SELECT role, min(first_ts), max(last_ts) FROM sources WHERE first_ts IS NOT NULL GROUP BY role"
+        " ORDER BY role"
+    ).fetchall():
+        if first_ts > examine_from:
+            gaps.append(
+                f"{role} logs start at {_fmt_utc(first_ts)}, after the examined period begins "
+                f"({_fmt_utc(examine_from)})"
+            )
+        if last_ts < examine_to:
+            gaps.append(
+                f"{role} logs end at {_fmt_utc(last_ts)}, before the examined period ends "
+                f"({_fmt_utc(examine_to)})"
+            )
+    return gaps
