@@ -19,7 +19,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	@rm -rf $(DEMO_OUT)
-	$(BIN)/forensics ingest sample_logs/case.toml --out $(DEMO_OUT)
+	$(BIN)/forensics run sample_logs/case.toml --out $(DEMO_OUT)
 	@echo "Demo outputs are in $(DEMO_OUT)/"
 
 lint: $(STAMP)

@@ -191,6 +191,7 @@ def run(
         f"[bold]Who obtained the file:[/] {h.get('complete', 0)} complete, {h.get('partial', 0)} partial, "
         f"{h.get('failed', 0)} tried and failed, {h.get('headers_only', 0)} headers only",
         markup=True,
+        soft_wrap=True,
     )
     for name, path in report.outputs.items():
         out.print(f"  {name:<18} {path}", soft_wrap=True)

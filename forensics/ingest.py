@@ -203,7 +203,7 @@ class _BatchWriter:
                         "INSERT INTO rejects BY NAME SELECT source_id, line_no, reason, line FROM batch"
                     )
                 self.cur.unregister("batch")
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            except BaseException as exc:  # re-raised in the caller's thread
                 self.error = exc
 
     def put(self, table: str, frame: pl.DataFrame) -> None:

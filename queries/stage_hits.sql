@@ -1,0 +1,48 @@
+-- name: stage_hits
+-- purpose: Record in `hits` every request whose path matched one resource and whose host and query fit, with where it falls against the exposure window (issue 3, rule 2).
+-- params: resource_path, hosts, resource_query, exposure_start, exposure_end, examine_from, examine_to
+-- `candidate_paths` (resource_path, format, path, match_how, relation) is written by forensics.investigate
+-- from the distinct logged paths. Host rule: an empty host list accepts any host; otherwise the
+-- Host header (port stripped) or the CDN's own host name (CloudFront cs(Host), kept in
+-- extra.cdn_host) must be listed, and a line that logs no host at all is kept, since it cannot be
+-- told apart. Both window edges are inclusive.
+INSERT INTO hits BY NAME
+SELECT
+    r.source_id,
+    r.line_no,
+    c.resource_path,
+    s.role,
+    r.ts,
+    c.match_how,
+    CASE
+        WHEN r.ts BETWEEN $exposure_start AND $exposure_end THEN 'exposure'
+        WHEN r.ts BETWEEN $examine_from AND $examine_to THEN 'margin'
+        ELSE 'outside'
+    END AS window_position,
+    TRUE AS counts
+FROM candidate_paths AS c
+JOIN requests AS r ON r.path = c.path
+JOIN sources AS s ON s.source_id = r.source_id AND s.format = c.format
+WHERE c.resource_path = $resource_path
+  AND c.relation = 'resource'
+  -- A spelling that needs case folding or a second decoding is the file only if the server treats
+  -- it so: nginx on Linux answers 404 to Detention-Roster.xlsx and to detention%252Droster.xlsx
+  -- (it decodes once). Such a spelling counts where the server served it (200/206) at least once;
+  -- otherwise its requests go to the near misses.
+  AND (
+    c.match_how NOT IN ('case_folded', 'double_decoded')
+    OR EXISTS (
+        -- same format: CloudFront's logged %252D is an origin's raw %252D encoded once more
+        SELECT 1
+        FROM requests AS served
+        JOIN sources AS served_source ON served_source.source_id = served.source_id
+        WHERE served.path = c.path AND served_source.format = c.format AND served.status IN (200, 206)
+    )
+  )
+  AND (
+    len($hosts::VARCHAR[]) = 0
+    OR (r.host IS NULL AND (r.extra ->> 'cdn_host') IS NULL)
+    OR list_contains($hosts::VARCHAR[], regexp_replace(lower(r.host), ':[0-9]+$', ''))
+    OR list_contains($hosts::VARCHAR[], lower(r.extra ->> 'cdn_host'))
+  )
+  AND ($resource_query::VARCHAR IS NULL OR coalesce(url_decode(r.query), '') = $resource_query::VARCHAR)
