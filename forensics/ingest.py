@@ -195,7 +195,7 @@ class _BatchWriter:
                 continue
             table, frame = item
             try:
-                self.cur.register("batch", frame.to_arrow())
+                self.cur.register("batch", frame)
                 if table == "requests":
                     self.cur.execute("INSERT INTO requests BY NAME SELECT * FROM batch")
                 else:
@@ -282,6 +282,10 @@ def ingest(
     out_dir.mkdir(parents=True, exist_ok=True)
     db_path = out_dir / "case.duckdb"
     con = connect(db_path)
+    # Written blocks are on disk: a bounded buffer pool keeps memory flat on large cases, and
+    # row order is carried by (source_id, line_no), not by insertion order.
+    con.execute("SET memory_limit = '1GB'")
+    con.execute("SET preserve_insertion_order = false")
     create_tables(con)
     known = {r[0]: r[1] for r in con.execute("SELECT sha256, path FROM sources").fetchall()}
     next_id = (con.execute("SELECT coalesce(max(source_id), 0) FROM sources").fetchone() or [0])[0] + 1
