@@ -1,20 +1,27 @@
 """Telling a file's format from its first lines.
 
-W3C files say what they are in their directives (#Software, #Fields). Text-line files are tried
-against every text format; the format that reads the most lines exactly wins, and among equals
+W3C files say what they are in their directives (#Software, #Fields). JSON files (a first line
+that opens an object or array, perhaps after a "service  | " prefix) are tried against every JSON
+format, which tell themselves apart by the keys their records have. Tab-separated files without
+a header are tried against the W3C formats that have none (CloudFront real-time). Text-line files
+are tried against every text format; the format that reads the most lines exactly wins, and among equals
 the more specific one (its `detect_priority`). When no format reads most of the lines, detection
 stops and says which formats came close and how to name one in the case file.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from forensics.errors import DetectionError
 from forensics.formats import FormatDef, builtin_formats
 from forensics.readers import make_reader
+from forensics.readers.jsonl import CUT_SHORT, NOT_JSON
 
 SURE = 0.9
+# A JSON line, possibly behind a docker-compose style "service  | " prefix.
+_JSON_START = re.compile(r"^\s*(?:[\w.-]+\s+\|\s?)?(?:\{|\[\s*(?:[{\[]|$))")
 
 
 @dataclass(frozen=True)
@@ -32,7 +39,19 @@ def score_format(fmt: FormatDef, lines: list[str], fields: str | None = None) ->
         return 0.0
     reader = make_reader(fmt, "UTC", fields)
     result = reader.read_lines(1, data)
-    n_data = len(data) - result.skipped.get("directive", 0) - result.skipped.get("blank", 0)
+    # Skipped lines are the format's own non-requests (directives, blanks, a JSON format's
+    # non-access records and document framing): they neither count for nor against it.
+    n_data = len(data) - sum(result.skipped.values())
+    # Lines the format recognises as another log of the same place (an NLB line in an ALB
+    # bucket), lines that are not JSON at all, and the record a JSON document's first lines
+    # leave open (detection sees only the head of the file) say nothing for or against it.
+    if result.rejects.height:
+        reasons = result.rejects.get_column("reason")
+        neutral = (
+            reasons.is_in([*fmt.reject_reasons.values(), CUT_SHORT])
+            | reasons.str.starts_with(NOT_JSON)
+        )
+        n_data -= int(neutral.sum())
     if n_data <= 0:
         return 0.0
     parsed = result.requests.height
@@ -41,7 +60,7 @@ def score_format(fmt: FormatDef, lines: list[str], fields: str | None = None) ->
         trailing = int(
             result.requests.get_column("extra").str.contains('"trailing":', literal=True).sum() or 0
         )
-    return max(0.0, (parsed - 0.01 * trailing) / n_data)
+    return min(1.0, max(0.0, (parsed - 0.01 * trailing) / n_data))
 
 
 def detect_lines(lines: list[str], path: str = "<lines>") -> Detection:
@@ -60,11 +79,22 @@ def detect_lines(lines: list[str], path: str = "<lines>") -> Detection:
             generic = next((f for f in w3c if f.name == "iis"), None)
             if generic is not None:
                 return Detection(generic, score_format(generic, lines), (("iis", 1.0),))
-    # Without directives only text formats are tried: a W3C file without a header is read only
-    # when the case names the format (and its fields).
-    text_formats = [f for f in formats if f.family == "text"]
+    first = next((ln for ln in lines if ln.strip()), "")
+    if _JSON_START.match(first):
+        candidates_of = [f for f in formats if f.family == "json"]
+    else:
+        # Without directives, W3C formats are tried only when they have a fixed default field
+        # list and no header (CloudFront real-time); other headerless W3C files are read when
+        # the case names the format (and its fields).
+        headerless = [f for f in formats if f.family == "w3c" and f.detect_headerless]
+        if "\t" in first:
+            for f in headerless:
+                score = score_format(f, lines)
+                if score >= SURE:
+                    return Detection(f, score, ((f.name, round(score, 3)),))
+        candidates_of = [f for f in formats if f.family == "text"]
     scored = sorted(
-        ((score_format(f, lines), f.detect_priority, f) for f in text_formats),
+        ((score_format(f, lines), f.detect_priority, f) for f in candidates_of),
         key=lambda t: (-round(t[0], 4), -t[1]),
     )
     candidates = tuple((f.name, round(s, 3)) for s, _, f in scored if s > 0)[:4]

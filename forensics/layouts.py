@@ -5,6 +5,10 @@ that reads one line exactly, honouring the servers' escaping of quotes inside qu
 (b) where the layout allows it, a plan for a CSV reader (space-separated, double-quoted), which is
 several times faster; lines that the fast plan cannot read exactly fall back to the regex.
 
+Vendor formats written in the nginx dialect (AWS ALB and S3, Traefik) name a field's target and
+kind inline where no nginx variable fits: `${client_addr:addr_lastport}` is read into
+client_addr with the kind addr_lastport (see normalize.py for kinds).
+
 Specs: https://httpd.apache.org/docs/2.4/mod/mod_log_config.html#formats and
 https://nginx.org/en/docs/http/ngx_http_log_module.html#log_format (variables:
 https://nginx.org/en/docs/varindex.html).
@@ -22,7 +26,8 @@ from forensics.errors import FormatError
 #           any other name, which is kept in `extra` under that name.
 #   kind:   how to convert the text. str | addr | int | bytes_clf (- means 0) | bytes |
 #           ts_clf | ts_iso | ts_epoch_s | us | ms | s | request_uri | content_range
-#           | strftime:<pattern>
+#           | strftime:<pattern> | ts_epoch_ns | ts_rfc3339 | ts_auto | addr_port | addr_lastport
+#           | ns | duration | full_url | request_spaced | reject
 
 
 @dataclass(frozen=True)
@@ -161,7 +166,7 @@ def _nginx_directive(token: str, name: str) -> Directive:
 
 
 _APACHE_TOKEN = re.compile(r"%[!\d,]*[<>]?(?:\{([^}]*)\})?(\^t[io]|[a-zA-Z%])")
-_NGINX_TOKEN = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+_NGINX_TOKEN = re.compile(r"\$(?:\{(\w+)(?::(\w+))?\}|(\w+))")
 
 
 @dataclass(frozen=True)
@@ -201,8 +206,11 @@ def parse_parts(text: str, dialect: str) -> list[Part]:
                 parts.append(Part(literal="%"))
             else:
                 parts.append(Part(directive=_apache_directive(m.group(0), name, arg)))
+        elif m.group(2):
+            # ${target:kind}: a vendor field with its target and kind named in the layout.
+            parts.append(Part(directive=Directive(m.group(0), m.group(1), m.group(2))))
         else:
-            name = m.group(1) or m.group(2)
+            name = m.group(1) or m.group(3)
             parts.append(Part(directive=_nginx_directive(m.group(0), name)))
         pos = m.end()
     if pos < len(text):

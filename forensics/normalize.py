@@ -20,6 +20,16 @@ CANONICAL = set(REQUESTS.column_names)
 _REQUEST_LINE = r"^(\S+) (\S+?)(?: +([A-Za-z]+/[0-9.]+))?$"
 _ABSOLUTE = r"^([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)(.*)$"
 _CONTENT_RANGE = r"^bytes (\d+)-(\d+)/(\d+|\*)$"
+# A request line whose target holds spaces (AWS ALB logs them as received, classification
+# SpaceInUri): the protocol is the last word.
+_REQUEST_LINE_SPACED = r"^(\S+) (.+?) ([A-Za-z]+/[0-9.]+)$"
+# Go-style durations (Traefik "2ms", Google Cloud "0.123s"): one number and one unit.
+_DURATION = r"^([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)$"
+_DURATION_MS = {"ns": 1e-6, "us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4, "h": 3.6e6}
+# Address and port kinds: `addr_port` splits "[v6]:port" and "v4:port" and leaves a bare IPv6
+# address alone; `addr_lastport` always splits on the last colon (AWS ALB writes IPv6 clients
+# without brackets, and always with a port).
+ADDR_PORT_KINDS = ("addr_port", "addr_lastport")
 
 
 def _decode_unique(col: pl.Expr, how: str) -> pl.Expr:
@@ -46,7 +56,7 @@ def _scatter(df: pl.DataFrame, idx: pl.Series, values: dict[str, pl.Series]) -> 
     return df.with_columns(**cols)
 
 
-def _parse_request(df: pl.DataFrame) -> pl.DataFrame:
+def _parse_request(df: pl.DataFrame, spaced: bool = False) -> pl.DataFrame:
     """Split the request line into method, target and protocol.
 
     Most lines are `METHOD TARGET PROTOCOL` with single spaces and are split directly; the
@@ -80,6 +90,23 @@ def _parse_request(df: pl.DataFrame) -> pl.DataFrame:
                 "_protocol": groups.struct.field("3"),
             },
         )
+    if spaced:
+        # Kind request_spaced: a second reading for targets with spaces, where the format says
+        # the server logs them unescaped.
+        still = (pl.col("_request").is_not_null() & pl.col("_method").is_null())
+        missing = df.select(still).to_series()
+        if missing.any():
+            idx = missing.arg_true()
+            groups = df.get_column("_request").gather(idx).str.extract_groups(_REQUEST_LINE_SPACED)
+            df = _scatter(
+                df,
+                idx,
+                {
+                    "_method": groups.struct.field("1"),
+                    "_target": groups.struct.field("2"),
+                    "_protocol": groups.struct.field("3"),
+                },
+            )
     return df.with_columns(_bad_request=pl.col("_request").is_not_null() & pl.col("_method").is_null())
 
 
@@ -133,6 +160,13 @@ def _ts_expr(raw: pl.Expr, kind: str, source_tz: str | None) -> pl.Expr:
         scale = {"ts_epoch_s": 1_000_000, "ts_epoch_ms": 1_000, "ts_epoch_us": 1}[kind]
         us = (raw.cast(pl.Float64, strict=False) * scale).round(0).cast(pl.Int64, strict=False)
         return pl.from_epoch(us, time_unit="us").dt.replace_time_zone("UTC")
+    if kind == "ts_epoch_ns":
+        ns = raw.str.strip_chars().cast(pl.Int64, strict=False)
+        return pl.from_epoch(ns // 1000, time_unit="us").dt.replace_time_zone("UTC")
+    if kind == "ts_rfc3339":
+        return _rfc3339(raw)
+    if kind == "ts_auto":
+        return _ts_auto(raw)
     if kind.startswith("ts_w3c"):
         naive = pl.coalesce(
             raw.str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S", strict=False),
@@ -150,6 +184,67 @@ def _ts_expr(raw: pl.Expr, kind: str, source_tz: str | None) -> pl.Expr:
             source_tz or "UTC", ambiguous="earliest", non_existent="null"
         ).dt.convert_time_zone("UTC")
     raise ValueError(f"unknown time kind {kind}")
+
+
+def _rfc3339(raw: pl.Expr) -> pl.Expr:
+    """RFC 3339 / ISO 8601 with any number of fractional digits (Azure writes 7, Go 9), 'Z' or
+    an offset, 'T' or a space between date and time. Kept to microseconds."""
+    utc = pl.Datetime("us", "UTC")
+    text = raw.str.strip_chars().str.replace(r"[Zz]$", "+00:00").str.replace(
+        r"^(\d{4}-\d{2}-\d{2}) ", "${1}T"
+    )
+    return pl.coalesce(
+        text.str.strptime(utc, "%Y-%m-%dT%H:%M:%S%.f%z", strict=False),
+        text.str.strptime(utc, "%Y-%m-%dT%H:%M:%S%z", strict=False),
+    )
+
+
+def _ts_auto(raw: pl.Expr) -> pl.Expr:
+    """A time written as a Unix epoch (seconds, milliseconds, microseconds or nanoseconds, told
+    apart by the number of integer digits), as RFC 3339, or as a CLF time with offset. Cloudflare
+    Logpush jobs choose among these per job, nginx JSON templates per site."""
+    text = raw.str.strip_chars()
+    numeric = text.str.contains(r"^[0-9]+(?:\.[0-9]*)?$")
+    digits = text.str.extract(r"^([0-9]+)", 1).str.len_chars()
+    whole = text.str.extract(r"^([0-9]+)", 1).cast(pl.Int64, strict=False)
+    seconds = text.cast(pl.Float64, strict=False)
+    us = (
+        pl.when(digits <= 11).then((seconds * 1_000_000).round(0).cast(pl.Int64, strict=False))
+        .when(digits <= 14).then((seconds * 1_000).round(0).cast(pl.Int64, strict=False))
+        .when(digits <= 17).then(whole)
+        .otherwise(whole // 1000)
+    )
+    epoch = pl.from_epoch(us, time_unit="us").dt.replace_time_zone("UTC")
+    utc = pl.Datetime("us", "UTC")
+    return pl.when(numeric).then(epoch).otherwise(
+        pl.coalesce(_rfc3339(raw), text.str.strptime(utc, "%d/%b/%Y:%H:%M:%S %z", strict=False))
+    )
+
+
+def _split_addr_port(df: pl.DataFrame, kinds: dict[str, str]) -> tuple[pl.DataFrame, dict[str, str]]:
+    """Columns of kind addr_port / addr_lastport become an address and a port column
+    (client_addr -> client_port, x_addr -> x_port, x -> x_port)."""
+    kinds = dict(kinds)
+    for col, kind in list(kinds.items()):
+        if kind not in ADDR_PORT_KINDS or col not in df.columns:
+            continue
+        text = pl.col(col).str.strip_chars(' "')
+        bracket = text.str.extract_groups(r"^\[([^\]]+)\](?::([0-9]+))?$")
+        single = text.str.extract_groups(r"^([^:\[\]]+):([0-9]+)$")
+        addrs = [bracket.struct.field("1"), single.struct.field("1")]
+        ports = [bracket.struct.field("2"), single.struct.field("2")]
+        if kind == "addr_lastport":
+            last = text.str.extract_groups(r"^(.+):([0-9]+)$")
+            addrs.append(last.struct.field("1"))
+            ports.append(last.struct.field("2"))
+        port_col = col[: -len("_addr")] + "_port" if col.endswith("_addr") else f"{col}_port"
+        port = pl.coalesce(ports)
+        if port_col in df.columns:
+            port = pl.coalesce(pl.col(port_col), port)
+        df = df.with_columns(pl.coalesce([*addrs, text]).alias(col), port.alias(port_col))
+        kinds[col] = "addr"
+        kinds.setdefault(port_col, "int")
+    return df, kinds
 
 
 def to_canonical(
@@ -176,6 +271,8 @@ def to_canonical(
             pl.when(pl.col(c).is_in(nulls)).then(None).otherwise(pl.col(c)).alias(c)
             for c in str_cols
         )
+    if any(k in ADDR_PORT_KINDS for k in kinds.values()):
+        df, kinds = _split_addr_port(df, kinds)
     if "_date" in df.columns and "_time" in df.columns:
         df = df.with_columns(_ts=pl.concat_str("_date", "_time", separator=" "))
         kinds = {**kinds, "_ts": f"ts_w3c:{w3c_zone}" if w3c_zone else "ts_w3c"}
@@ -207,13 +304,16 @@ def to_canonical(
     # Request line (or $request_uri): method, target, protocol; then scheme, host, path, query.
     target_col = None
     if "_request" in df.columns:
-        df = _parse_request(df)
+        df = _parse_request(df, spaced=kinds.get("_request") == "request_spaced")
         for name in ("method", "protocol"):
             if name not in df.columns:
                 exprs[name] = pl.col(f"_{name}")
         target_col = "_target"
     elif "_request_uri" in df.columns:
         target_col = "_request_uri"
+    elif "_url" in df.columns:
+        # Kind full_url: scheme://host[:port]/path?query (Google Cloud, Azure Front Door).
+        target_col = "_url"
     if target_col is not None:
         df = _split_target(df, target_col)
         for name in ("scheme", "host", "path", "query"):
@@ -233,6 +333,12 @@ def to_canonical(
             factor = {"us": 0.001, "ms": 1.0, "s": 1000.0}[kind]
             typed = c.cast(pl.Float64, strict=False)
             exprs[col] = typed * factor
+        elif kind == "ns":
+            exprs[col] = c.cast(pl.Float64, strict=False) / 1e6
+        elif kind == "duration":
+            parts = c.str.strip_chars().str.extract_groups(_DURATION)
+            unit = parts.struct.field("2").replace_strict(_DURATION_MS, default=None, return_dtype=pl.Float64)
+            exprs[col] = parts.struct.field("1").cast(pl.Float64, strict=False) * unit
         elif kind == "query":
             exprs[col] = c.str.strip_prefix("?")
         elif kind == "addr":
@@ -256,6 +362,12 @@ def to_canonical(
     elif "cache_status_raw" in df.columns:
         exprs["cache_status"] = pl.col("cache_status_raw").str.to_lowercase()
 
+    # Kind reject: the layout variant recognises lines of another log written to the same place
+    # (AWS NLB TLS or ALB connection logs beside ALB access logs); they are rejected, saying so.
+    for col, kind in kinds.items():
+        if kind == "reject":
+            why = fmt.reject_reasons.get(col, f"a {col} line, not a request")
+            checks.insert(0, (pl.lit(True), why))
     reason = pl.lit(None, pl.String)
     for cond, text in reversed(checks):
         reason = pl.when(cond).then(pl.lit(text)).otherwise(reason)

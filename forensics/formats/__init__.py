@@ -1,7 +1,7 @@
 """Log format definitions: one TOML file per format in this folder, read by one reader per family.
 
-A definition names its family (text, w3c, ...), the spec it follows, how to read a line (a
-layout for text formats, a field map for W3C), its time-zone policy, its cache-status mapping and
+A definition names its family (text, w3c, json), the spec it follows, how to read a line (a
+layout for text formats, a field map for W3C and JSON), its time-zone policy, its cache-status mapping and
 real sample lines with the records they must give. Adding a format of an existing family is a new
 TOML file and a sample; no Python changes.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 from forensics.errors import FormatError
 
-FAMILIES = ("text", "w3c")
+FAMILIES = ("text", "w3c", "json")
 TIMEZONE_POLICIES = ("offset", "utc", "source")
 
 
@@ -47,6 +47,24 @@ class FormatDef:
     detect_fields: tuple[str, ...] = ()
     detect_software: str | None = None
     decode: dict[str, str] = field(default_factory=dict)
+    # w3c without a header (CloudFront real-time): detection tries default_fields on tab-separated
+    # lines
+    detect_headerless: bool = False
+    # json family: `fields` maps dotted key paths to "target[:kind]" (several paths may feed one
+    # target: the first present wins); `identity` are the keys every record of the format has
+    # ("a|b" = either), `required` the keys an access record must have; `access` says which
+    # records are access records ({key, prefix | values}), others are skipped and counted;
+    # `records_key` names the array of a records document; `line_prefix` is a regular
+    # expression removed from the start of a line (docker-compose "caddy  | "); `repair` lists
+    # repairs tried on lines that are not valid JSON ("unquoted_values": nginx's unquoted - or
+    # lists for numeric variables).
+    identity: tuple[str, ...] = ()
+    access: dict[str, Any] = field(default_factory=dict)
+    records_key: str | None = None
+    line_prefix: str | None = None
+    repair: tuple[str, ...] = ()
+    # text family: reason given for lines matched by a layout variant holding a `reject` field
+    reject_reasons: dict[str, str] = field(default_factory=dict)
     # all
     null: tuple[str, ...] = ("-",)
     cache: dict[str, str] = field(default_factory=dict)
@@ -63,7 +81,8 @@ _KEYS = {
     "name", "family", "title", "spec", "description", "timezone", "dialect", "layouts",
     "trailing", "delimiter", "fields", "default_fields", "required", "detect_fields",
     "detect_software", "decode", "null", "cache", "detect_priority",
-    "detect", "samples",
+    "detect", "samples", "detect_headerless", "identity", "access", "records_key", "line_prefix",
+    "repair", "reject_reasons",
 }
 
 
@@ -104,6 +123,13 @@ def _from_toml(data: dict[str, Any], origin: str) -> FormatDef:
         detect_priority=int(data.get("detect_priority", 0)),
         detect=bool(data.get("detect", True)),
         samples=samples,
+        detect_headerless=bool(data.get("detect_headerless", False)),
+        identity=tuple(data.get("identity", ())),
+        access=dict(data.get("access", {})),
+        records_key=data.get("records_key"),
+        line_prefix=data.get("line_prefix"),
+        repair=tuple(data.get("repair", ())),
+        reject_reasons=dict(data.get("reject_reasons", {})),
     )
 
 

@@ -34,6 +34,10 @@ def make_reader(fmt: FormatDef, source_tz: str | None, fields: str | None = None
         from forensics.readers.w3c import W3CReader
 
         return W3CReader(fmt, source_tz, fields)
+    if fmt.family == "json":
+        from forensics.readers.jsonl import JsonReader
+
+        return JsonReader(fmt, source_tz)
     raise ValueError(fmt.family)
 
 
