@@ -299,7 +299,85 @@ COVERAGE = Table(
 
 INVESTIGATION_TABLES: tuple[Table, ...] = (HITS, DOWNLOADERS, NEAR_MISSES, COVERAGE)
 
-ALL_TABLES: list[Table] = [*INGEST_TABLES, *INVESTIGATION_TABLES]
+IP_ENRICHMENT = Table(
+    "ip_enrichment",
+    "One row per client address: where it was, whose network it used and what kind of client it "
+    "was, from IP databases, published network lists and its user agents, each value with its source.",
+    (
+        Column("address", "VARCHAR", "The client address as the investigation gave it."),
+        Column("seen_first", "TIMESTAMPTZ", "Earliest time the address was seen (UTC), used for Tor matching."),
+        Column("seen_last", "TIMESTAMPTZ", "Latest time the address was seen (UTC)."),
+        Column("country", "VARCHAR", "ISO 3166-1 alpha-2 country of the address's location."),
+        Column("country_name", "VARCHAR", "Country name in English."),
+        Column("subdivision", "VARCHAR", "First-level subdivision (state, region), in English."),
+        Column("city", "VARCHAR", "City, in English."),
+        Column("latitude", "DOUBLE", "Approximate latitude (the database's, with its accuracy radius)."),
+        Column("longitude", "DOUBLE", "Approximate longitude."),
+        Column("asn", "BIGINT", "Autonomous system number of the network announcing the address."),
+        Column("as_org", "VARCHAR", "Organisation of that autonomous system."),
+        Column("anonymous", "BOOLEAN", "A database calls the address anonymous (VPN, proxy, Tor, hosting)."),
+        Column("vpn", "BOOLEAN", "A database calls the address a VPN exit."),
+        Column("hosting", "BOOLEAN", "A database calls the address a hosting or data-centre address."),
+        Column("tor", "BOOLEAN", "A database calls the address a Tor node (not time-matched)."),
+        Column("public_proxy", "BOOLEAN", "A database calls the address an open proxy."),
+        Column("residential_proxy", "BOOLEAN", "A database calls the address a residential proxy exit."),
+        Column("cloud_provider", "VARCHAR", "Cloud or CDN whose published ranges hold the address (aws, gcp, ...)."),
+        Column("cloud_service", "VARCHAR", "Service and region as the provider's list names them."),
+        Column("crawler", "VARCHAR", "Crawler the user agent claims to be (googlebot, bingbot, ...)."),
+        Column(
+            "crawler_verified",
+            "BOOLEAN",
+            "True when the address is in that crawler's published ranges (or its reverse DNS is "
+            "forward-confirmed under the owner's domain); false when only claimed; NULL without a claim.",
+        ),
+        Column("crawler_verified_by", "VARCHAR", "The list or the confirmed host name that verified the claim."),
+        Column("tor_exit", "BOOLEAN", "A Tor exit list saw the address as an exit within 24 h of when it was seen."),
+        Column("tor_exit_observed", "TIMESTAMPTZ", "The nearest Tor exit observation of the address (UTC)."),
+        Column("client_kind", "VARCHAR", "browser, crawler, link_preview, tool, unknown or empty (from user agents)."),
+        Column("client_name", "VARCHAR", "Which crawler, tool or preview bot (curl, slackbot, ...)."),
+        Column("rdns_hostname", "VARCHAR", "Forward-confirmed reverse DNS name, when --rdns was asked for."),
+        Column(
+            "flags",
+            "VARCHAR[]",
+            "Reader words: verified_crawler:NAME, claimed_crawler, cloud:NAME, tor_exit, vpn, ...",
+        ),
+        Column("value_sources", "JSON", "For each filled column, the database or list (and its date) that gave it."),
+    ),
+)
+
+ENRICHMENT_SOURCES = Table(
+    "enrichment_sources",
+    "Every IP database and published list the enrichment used, with its date and hash.",
+    (
+        Column("source", "VARCHAR", "database or list."),
+        Column("name", "VARCHAR", "File name."),
+        Column("type", "VARCHAR", "database_type of a database; the list's format name."),
+        Column("kind", "VARCHAR", "Recognised kind (maxmind-city, ipinfo-lite, ...) or the list's category."),
+        Column("built", "TIMESTAMPTZ", "Build date of a database; the list's own date."),
+        Column("date_basis", "VARCHAR", "Where that date came from (build_epoch, createDate, file mtime, ...)."),
+        Column("sha256", "VARCHAR", "SHA-256 of the file."),
+        Column("path", "VARCHAR", "Absolute path of the file."),
+        Column("fetched_from", "VARCHAR", "URL the list was downloaded from, when `lists update` fetched it."),
+        Column("entries", "BIGINT", "Prefixes or Tor exit observations in a list."),
+        Column("demo", "BOOLEAN", "Demo data, not real geography."),
+    ),
+)
+
+RDNS_CACHE = Table(
+    "rdns_cache",
+    "Forward-confirmed reverse DNS answers, so a rerun asks the resolver nothing again.",
+    (
+        Column("address", "VARCHAR", "The address looked up."),
+        Column("hostname", "VARCHAR", "Its PTR name, if any."),
+        Column("confirmed", "BOOLEAN", "The name resolves back to the address."),
+        Column("error", "VARCHAR", "Why it is not confirmed."),
+        Column("looked_up_at", "TIMESTAMPTZ", "When the resolver was asked."),
+    ),
+)
+
+ENRICHMENT_TABLES: tuple[Table, ...] = (IP_ENRICHMENT, ENRICHMENT_SOURCES, RDNS_CACHE)
+
+ALL_TABLES: list[Table] = [*INGEST_TABLES, *INVESTIGATION_TABLES, *ENRICHMENT_TABLES]
 
 
 def empty_requests_frame() -> pl.DataFrame:

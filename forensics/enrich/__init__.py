@@ -1,0 +1,277 @@
+"""IP enrichment (issue 4): where each client was, whose network it used, what kind of client it was.
+
+The pipeline calls one function:
+
+    enrich(con, addresses, user_agents, databases, lists_dir, rdns=False) -> EnrichmentReport
+
+with the distinct client addresses, each with a time it was seen (pass several pairs for the same
+address to have Tor exits matched against each time), the user agents each address sent, the IP
+database files (.mmdb) and the folder of published lists. It fills the table `ip_enrichment` (one
+row per address, every value with its source in `value_sources`) and `enrichment_sources` (every
+database and list used, with type, date and sha256), replacing what an earlier run wrote, and
+returns the same facts for manifest.json (`EnrichmentReport.manifest()`).
+
+Nothing here prints; every problem with an input is an EnrichmentError naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from forensics.enrich import lists as published
+from forensics.enrich import mmdb, useragent
+from forensics.enrich import rdns as reverse_dns
+from forensics.enrich.mmdb import find_default_databases
+from forensics.schema import ENRICHMENT_SOURCES, IP_ENRICHMENT
+
+__all__ = ["EnrichmentReport", "SourceUsed", "enrich", "find_default_databases"]
+
+USER_AGENT_SOURCE = "user agent"
+DEMO_FLAG = "demo_geography"
+
+
+@dataclass(frozen=True)
+class SourceUsed:
+    source: str  # database or list
+    name: str
+    type: str
+    kind: str
+    built: datetime | None
+    date_basis: str
+    sha256: str
+    path: str
+    fetched_from: str | None = None
+    entries: int | None = None
+    demo: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source, "name": self.name, "type": self.type, "kind": self.kind,
+            "built": self.built.astimezone(UTC).isoformat().replace("+00:00", "Z") if self.built else None,
+            "date_basis": self.date_basis, "sha256": self.sha256, "path": self.path,
+            "fetched_from": self.fetched_from, "entries": self.entries, "demo": self.demo,
+        }
+
+
+@dataclass
+class EnrichmentReport:
+    addresses: int
+    sources: list[SourceUsed]
+    flag_counts: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    demo: bool = False
+
+    def manifest(self) -> dict[str, Any]:
+        """The enrichment part of manifest.json."""
+        out: dict[str, Any] = {
+            "addresses": self.addresses,
+            "databases": [s.as_json() for s in self.sources if s.source == "database"],
+            "lists": [s.as_json() for s in self.sources if s.source == "list"],
+            "flags": dict(sorted(self.flag_counts.items())),
+            "notes": list(self.notes),
+        }
+        if self.demo:
+            out["demo"] = "demo data, not real geography"
+        return out
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z") if ts else None
+
+
+def _utc(ts: datetime) -> datetime:
+    if ts.tzinfo is None:
+        raise ValueError(f"naive timestamp {ts!r}: enrichment needs times with a zone (UTC)")
+    return ts.astimezone(UTC)
+
+
+def _flags(row: dict[str, Any], kinds: list[useragent.ClientKind]) -> list[str]:
+    flags: list[str] = []
+    if row["_not_ip"]:
+        flags.append("not_an_ip_address")
+    if row["crawler"]:
+        if row["crawler_verified"]:
+            flags.append(f"verified_crawler:{row['crawler']}")
+        else:
+            flags.append("claimed_crawler")
+    for owner in row["_crawler_networks"]:
+        if not (row["crawler_verified"] and useragent.CRAWLER_OWNERS.get(row["crawler"] or "") == owner):
+            flags.append(f"crawler_network:{owner}")
+    for owner in row["_cloud_owners"]:
+        flags.append(f"cloud:{owner}")
+    if row["tor_exit"]:
+        flags.append("tor_exit")
+    elif row["_tor_other_time"]:
+        flags.append("tor_exit_other_time")
+    for column in ("vpn", "tor", "public_proxy", "residential_proxy", "hosting"):
+        if row[column]:
+            flags.append(column if column != "tor" else "tor_database")
+    if row["anonymous"] and not any(row[c] for c in ("vpn", "tor", "public_proxy", "residential_proxy", "hosting")):
+        flags.append("anonymous")
+    if row["client_kind"] in (useragent.LINK_PREVIEW, useragent.TOOL):
+        flags.append(f"{row['client_kind']}:{row['client_name']}")
+    if row["client_kind"] is not None and len({k.kind for k in kinds}) > 1:
+        flags.append("several_client_kinds")
+    if row["_demo"]:
+        flags.append(DEMO_FLAG)
+    return flags
+
+
+def enrich(
+    con: duckdb.DuckDBPyConnection,
+    addresses: Sequence[tuple[str, datetime]],
+    user_agents: Mapping[str, Sequence[str | None]] | None,
+    databases: Sequence[Path],
+    lists_dir: Path | None,
+    rdns: bool = False,
+    *,
+    resolver: reverse_dns.Resolver | None = None,
+) -> EnrichmentReport:
+    """Enrich distinct client addresses and write `ip_enrichment` and `enrichment_sources`.
+
+    addresses: (address, time seen, timezone-aware) pairs; an address may repeat with other times.
+    user_agents: address -> the User-Agent values it sent (None: no user agents known).
+    databases: .mmdb files, in the order the case gives them (precedence: mmdb.KINDS).
+    lists_dir: folder of published lists (lists.LIST_FORMATS), or None.
+    rdns: forward-confirmed reverse DNS for addresses whose user agent claims a crawler
+    that their address does not verify; answers cached in `rdns_cache`. Sends those addresses to
+    the resolver, so off unless asked for.
+    """
+    seen = [(str(a), _utc(t)) for a, t in addresses if a is not None]
+    times: dict[str, list[datetime]] = {}
+    for address, when in seen:
+        times.setdefault(address, []).append(when)
+    distinct = list(times)
+
+    opened = [mmdb.open_database(Path(p)) for p in databases]
+    try:
+        geo = mmdb.lookup(opened, distinct)
+    finally:
+        for db in opened:
+            db.close()
+    sources = [
+        SourceUsed("database", db.path.name, db.database_type, db.kind.name, db.build_date, "build_epoch", db.sha256,
+                   str(db.path.resolve()), demo=db.demo)
+        for db in opened
+    ]
+
+    notes: list[str] = []
+    lists: list[published.PublishedList] = []
+    if lists_dir is not None:
+        lists, notes = published.read_lists(Path(lists_dir))
+    matches = published.match_lists(con, seen, lists)
+    notes.extend(matches.notes)
+    for pub in lists:
+        entries = len(pub.prefixes) + len(pub.tor_observations)
+        sources.append(SourceUsed("list", pub.path.name, pub.format, pub.category, pub.date, pub.date_basis,
+                                  pub.sha256, str(pub.path.resolve()), pub.fetched_from, entries))
+
+    # An address the caller gave no user agents for has no client kind (unknown to us), while an
+    # address whose only user agent was "-" or "" is `empty`.
+    known_agents = user_agents or {}
+    kinds_by_address = {a: useragent.classify_many(known_agents.get(a, ())) for a in distinct}
+    claimants = [
+        a for a in distinct
+        if a in known_agents and kinds_by_address[a][0].kind == useragent.CRAWLER
+        and not any(m.category == "crawler" and m.owner == kinds_by_address[a][0].owner
+                    for m in matches.networks.get(a, []))
+    ]
+    answers = reverse_dns.lookup_cached(con, claimants, resolver) if rdns and claimants else {}
+
+    rows: list[dict[str, Any]] = []
+    flag_counts: dict[str, int] = {}
+    for address in distinct:
+        values = geo[address]
+        value_sources: dict[str, str] = dict(values["_sources"])
+        best, kinds = kinds_by_address[address]
+        nets = matches.networks.get(address, [])
+        cloud = [m for m in nets if m.category in ("cloud", "cdn")]
+        crawler_nets = [m for m in nets if m.category == "crawler"]
+        row: dict[str, Any] = {c: values[c] for c in mmdb.COLUMNS}
+        row.update(
+            address=address, seen_first=min(times[address]), seen_last=max(times[address]),
+            cloud_provider=cloud[0].owner if cloud else None,
+            cloud_service="; ".join(dict.fromkeys(m.service for m in cloud if m.service)) or None,
+            crawler=None, crawler_verified=None, crawler_verified_by=None,
+            tor_exit=None, tor_exit_observed=None,
+            client_kind=best.kind if address in known_agents else None,
+            client_name=best.name if address in known_agents else None,
+            rdns_hostname=None, _not_ip=published.address_number(address) is None, _demo=values["_demo"],
+            _cloud_owners=list(dict.fromkeys(m.owner for m in cloud)),
+            _crawler_networks=list(dict.fromkeys(m.owner for m in crawler_nets)), _tor_other_time=False,
+        )
+        if cloud:
+            value_sources["cloud_provider"] = lists[cloud[0].list_id].label
+        if address in known_agents:
+            value_sources["client_kind"] = USER_AGENT_SOURCE
+        if address in known_agents and best.kind == useragent.CRAWLER:
+            row["crawler"] = best.name
+            by_list = next((m for m in crawler_nets if best.owner and m.owner == best.owner), None)
+            answer = answers.get(address)
+            if answer is not None:
+                row["rdns_hostname"] = answer.hostname if answer.confirmed else None
+            if by_list is not None:
+                row["crawler_verified"] = True
+                row["crawler_verified_by"] = f"{lists[by_list.list_id].label} {by_list.network}"
+                value_sources["crawler_verified"] = lists[by_list.list_id].label
+            elif answer is not None and answer.under(best.owner):
+                row["crawler_verified"] = True
+                row["crawler_verified_by"] = f"forward-confirmed reverse DNS {answer.hostname}"
+                value_sources["crawler_verified"] = "reverse DNS"
+            else:
+                row["crawler_verified"] = False
+                value_sources["crawler_verified"] = USER_AGENT_SOURCE
+        tor = matches.tor.get(address)
+        if tor is not None:
+            list_id, observed, in_window = tor
+            row["tor_exit"] = in_window
+            row["tor_exit_observed"] = observed
+            row["_tor_other_time"] = not in_window
+            value_sources["tor_exit"] = lists[list_id].label
+        elif any(p.tor_observations for p in lists):
+            row["tor_exit"] = False
+        row["flags"] = _flags(row, kinds)
+        row["value_sources"] = json.dumps(value_sources, sort_keys=True, ensure_ascii=False)
+        for flag in row["flags"]:
+            flag_counts[flag] = flag_counts.get(flag, 0) + 1
+        rows.append(row)
+
+    _write(con, rows, sources)
+    return EnrichmentReport(len(distinct), sources, flag_counts, notes, demo=any(s.demo for s in sources))
+
+
+def _write(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]], sources: list[SourceUsed]) -> None:
+    con.execute(IP_ENRICHMENT.ddl())
+    con.execute(ENRICHMENT_SOURCES.ddl())
+    con.execute(f"DELETE FROM {IP_ENRICHMENT.name}")
+    con.execute(f"DELETE FROM {ENRICHMENT_SOURCES.name}")
+    schema: dict[str, pl.DataType] = {
+        c.name: (pl.List(pl.String()) if c.sql_type == "VARCHAR[]" else c.polars_type) for c in IP_ENRICHMENT.columns
+    }
+    frame = pl.DataFrame([{c: r.get(c) for c in schema} for r in rows], schema=schema, orient="row")
+    con.register("ip_enrichment_frame", frame)
+    cols = ", ".join(IP_ENRICHMENT.column_names)
+    con.execute(f"INSERT INTO {IP_ENRICHMENT.name} ({cols}) SELECT {cols} FROM ip_enrichment_frame")
+    con.unregister("ip_enrichment_frame")
+    src = pl.DataFrame(
+        [
+            {"source": s.source, "name": s.name, "type": s.type, "kind": s.kind, "built": s.built,
+             "date_basis": s.date_basis, "sha256": s.sha256, "path": s.path, "fetched_from": s.fetched_from,
+             "entries": s.entries, "demo": s.demo}
+            for s in sources
+        ],
+        schema=ENRICHMENT_SOURCES.polars_schema(),
+        orient="row",
+    )
+    con.register("enrichment_sources_frame", src)
+    cols = ", ".join(ENRICHMENT_SOURCES.column_names)
+    con.execute(f"INSERT INTO {ENRICHMENT_SOURCES.name} ({cols}) SELECT {cols} FROM enrichment_sources_frame")
+    con.unregister("enrichment_sources_frame")
