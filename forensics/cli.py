@@ -24,7 +24,7 @@ from rich.progress import (
 )
 
 from forensics import __version__
-from forensics.errors import ForensicsError
+from forensics.errors import ForensicsError, QueryError
 
 app = typer.Typer(
     help="Access-log forensics for accidental data exposures: load web-server and CDN logs into a "
@@ -244,6 +244,127 @@ def version() -> None:
 
     out.print(f"forensics {__version__} (duckdb {duckdb.__version__}, polars {polars.__version__}, "
               f"python {sys.version.split()[0]})")
+
+
+@app.command()
+def report(
+    case_dir: Annotated[Path, typer.Argument(help="The folder written by `forensics run`.")],
+) -> None:
+    """Write DIR/report.html again from an existing case: the incident summary for leadership,
+    counsel or a regulator (answer, timeline, downloaders, breakdowns, data quality, method, chain
+    of custody). One self-contained file: it opens offline and prints.
+
+    Example: forensics report case-out
+    """
+    from forensics.report import write_report
+
+    try:
+        path = write_report(case_dir)
+    except Exception as exc:
+        _fail(exc)
+        return
+    out.print(f"Report: {path}", soft_wrap=True)
+
+
+@app.command()
+def queries() -> None:
+    """List the named queries in queries/*.sql: name, parameters and what each answers.
+
+    Run one with `forensics query NAME --case DIR -p PARAM VALUE`.
+
+    Example: forensics queries
+    """
+    from forensics.explore import list_queries
+
+    for q in list_queries():
+        params = ", ".join(f"{p} (optional)" if p in q.optional else p for p in q.params) or "no parameters"
+        out.print(f"[bold]{q.name}[/] [dim]({params})[/]", markup=True, soft_wrap=True)
+        out.print(f"  {q.purpose}", soft_wrap=True, markup=False)
+
+
+def _pairs(args: list[str]) -> dict[str, str]:
+    """`-p NAME VALUE` pairs (typer has no repeatable two-value option)."""
+    params: dict[str, str] = {}
+    rest = list(args)
+    while rest:
+        flag = rest.pop(0)
+        if flag not in ("-p", "--param") or len(rest) < 2:
+            raise QueryError(f"cannot read {flag!r}", hint="give parameters as -p NAME VALUE")
+        name, value = rest.pop(0), rest.pop(0)
+        params[name] = value
+    return params
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def query(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="A query name from `forensics queries`.")],
+    case_dir: Annotated[Path, typer.Option("--case", "-c", help="The case folder (holds case.duckdb).")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv, json or parquet.")] = "table",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file instead of the screen.")
+    ] = None,
+) -> None:
+    """Run one named query on a case with its parameters bound (never pasted into the SQL).
+    Give each parameter as -p NAME VALUE (repeat for more); `forensics queries` lists them.
+
+    Example: forensics query client_activity --case case-out -p client_ip 95.216.142.33
+    """
+    from forensics.explore import run_query, write_result
+
+    try:
+        params = _pairs(ctx.args)
+        frame = run_query(case_dir, name, params)
+        text = write_result(frame, fmt, output)
+    except Exception as exc:
+        _fail(exc)
+        return
+    if text is not None:
+        out.print(text, soft_wrap=True, markup=False, highlight=False, end="")
+    else:
+        err.print(f"{frame.height} rows written to {output}", soft_wrap=True)
+
+
+@app.command()
+def sql(
+    case_dir: Annotated[Path, typer.Argument(help="The case folder (holds case.duckdb).")],
+    command: Annotated[str | None, typer.Option("--command", "-c", help="Run this SQL and exit.")] = None,
+) -> None:
+    """Open an SQL prompt on the case database (read-only; TEMP tables allowed). Statements end
+    with ';' and may span lines; .tables, .schema and .queries help; history is kept in the case
+    folder. With -c, run one statement and print its result.
+
+    Example: forensics sql case-out -c "SELECT outcome, count(*) FROM downloaders GROUP BY ALL"
+    """
+    from forensics.explore import sql_once, sql_prompt
+
+    try:
+        if command is not None:
+            out.print(sql_once(case_dir, command), soft_wrap=True, markup=False, highlight=False)
+        else:
+            sql_prompt(case_dir, write=lambda text: out.print(text, soft_wrap=True, markup=False, highlight=False))
+    except Exception as exc:
+        _fail(exc)
+
+
+@app.command()
+def schema(
+    case_dir: Annotated[Path, typer.Argument(help="The case folder (holds case.duckdb).")],
+) -> None:
+    """Document the case database: every table with its row count, and every column with its
+    type and meaning (from forensics/schema.py).
+
+    Example: forensics schema case-out
+    """
+    from forensics.explore import describe_table, schema_doc
+
+    try:
+        tables = schema_doc(case_dir)
+    except Exception as exc:
+        _fail(exc)
+        return
+    for t in tables:
+        out.print(describe_table(t) + "\n", soft_wrap=True, markup=False, highlight=False)
 
 
 def main() -> None:

@@ -139,7 +139,17 @@ def run_case(case: Case, out_dir: Path, progress: Progress | None = None, worker
         manifest = write_manifest(con, out_dir, case, extra=extra)
     finally:
         con.close()
-    all_outputs = {**outputs, "case.duckdb": report.database, "manifest.json": manifest}
+    # After the manifest and the database are closed: the report reads both, read-only.
+    from forensics.report import write_report
+    from forensics.spreadsheet import write_downloaders_xlsx
+
+    outputs["downloaders.xlsx"] = write_downloaders_xlsx(frame, out_dir / "downloaders.xlsx")
+    all_outputs = {
+        **outputs,
+        "case.duckdb": report.database,
+        "manifest.json": manifest,
+        "report.html": write_report(out_dir),
+    }
     return RunReport(
         ingest=report,
         headline=result.headline,

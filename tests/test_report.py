@@ -1,0 +1,213 @@
+"""The incident summary (report.html) and the reviewers' spreadsheet (downloaders.xlsx), issue 5.
+
+The report must say what the downloader list says, show every string from a log as text, and
+fetch nothing: no script, style, font or image from anywhere but the file itself.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import re
+import shutil
+import zipfile
+from html.parser import HTMLParser
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from forensics.casefile import load_case
+from forensics.cli import app
+from forensics.pipeline import run_case
+from forensics.report import write_report
+from forensics.spreadsheet import write_downloaders_xlsx
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT_UA = "<script>alert(1)</script>"
+QUOTED_REFERER = 'https://evil.example/?q="a" \'b\' "><img src=x onerror=alert(2)>'
+
+
+@pytest.fixture(scope="module")
+def demo_case(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    run_case(load_case(REPO / "sample_logs" / "case.toml"), out)
+    return out
+
+
+@pytest.fixture
+def case_copy(demo_case: Path, tmp_path: Path) -> Path:
+    """A writable copy of the demo case, to plant hostile strings or enrichment rows in."""
+    dst = tmp_path / "case"
+    shutil.copytree(demo_case, dst)
+    return dst
+
+
+class _Rows(HTMLParser):
+    """Collects the downloader table's rows and the headline counts by their data attributes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clients: list[tuple[str, str]] = []
+        self.headline: dict[str, int] = {}
+        self._count: str | None = None
+        self._in_n = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "tr" and "data-client" in a:
+            self.clients.append((a["data-client"] or "", a.get("data-outcome") or ""))
+        if tag == "div" and "data-outcome" in a:
+            self._count = a["data-outcome"]
+        if tag == "div" and a.get("class") == "n" and self._count:
+            self._in_n = True
+
+    def handle_data(self, data: str) -> None:
+        if self._in_n and self._count:
+            self.headline[self._count] = int(data.strip())
+            self._in_n = False
+            self._count = None
+
+
+def _parse(page: str) -> _Rows:
+    p = _Rows()
+    p.feed(page)
+    return p
+
+
+def test_run_writes_report_and_spreadsheet(demo_case: Path) -> None:
+    assert (demo_case / "report.html").stat().st_size > 10_000
+    assert (demo_case / "downloaders.xlsx").exists()
+
+
+def test_report_counts_and_rows_agree_with_the_downloader_list(demo_case: Path) -> None:
+    page = (demo_case / "report.html").read_text(encoding="utf-8")
+    with (demo_case / "downloaders.csv").open(encoding="utf-8") as fh:
+        listed = list(csv.DictReader(fh))
+    parsed = _parse(page)
+    assert sorted(parsed.clients) == sorted((r["client_ip"], r["outcome"]) for r in listed)
+    for outcome in ("complete", "partial", "failed", "headers_only"):
+        assert parsed.headline[outcome] == sum(r["outcome"] == outcome for r in listed), outcome
+    # The demo incident's known answer (sample_logs/SCENARIO.md).
+    assert parsed.headline == {"complete": 19, "partial": 3, "failed": 4, "headers_only": 2}
+    assert "/sites/default/files/documents/2022/detention-roster.xlsx" in page
+    assert "1,572,864 bytes" in page
+    # The window in the case's zone and in UTC.
+    assert "2022-11-28 14:02:00 EST" in page and "2022-11-28 19:02:00Z" in page
+    assert "2022-11-28 19:05:00 EST" in page and "2022-11-29 00:05:00Z" in page
+
+
+def test_report_has_every_section_and_custody_facts(demo_case: Path) -> None:
+    page = (demo_case / "report.html").read_text(encoding="utf-8")
+    for section in ("answer", "timeline", "downloaders", "breakdowns", "follow-up", "quality", "method", "custody"):
+        assert f'id="{section}"' in page, section
+    con = duckdb.connect(str(demo_case / "case.duckdb"), read_only=True)
+    try:
+        hashes = [r[0] for r in con.execute("SELECT sha256 FROM sources").fetchall()]
+        case_sha = con.execute("SELECT value FROM case_info WHERE key = 'case_sha256'").fetchone()[0]
+    finally:
+        con.close()
+    assert all(h in page for h in hashes)
+    assert case_sha in page
+    assert "forensics run sample_logs/case.toml --out" in page or "forensics run " in page
+    assert "duckdb " in page and "polars " in page
+    assert "<svg" in page and "exposure window" in page
+    assert "No IP databases were given" in page
+
+
+def test_log_strings_come_out_as_text(case_copy: Path) -> None:
+    con = duckdb.connect(str(case_copy / "case.duckdb"))
+    try:
+        ip = con.execute("SELECT client_ip FROM downloaders ORDER BY first_seen LIMIT 1").fetchone()[0]
+        con.execute(
+            "UPDATE downloaders SET user_agents = [$ua], referers = [$ref] WHERE client_ip = $ip",
+            {"ua": SCRIPT_UA, "ref": QUOTED_REFERER, "ip": ip},
+        )
+        con.execute(
+            "UPDATE requests SET referer = $ref, user_agent = $ua FROM hits "
+            "WHERE hits.source_id = requests.source_id AND hits.line_no = requests.line_no AND hits.client_ip = $ip",
+            {"ua": SCRIPT_UA, "ref": QUOTED_REFERER, "ip": ip},
+        )
+    finally:
+        con.close()
+    page = write_report(case_copy).read_text(encoding="utf-8")
+    assert SCRIPT_UA not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<img" not in page  # the planted tag is text: &lt;img ...
+    assert "&#34;&gt;&lt;img src=x onerror=alert(2)&gt;" in page
+    assert page.count("<script") == 1  # the report's own sorting script, nothing else
+
+
+def test_report_fetches_nothing(demo_case: Path) -> None:
+    page = (demo_case / "report.html").read_text(encoding="utf-8")
+    assert not re.search(r"""(?:src|href|action|poster|data)\s*=\s*["']?\s*(?:[a-z][a-z0-9+.-]*:)?//""", page, re.I)
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?!#)[^"'\s>]""", page, re.I), "only in-page #anchors"
+    assert not re.search(r"@import|url\(\s*['\"]?(?:https?:)?//|<link\b|<iframe\b|<object\b|<embed\b", page, re.I)
+    assert "Content-Security-Policy" in page and "default-src 'none'" in page
+
+
+def test_report_shows_enrichment_when_the_case_has_it(case_copy: Path) -> None:
+    con = duckdb.connect(str(case_copy / "case.duckdb"))
+    try:
+        ip = con.execute("SELECT client_ip FROM downloaders WHERE outcome = 'complete' LIMIT 1").fetchone()[0]
+        con.execute(
+            "INSERT INTO ip_enrichment (address, country, country_name, city, asn, as_org, client_kind, crawler, "
+            "crawler_verified, flags) VALUES ($ip, 'DE', 'Germany', 'Testburg', 64500, 'Example Transit', 'crawler', "
+            "'examplebot', false, ['claimed_crawler'])",
+            {"ip": ip},
+        )
+        con.execute(
+            "INSERT INTO enrichment_sources (source, name, type, kind, built, date_basis, sha256, path, demo) "
+            "VALUES ('database', 'Test-City.mmdb', 'GeoIP2-City', 'maxmind-city', TIMESTAMPTZ '2022-11-01 00:00:00+00', "
+            "'build_epoch', 'ab12', '/x/Test-City.mmdb', false)"
+        )
+    finally:
+        con.close()
+    page = write_report(case_copy).read_text(encoding="utf-8")
+    assert "Testburg, Germany" in page
+    assert "AS64500 Example Transit" in page
+    assert "claimed_crawler" in page and "examplebot" in page
+    assert "Test-City.mmdb" in page and "2022-11-01" in page
+    assert "No IP databases were given" not in page
+
+
+def test_report_command_rewrites_the_report(case_copy: Path) -> None:
+    (case_copy / "report.html").unlink()
+    res = CliRunner().invoke(app, ["report", str(case_copy)])
+    assert res.exit_code == 0, res.output
+    assert (case_copy / "report.html").exists() and "report.html" in res.output
+
+
+def test_report_command_on_a_folder_without_a_case(tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert res.exit_code == 1 and "Error:" in res.output and "Traceback" not in res.output
+
+
+# --- downloaders.xlsx ----------------------------------------------------------------------------
+
+
+def _sheet(path: Path) -> tuple[str, str]:
+    with zipfile.ZipFile(path) as z:
+        sheet = z.read("xl/worksheets/sheet1.xml").decode()
+        strings = z.read("xl/sharedStrings.xml").decode() if "xl/sharedStrings.xml" in z.namelist() else ""
+    return sheet, strings
+
+
+def test_xlsx_has_a_frozen_header_and_widths(demo_case: Path) -> None:
+    sheet, strings = _sheet(demo_case / "downloaders.xlsx")
+    assert '<pane ySplit="1"' in sheet and 'state="frozen"' in sheet
+    assert "<cols>" in sheet and 'customWidth="1"' in sheet
+    assert "client_ip" in strings and "95.216.142.33" in strings
+
+
+@pytest.mark.parametrize("value", ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd"])
+def test_xlsx_neutralises_formulas(tmp_path: Path, value: str) -> None:
+    frame = pl.DataFrame({"client_ip": ["192.0.2.1"], "user_agents": [[value]], "requests": [1]})
+    path = write_downloaders_xlsx(frame, tmp_path / "d.xlsx")
+    sheet, strings = _sheet(path)
+    assert "<f>" not in sheet  # no formula cell
+    text = html.unescape(strings).replace("_x000D_", "\r")
+    assert f"<t>'{value}</t>" in text or f'<t xml:space="preserve">\'{value}</t>' in text
+    assert "<v>1</v>" in sheet  # numbers stay numbers
