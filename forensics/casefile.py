@@ -58,6 +58,8 @@ class Enrich:
     databases: tuple[str, ...] = ()
     lists: str | None = None
     rdns: bool = False
+    # Made-up IP databases built from a seed CSV (the demo); every value is flagged demo_geography.
+    demo_seed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ _SCHEMA: dict[str, set[str]] = {
     "exposure": {"start", "end", "margin"},
     "resources": {"path", "hosts", "size", "match_query"},
     "proxies": {"trusted"},
-    "enrich": {"databases", "lists", "rdns"},
+    "enrich": {"databases", "lists", "rdns", "demo_seed"},
 }
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
@@ -300,6 +302,7 @@ def parse_case(data: dict[str, Any], path: Path | None = None, sha256: str | Non
             databases=tuple(en.get("databases", [])),
             lists=en.get("lists"),
             rdns=bool(en.get("rdns", False)),
+            demo_seed=en.get("demo_seed"),
         )
 
     if exposure is None and resources:

@@ -111,7 +111,8 @@ def _print_ingest(report: Any, elapsed: float) -> None:
             )
     rate = t["lines_read"] / elapsed if elapsed > 0 else 0
     out.print(
-        f"Loaded {t['files']} files: {t['lines_read']:,} lines read, {t['lines_parsed']:,} requests, "
+        f"Loaded {t['files']} files: {t['lines_read']:,} lines read, {t['lines_parsed']:,} parsed "
+        f"({t['requests']:,} requests), "
         f"{t['lines_rejected']:,} rejected, {t['lines_skipped']:,} skipped "
         f"({elapsed:.1f} s, {rate:,.0f} lines/s)",
         soft_wrap=True,
@@ -159,10 +160,23 @@ def run(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the case database and outputs.")],
     workers: Annotated[int, typer.Option(help="Files read at once (one per core is right).")] = 2,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    db: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--db",
+            help="IP database (.mmdb: MaxMind, DB-IP, IPinfo) or a folder of them; repeatable. "
+            "Added to [enrich] databases; without any, those in geoipupdate's default places are used.",
+        ),
+    ] = None,
+    rdns: Annotated[
+        bool,
+        typer.Option(help="Check crawler claims with forward-confirmed reverse DNS (sends DNS queries)."),
+    ] = False,
 ) -> None:
     """Run the whole investigation: ingest the logs, find every request for the leaked resource
     in the exposure window, resolve the real client behind proxies and the CDN, decide what each
-    client received, and write the downloader list (CSV, Parquet, JSON) beside the case database.
+    client received, enrich the addresses (location, network, crawler, cloud, Tor) and write the
+downloader list (CSV, Parquet, JSON, XLSX) and the incident report beside the case database.
 
     Example: forensics run sample_logs/case.toml --out case-out
     """
@@ -173,7 +187,7 @@ def run(
     started = time.monotonic()
     try:
         case = load_case(case_file)
-        report = run_case(case, out_dir, progress=bar, workers=workers)
+        report = run_case(case, out_dir, progress=bar, workers=workers, databases=db or [], rdns=rdns)
     except BaseException as exc:
         bar.stop()
         if isinstance(exc, (KeyboardInterrupt, typer.Exit)):
@@ -195,6 +209,38 @@ def run(
     )
     for name, path in report.outputs.items():
         out.print(f"  {name:<18} {path}", soft_wrap=True)
+
+
+lists_app = typer.Typer(help="Published network lists: crawlers, clouds, Tor exits.", no_args_is_help=True)
+app.add_typer(lists_app, name="lists")
+
+
+@lists_app.command("update")
+def lists_update(
+    folder: Annotated[Path, typer.Argument(help="Folder to keep the lists in; name it in [enrich] lists.")],
+    tor_month: Annotated[
+        list[str] | None,
+        typer.Option(help="Also fetch Tor's exit-list archive of this month (YYYY-MM); repeatable."),
+    ] = None,
+) -> None:
+    """Download the published crawler, cloud and Tor exit lists into FOLDER and record when and
+    from where in FOLDER/lists.json. Needs a network; run it on the day of the investigation, or
+    fetch the archives of the incident's month with --tor-month.
+
+    Example: forensics lists update case/lists --tor-month 2022-11
+    """
+    from forensics.enrich.lists import update_lists
+
+    try:
+        rep = update_lists(folder, tor_months=tuple(tor_month or ()))
+    except Exception as exc:
+        _fail(exc)
+        return
+    for name, url in sorted(rep.fetched.items()):
+        out.print(f"fetched {name} from {url}", soft_wrap=True)
+    for name, why in sorted(rep.failed.items()):
+        err.print(f"[yellow]Not fetched:[/] {name}: {why}", markup=True, soft_wrap=True)
+    out.print(f"Recorded in {rep.record}", soft_wrap=True)
 
 
 @app.command()

@@ -61,6 +61,7 @@ class FileResult:
     lines_read: int = 0
     lines_parsed: int = 0
     lines_rejected: int = 0
+    requests: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     first_ts: datetime | None = None
     last_ts: datetime | None = None
@@ -87,6 +88,7 @@ class IngestReport:
             "files": len(self.loaded),
             "lines_read": sum(r.lines_read for r in self.loaded),
             "lines_parsed": sum(r.lines_parsed for r in self.loaded),
+            "requests": sum(r.requests for r in self.loaded),
             "lines_rejected": sum(r.lines_rejected for r in self.loaded),
             "lines_skipped": sum(r.lines_skipped for r in self.loaded),
         }
@@ -251,8 +253,15 @@ def _read_file(
                 result.reject_examples.extend(
                     (int(r[0]), str(r[1])) for r in res.rejects.select("line_no", "reason").head(5).rows()
                 )
-        result.lines_parsed += req.height
-        result.lines_rejected += res.rejects.height
+        # Lines, not records: a JSON line can hold several records (one row each). A line with
+        # at least one request counts as parsed; a line with only rejects as rejected.
+        parsed_lines = req.get_column("line_no").unique() if req.height else pl.Series([], dtype=pl.Int64)
+        rejected_lines = (
+            res.rejects.get_column("line_no").unique() if res.rejects.height else pl.Series([], dtype=pl.Int64)
+        )
+        result.lines_parsed += parsed_lines.len()
+        result.lines_rejected += int((~rejected_lines.is_in(parsed_lines.implode())).sum())
+        result.requests += req.height
         result.skipped.update(res.skipped)
         if progress:
             n = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
@@ -322,12 +331,12 @@ def ingest(
     for r in to_load:
         pf = r.planned
         con.execute(
-            "INSERT INTO sources VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19)",
+            "INSERT INTO sources VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20)",
             [
                 r.source_id, pf.display_path, str(pf.path.resolve()), pf.sha256, pf.size,
                 pf.compression, pf.fmt.name, pf.detected, pf.spec.role, pf.spec.timezone,
                 r.lines_read, r.lines_parsed, r.lines_rejected, r.lines_skipped,
-                r.first_ts, r.last_ts, r.truncated, r.note, now,
+                r.first_ts, r.last_ts, r.truncated, r.note, now, r.requests,
             ],
         )
         for kind, n in sorted(r.skipped.items()):
@@ -363,7 +372,7 @@ def write_manifest(
     """manifest.json: what was read, with hashes and line accounting, for the chain of custody."""
     rows = con.execute(
         "SELECT source_id, path, sha256, size_bytes, compression, format, format_detected, role,"
-        " lines_read, lines_parsed, lines_rejected, lines_skipped, first_ts, last_ts, truncated, note"
+        " lines_read, lines_parsed, lines_rejected, lines_skipped, first_ts, last_ts, truncated, note, requests"
         " FROM sources ORDER BY source_id"
     ).fetchall()
     skipped = con.execute("SELECT source_id, kind, lines FROM skipped_lines").fetchall()
@@ -379,6 +388,7 @@ def write_manifest(
                 "lines_read": r[8], "lines_parsed": r[9], "lines_rejected": r[10],
                 "lines_skipped": r[11], "skipped": skipped_by.get(r[0], {}),
                 "first_ts": _iso(r[12]), "last_ts": _iso(r[13]), "truncated": r[14], "note": r[15],
+                "requests": r[16],
             }
         )
     path = out_dir / "manifest.json"

@@ -1,4 +1,4 @@
-"""`forensics run`: ingest, investigate, write the downloader list and the manifest (issue 3).
+"""`forensics run`: ingest, investigate, enrich, write the downloader list, report and manifest.
 
 Outputs beside case.duckdb: downloaders.csv / .parquet / .json (one row per resource and resolved
 client, ordered by outcome then first seen), the tables hits, downloaders, near_misses and
@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 
 from forensics.casefile import Case
 from forensics.db import connect
-from forensics.errors import CaseFileError
+from forensics.errors import CaseFileError, EnrichmentError
 from forensics.ingest import IngestReport, Progress, ingest, write_manifest
 from forensics.investigate import OUTCOMES, investigate, run_stage
 
@@ -28,6 +30,8 @@ DOWNLOADER_COLUMNS = (
     "resource_path", "client_ip", "outcome", "confidence", "first_seen", "last_seen", "requests",
     "bytes_received", "coverage_pct", "resource_size", "statuses", "user_agents", "referers",
     "sources", "claimed_forwarded_for", "flags",
+    "country", "country_name", "city", "asn", "as_org", "client_kind", "client_name", "cloud_provider",
+    "crawler", "crawler_verified", "tor_exit", "vpn", "hosting",
 )
 
 # A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection").
@@ -90,8 +94,76 @@ def write_downloaders(frame: pl.DataFrame, out_dir: Path) -> dict[str, Path]:
     return outputs
 
 
-def run_case(case: Case, out_dir: Path, progress: Progress | None = None, workers: int = 2) -> RunReport:
-    """Ingest the case's logs, run the investigation and write every output into out_dir."""
+def _database_paths(case: Case, extra: Sequence[Path], out_dir: Path) -> tuple[list[Path], list[str]]:
+    """The IP databases to use: the case's and --db's (files or folders of .mmdb files), the demo's
+    when the case names a seed, else those geoipupdate left in its default places."""
+    from forensics.enrich import find_default_databases
+    from forensics.enrich.demo import build_demo_databases
+
+    notes: list[str] = []
+    named = [case.base_dir / p for p in case.enrich.databases] + [Path(p) for p in extra]
+    paths: list[Path] = []
+    for p in named:
+        if p.is_dir():
+            found = sorted(p.glob("*.mmdb"))
+            if not found:
+                raise EnrichmentError("the folder holds no .mmdb file", hint="give IP database files", path=p)
+            paths.extend(found)
+        elif p.exists():
+            paths.append(p)
+        else:
+            raise EnrichmentError("IP database not found", hint="check the path in [enrich] or --db", path=p)
+    if case.enrich.demo_seed:
+        paths.extend(build_demo_databases(out_dir / "demo-ipdb", case.base_dir / case.enrich.demo_seed))
+        notes.append("IP databases built from the demo seed: demo data, not real geography")
+    if not paths:
+        paths = find_default_databases()
+        if paths:
+            notes.append("IP databases found where geoipupdate writes them: " + ", ".join(str(p) for p in paths))
+        else:
+            notes.append("no IP databases were given or found: no countries or networks")
+    return paths, notes
+
+
+def enrich_downloaders(
+    con: duckdb.DuckDBPyConnection,
+    case: Case,
+    out_dir: Path,
+    databases: Sequence[Path] = (),
+    rdns: bool = False,
+) -> tuple[dict[str, Any], list[str]]:
+    """Enrich every downloader's address (issue 4) and copy the values onto `downloaders`."""
+    from forensics.enrich import enrich
+
+    paths, notes = _database_paths(case, databases, out_dir)
+    lists_dir = case.base_dir / case.enrich.lists if case.enrich.lists else None
+    if lists_dir is not None and not lists_dir.is_dir():
+        raise EnrichmentError("the lists folder does not exist", hint="check [enrich] lists", path=lists_dir)
+    rows = con.execute(
+        "SELECT client_ip, first_seen, last_seen, user_agents FROM downloaders WHERE client_ip IS NOT NULL"
+    ).fetchall()
+    addresses: list[tuple[str, datetime]] = []
+    agents: dict[str, list[str | None]] = {}
+    for ip, first, last, uas in rows:
+        addresses.extend([(ip, first), (ip, last)])
+        agents.setdefault(ip, []).extend(uas or [None])
+    report = enrich(con, addresses, agents, paths, lists_dir, rdns=rdns or case.enrich.rdns)
+    run_stage(con, "stage_enrich_downloaders")
+    manifest = report.manifest()
+    manifest["notes"] = [*notes, *manifest.get("notes", [])]
+    return manifest, notes
+
+
+def run_case(
+    case: Case,
+    out_dir: Path,
+    progress: Progress | None = None,
+    workers: int = 2,
+    databases: Sequence[Path] = (),
+    rdns: bool = False,
+) -> RunReport:
+    """Ingest the case's logs, run the investigation, enrich the downloaders' addresses and write
+    every output into out_dir."""
     if case.exposure is None or not case.resources:
         raise CaseFileError(
             "`run` needs [exposure] and at least one [[resources]] in the case file",
@@ -103,6 +175,7 @@ def run_case(case: Case, out_dir: Path, progress: Progress | None = None, worker
     con = connect(report.database)
     try:
         result = investigate(con, case)
+        enrichment, enrich_notes = enrich_downloaders(con, case, out_dir, databases, rdns)
         rows = run_stage(con, "downloaders", outcome=None)
         names = [d[0] for d in rows.description or []]
         frame = pl.DataFrame(rows.fetchall(), schema=names, orient="row").select(DOWNLOADER_COLUMNS)
@@ -134,7 +207,8 @@ def run_case(case: Case, out_dir: Path, progress: Progress | None = None, worker
                 "coverage_gaps": result.gaps,
                 "warnings": result.warnings,
                 "outputs": {name: path.name for name, path in outputs.items()},
-            }
+            },
+            "enrichment": enrichment,
         }
         manifest = write_manifest(con, out_dir, case, extra=extra)
     finally:
@@ -155,5 +229,5 @@ def run_case(case: Case, out_dir: Path, progress: Progress | None = None, worker
         headline=result.headline,
         outputs=all_outputs,
         gaps=result.gaps,
-        warnings=[*report.warnings, *result.warnings],
+        warnings=[*report.warnings, *result.warnings, *enrich_notes],
     )

@@ -140,6 +140,7 @@ SOURCES = Table(
         Column("truncated", "BOOLEAN", "True when the compressed stream ended early."),
         Column("note", "VARCHAR", "What went wrong reading the file, if anything."),
         Column("ingested_at", "TIMESTAMPTZ", "When the file was loaded."),
+        Column("requests", "BIGINT", "Rows of requests from the file (a JSON line can hold several records)."),
     ),
 )
 
@@ -260,7 +261,26 @@ DOWNLOADERS = Table(
         Column("referers", "VARCHAR[]", "Distinct Referer values."),
         Column("sources", "VARCHAR[]", "Roles of the logs that saw the client (cdn, origin)."),
         Column("claimed_forwarded_for", "VARCHAR[]", "X-Forwarded-For entries the client sent (not trusted)."),
-        Column("flags", "VARCHAR[]", "Reader-word flags: forwarded_for_claimed, went_around_cdn, ..."),
+        Column(
+            "flags",
+            "VARCHAR[]",
+            "Reader-word flags: forwarded_for_claimed, went_around_cdn, ..., and from enrichment "
+            "verified_crawler:<name>, claimed_crawler, cloud:<provider>, tor_exit, vpn, demo_geography.",
+        ),
+        # Enrichment (filled from ip_enrichment when the run enriches; NULL otherwise).
+        Column("country", "VARCHAR", "ISO country code of the client address (IP database)."),
+        Column("country_name", "VARCHAR", "Country name."),
+        Column("city", "VARCHAR", "City, where the database has one."),
+        Column("asn", "BIGINT", "Autonomous system number of the network."),
+        Column("as_org", "VARCHAR", "Organisation that holds the autonomous system."),
+        Column("client_kind", "VARCHAR", "browser, crawler, tool, library, preview bot, empty (from user agents)."),
+        Column("client_name", "VARCHAR", "Which browser, crawler or tool."),
+        Column("cloud_provider", "VARCHAR", "Cloud or CDN provider whose published ranges hold the address."),
+        Column("crawler", "VARCHAR", "Crawler the user agent claims to be."),
+        Column("crawler_verified", "BOOLEAN", "True when the address is in that crawler's published ranges."),
+        Column("tor_exit", "BOOLEAN", "True when a Tor exit list saw the address within 24 h of the request."),
+        Column("vpn", "BOOLEAN", "Anonymity database: VPN."),
+        Column("hosting", "BOOLEAN", "Anonymity database: hosting provider."),
     ),
 )
 

@@ -1540,6 +1540,10 @@ size = 1572864
 
 [proxies]
 trusted = ["130.176.0.0/16", "64.252.64.0/18"]
+
+[enrich]
+lists = "lists"                 # published crawler, cloud and Tor lists (sample_logs/lists/)
+demo_seed = "enrich_seed.csv"   # made-up IP databases for the demo: not real geography
 """
 
 

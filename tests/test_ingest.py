@@ -207,3 +207,20 @@ def test_empty_file_beside_others_is_recorded(tmp_path, write_case):
     assert con.execute("SELECT path, lines_read FROM sources ORDER BY path").fetchall() == [
         ("logs/a.log", 3), ("logs/b.log", 0)
     ]
+
+
+def test_a_line_with_several_json_records_counts_once(tmp_path, write_case):
+    record = {
+        "time": "2022-11-28T19:00:00.0000000Z",
+        "category": "FrontDoorAccessLog",
+        "properties": {"clientIp": "198.51.100.1", "httpMethod": "GET", "requestUri": "https://www.agency.gov/a.xlsx",
+                       "httpStatusCode": "200", "responseBytes": "100", "userAgent": "x"},
+    }
+    body = json.dumps({"records": [record, record]}) + "\n"
+    case = write_case([{"path": "a.json", "format": "azure_frontdoor"}], files={"a.json": body})
+    rep = ingest(load_case(case), tmp_path / "out")
+    r = rep.loaded[0]
+    assert (r.lines_read, r.lines_parsed, r.lines_rejected, r.lines_skipped, r.requests) == (1, 1, 0, 0, 2)
+    con = db(tmp_path / "out")
+    assert con.execute("SELECT lines_read, lines_parsed, requests FROM sources").fetchone() == (1, 1, 2)
+    assert con.execute("SELECT count(*), count(DISTINCT line_no) FROM requests").fetchone() == (2, 1)

@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from forensics.casefile import load_case
 from forensics.cli import app
+from forensics.investigate import run_stage
 from forensics.pipeline import run_case
 from forensics.report import write_report
 from forensics.spreadsheet import write_downloaders_xlsx
@@ -114,7 +115,8 @@ def test_report_has_every_section_and_custody_facts(demo_case: Path) -> None:
     assert "forensics run sample_logs/case.toml --out" in page or "forensics run " in page
     assert "duckdb " in page and "polars " in page
     assert "<svg" in page and "exposure window" in page
-    assert "No IP databases were given" in page
+    # The demo's IP data is made up, and the report says so.
+    assert "not real geography" in page and "demo-City.mmdb" in page
 
 
 def test_log_strings_come_out_as_text(case_copy: Path) -> None:
@@ -148,9 +150,31 @@ def test_report_fetches_nothing(demo_case: Path) -> None:
     assert "Content-Security-Policy" in page and "default-src 'none'" in page
 
 
+def test_demo_report_shows_countries_networks_and_kinds(demo_case: Path) -> None:
+    page = (demo_case / "report.html").read_text(encoding="utf-8")
+    assert "verified_crawler:googlebot" in page and "claimed_crawler" in page and "tor_exit" in page
+    assert "Iran" in page and "AS15169" in page
+
+
+def test_report_without_ip_databases_says_so(case_copy: Path) -> None:
+    con = duckdb.connect(str(case_copy / "case.duckdb"))
+    try:
+        con.execute("DELETE FROM ip_enrichment")
+        con.execute("DELETE FROM enrichment_sources")
+        con.execute("UPDATE downloaders SET country = NULL, country_name = NULL, city = NULL, asn = NULL, as_org = NULL")
+    finally:
+        con.close()
+    page = write_report(case_copy).read_text(encoding="utf-8")
+    assert "No IP databases were given" in page
+
+
 def test_report_shows_enrichment_when_the_case_has_it(case_copy: Path) -> None:
     con = duckdb.connect(str(case_copy / "case.duckdb"))
     try:
+        con.execute("DELETE FROM ip_enrichment")
+        con.execute("DELETE FROM enrichment_sources")
+        con.execute("UPDATE downloaders SET country = NULL, country_name = NULL, city = NULL, asn = NULL, as_org = NULL, "
+                    "client_kind = NULL, crawler = NULL, crawler_verified = NULL")
         ip = con.execute("SELECT client_ip FROM downloaders WHERE outcome = 'complete' LIMIT 1").fetchone()[0]
         con.execute(
             "INSERT INTO ip_enrichment (address, country, country_name, city, asn, as_org, client_kind, crawler, "
@@ -163,6 +187,7 @@ def test_report_shows_enrichment_when_the_case_has_it(case_copy: Path) -> None:
             "VALUES ('database', 'Test-City.mmdb', 'GeoIP2-City', 'maxmind-city', TIMESTAMPTZ '2022-11-01 00:00:00+00', "
             "'build_epoch', 'ab12', '/x/Test-City.mmdb', false)"
         )
+        run_stage(con, "stage_enrich_downloaders")  # the pipeline's own step
     finally:
         con.close()
     page = write_report(case_copy).read_text(encoding="utf-8")
