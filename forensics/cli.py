@@ -173,10 +173,12 @@ def run(
         typer.Option(help="Check crawler claims with forward-confirmed reverse DNS (sends DNS queries)."),
     ] = False,
 ) -> None:
-    """Run the whole investigation: ingest the logs, find every request for the leaked resource
-    in the exposure window, resolve the real client behind proxies and the CDN, decide what each
-    client received, enrich the addresses (location, network, crawler, cloud, Tor) and write the
-downloader list (CSV, Parquet, JSON, XLSX) and the incident report beside the case database.
+    """Run the whole investigation and write the downloader list, report and case database.
+
+    Ingests the logs, finds every request for the leaked resource in the exposure window and
+    margin, resolves the real client behind trusted proxies and the CDN, decides what each client
+    received, enriches the addresses (location, network, crawler, cloud, Tor) and writes
+    downloaders.csv/.parquet/.json/.xlsx, report.html, case.duckdb and manifest.json into DIR.
 
     Example: forensics run sample_logs/case.toml --out case-out
     """
@@ -223,8 +225,10 @@ def lists_update(
         typer.Option(help="Also fetch Tor's exit-list archive of this month (YYYY-MM); repeatable."),
     ] = None,
 ) -> None:
-    """Download the published crawler, cloud and Tor exit lists into FOLDER and record when and
-    from where in FOLDER/lists.json. Needs a network; run it on the day of the investigation, or
+    """Download the published crawler, cloud and Tor exit lists into FOLDER.
+
+    When and from where each list came is recorded in FOLDER/lists.json. Needs a network; run it
+    on the day of the investigation, or
     fetch the archives of the incident's month with --tor-month.
 
     Example: forensics lists update case/lists --tor-month 2022-11
@@ -296,8 +300,9 @@ def version() -> None:
 def report(
     case_dir: Annotated[Path, typer.Argument(help="The folder written by `forensics run`.")],
 ) -> None:
-    """Write DIR/report.html again from an existing case: the incident summary for leadership,
-    counsel or a regulator (answer, timeline, downloaders, breakdowns, data quality, method, chain
+    """Write DIR/report.html again from an existing case.
+
+    The incident summary for leadership, counsel or a regulator (answer, timeline, downloaders, breakdowns, data quality, method, chain
     of custody). One self-contained file: it opens offline and prints.
 
     Example: forensics report case-out
@@ -352,6 +357,7 @@ def query(
     ] = None,
 ) -> None:
     """Run one named query on a case with its parameters bound (never pasted into the SQL).
+
     Give each parameter as -p NAME VALUE (repeat for more); `forensics queries` lists them.
 
     Example: forensics query client_activity --case case-out -p client_ip 95.216.142.33
@@ -376,8 +382,9 @@ def sql(
     case_dir: Annotated[Path, typer.Argument(help="The case folder (holds case.duckdb).")],
     command: Annotated[str | None, typer.Option("--command", "-c", help="Run this SQL and exit.")] = None,
 ) -> None:
-    """Open an SQL prompt on the case database (read-only; TEMP tables allowed). Statements end
-    with ';' and may span lines; .tables, .schema and .queries help; history is kept in the case
+    """Open an SQL prompt on the case database (read-only; TEMP tables allowed).
+
+    Statements end with ';' and may span lines; .tables, .schema and .queries help; history is kept in the case
     folder. With -c, run one statement and print its result.
 
     Example: forensics sql case-out -c "SELECT outcome, count(*) FROM downloaders GROUP BY ALL"
@@ -397,8 +404,9 @@ def sql(
 def schema(
     case_dir: Annotated[Path, typer.Argument(help="The case folder (holds case.duckdb).")],
 ) -> None:
-    """Document the case database: every table with its row count, and every column with its
-    type and meaning (from forensics/schema.py).
+    """Document the case database: tables with row counts, columns with type and meaning.
+
+    The text comes from forensics/schema.py, the one module that owns the tables.
 
     Example: forensics schema case-out
     """
