@@ -302,8 +302,9 @@ def report(
 ) -> None:
     """Write DIR/report.html again from an existing case.
 
-    The incident summary for leadership, counsel or a regulator (answer, timeline, downloaders, breakdowns, data quality, method, chain
-    of custody). One self-contained file: it opens offline and prints.
+    The incident summary for leadership, counsel or a regulator (answer, timeline, downloaders,
+    breakdowns, data quality, method, chain of custody). One self-contained file: it opens
+    offline and prints.
 
     Example: forensics report case-out
     """

@@ -177,6 +177,9 @@ def plan_files(case: Case) -> tuple[list[PlannedFile], list[str]]:
     return planned, warnings
 
 
+FLUSH_ROWS = 500_000
+
+
 class _BatchWriter:
     """One thread that inserts parsed batches into DuckDB while the readers parse the next
     chunks; a bounded queue keeps memory flat when parsing is faster than writing."""
@@ -189,15 +192,33 @@ class _BatchWriter:
         self.thread.start()
 
     def _run(self) -> None:
+        pending: dict[str, list[pl.DataFrame]] = {"requests": [], "rejects": []}
+        rows = 0
         while True:
             item = self.queue.get()
             if item is None:
+                self._flush(pending)
                 return
-            if self.error is not None:
-                continue
             table, frame = item
-            try:
-                self.cur.register("batch", frame)
+            pending[table].append(frame)
+            rows += frame.height
+            # DuckDB writes a few large inserts several times faster than many small ones.
+            if rows >= FLUSH_ROWS:
+                self._flush(pending)
+                rows = 0
+
+    def _flush(self, pending: dict[str, list[pl.DataFrame]]) -> None:
+        if self.error is not None:
+            for frames in pending.values():
+                frames.clear()
+            return
+        try:
+            for table, frames in pending.items():
+                if not frames:
+                    continue
+                batch = pl.concat(frames, rechunk=False)
+                frames.clear()
+                self.cur.register("batch", batch)
                 if table == "requests":
                     self.cur.execute("INSERT INTO requests BY NAME SELECT * FROM batch")
                 else:
@@ -205,8 +226,8 @@ class _BatchWriter:
                         "INSERT INTO rejects BY NAME SELECT source_id, line_no, reason, line FROM batch"
                     )
                 self.cur.unregister("batch")
-            except BaseException as exc:  # re-raised in the caller's thread
-                self.error = exc
+        except BaseException as exc:  # re-raised in the caller's thread
+            self.error = exc
 
     def put(self, table: str, frame: pl.DataFrame) -> None:
         if self.error is not None:
