@@ -154,9 +154,25 @@ def _json_cell(value: Any) -> Any:
     return value
 
 
+def _records(frame: pl.DataFrame) -> str:
+    """Rows too wide for a table, one field per line (like psql's expanded display)."""
+    name_width = max((len(c) for c in frame.columns), default=0)
+    out = []
+    for i, row in enumerate(frame.iter_rows(named=True), start=1):
+        out.append(f"-[ row {i} ]" + "-" * max(0, name_width - 6))
+        for name, value in row.items():
+            shown = _flat_cell(value)
+            out.append(f"{name:<{name_width}} | {'' if shown is None else shown}")
+    out.append(f"({frame.height} rows)")
+    return "\n".join(out)
+
+
 def render_text(frame: pl.DataFrame, fmt: str) -> str:
     """The frame as a readable table, CSV (lists joined with ' | ', formulas neutralised) or JSON."""
     if fmt == "table":
+        width = max(shutil.get_terminal_size().columns, 100)
+        if len(frame.columns) > width // 14:
+            return _records(frame)
         with pl.Config(
             tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=40, fmt_table_cell_list_len=3,
             tbl_width_chars=max(shutil.get_terminal_size().columns, 100),
