@@ -60,7 +60,8 @@ def neutralise_formula(value: str) -> str:
     return "'" + value if value.startswith(_FORMULA_START) else value
 
 
-def _cell(value: Any) -> str:
+def cell_text(value: Any) -> str:
+    """A value as spreadsheet-safe text: lists joined with ' | ', times in UTC, formulas neutralised."""
     if value is None:
         return ""
     if isinstance(value, list):
@@ -84,7 +85,7 @@ def write_downloaders(frame: pl.DataFrame, out_dir: Path) -> dict[str, Path]:
         writer = csv.writer(fh)
         writer.writerow(frame.columns)
         for row in frame.iter_rows():
-            writer.writerow([_cell(v) for v in row])
+            writer.writerow([cell_text(v) for v in row])
     frame.write_parquet(outputs["downloaders.parquet"])
     records = [
         {k: iso_utc(v) if isinstance(v, datetime) else v for k, v in row.items()}

@@ -10,27 +10,15 @@ formula when re-typed or exported to CSV (=, +, -, @, tab, CR) is neutralised as
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import xlsxwriter
 
-from forensics.pipeline import iso_utc, neutralise_formula
+from forensics.pipeline import cell_text
 
 MIN_WIDTH = 6
 MAX_WIDTH = 60
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, list):
-        return neutralise_formula(" | ".join("" if v is None else str(v) for v in value))
-    if isinstance(value, datetime):
-        return iso_utc(value) or ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return neutralise_formula(str(value))
 
 
 def write_downloaders_xlsx(frame: pl.DataFrame, path: Path, sheet: str = "downloaders") -> Path:
@@ -52,7 +40,7 @@ def write_downloaders_xlsx(frame: pl.DataFrame, path: Path, sheet: str = "downlo
                     ws.write_number(row_no, col, value, text)
                     shown = len(f"{value:,}") if isinstance(value, int) else len(f"{value:.1f}")
                 else:
-                    cell = _text(value)
+                    cell = cell_text(value)
                     ws.write_string(row_no, col, cell, text)
                     shown = len(cell)
                 widths[col] = max(widths[col], min(shown + 2, MAX_WIDTH))
