@@ -22,6 +22,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.text import Text
 
 from forensics import __version__
 from forensics.errors import ForensicsError, QueryError
@@ -33,22 +34,30 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+# Markup off: messages carry paths and log text, whose brackets must print as they are. Styled
+# labels go through _say.
+err = Console(stderr=True, highlight=False, markup=False)
+out = Console(highlight=False, markup=False)
 DEBUG = os.environ.get("FORENSICS_DEBUG") == "1"
+
+
+def _say(console: Console, label: str, style: str, text: str) -> None:
+    """A styled label and plain text (never parsed as markup)."""
+    console.print(Text.assemble((label, style), " ", text), soft_wrap=True)
 
 
 def _fail(exc: BaseException) -> None:
     if isinstance(exc, ForensicsError):
-        err.print(f"[bold red]Error:[/] {exc.render()}", markup=True, soft_wrap=True)
+        _say(err, "Error:", "bold red", f"{exc.render()}")
         raise typer.Exit(exc.exit_code)
     if DEBUG:
         raise exc
-    err.print(
-        f"[bold red]Internal error:[/] {type(exc).__name__}: {exc}. This is a bug in forensics; "
+    _say(
+        err,
+        "Internal error:",
+        "bold red",
+        f"{type(exc).__name__}: {exc}. This is a bug in forensics; "
         "rerun with FORENSICS_DEBUG=1 for details and report it.",
-        markup=True,
-        soft_wrap=True,
     )
     raise typer.Exit(70)
 
@@ -95,19 +104,19 @@ class _Bar:
 def _print_ingest(report: Any, elapsed: float) -> None:
     t = report.totals
     for w in report.warnings:
-        err.print(f"[yellow]Warning:[/] {w}", markup=True, soft_wrap=True)
+        _say(err, "Warning:", "yellow", f"{w}")
     for p in report.already_loaded:
         out.print(f"already in the case (same SHA-256), not loaded again: {p}", soft_wrap=True)
     for r in report.loaded:
         if r.truncated or r.note:
-            err.print(f"[yellow]Note:[/] {r.planned.display_path}: {r.note}", markup=True, soft_wrap=True)
+            _say(err, "Note:", "yellow", f"{r.planned.display_path}: {r.note}")
         if r.lines_rejected:
             ex = "; ".join(f"line {n}: {why}" for n, why in r.reject_examples[:2])
-            err.print(
-                f"[yellow]Rejected:[/] {r.planned.display_path}: {r.lines_rejected:,} lines ({ex}); "
-                "see the rejects table",
-                markup=True,
-                soft_wrap=True,
+            _say(
+                err,
+                "Rejected:",
+                "yellow",
+                f"{r.planned.display_path}: {r.lines_rejected:,} lines ({ex}); see the rejects table",
             )
     rate = t["lines_read"] / elapsed if elapsed > 0 else 0
     out.print(
@@ -199,15 +208,16 @@ def run(
     bar.stop()
     _print_ingest(report.ingest, time.monotonic() - started)
     for w in report.warnings:
-        err.print(f"[yellow]Warning:[/] {w}", markup=True, soft_wrap=True)
+        _say(err, "Warning:", "yellow", f"{w}")
     for g in report.gaps:
-        err.print(f"[yellow]Coverage gap:[/] {g}", markup=True, soft_wrap=True)
+        _say(err, "Coverage gap:", "yellow", f"{g}")
     h = report.headline
-    out.print(
-        f"[bold]Who obtained the file:[/] {h.get('complete', 0)} complete, {h.get('partial', 0)} partial, "
+    _say(
+        out,
+        "Who obtained the file:",
+        "bold",
+        f"{h.get('complete', 0)} complete, {h.get('partial', 0)} partial, "
         f"{h.get('failed', 0)} tried and failed, {h.get('headers_only', 0)} headers only",
-        markup=True,
-        soft_wrap=True,
     )
     for name, path in report.outputs.items():
         out.print(f"  {name:<18} {path}", soft_wrap=True)
@@ -243,7 +253,7 @@ def lists_update(
     for name, url in sorted(rep.fetched.items()):
         out.print(f"fetched {name} from {url}", soft_wrap=True)
     for name, why in sorted(rep.failed.items()):
-        err.print(f"[yellow]Not fetched:[/] {name}: {why}", markup=True, soft_wrap=True)
+        _say(err, "Not fetched:", "yellow", f"{name}: {why}")
     out.print(f"Recorded in {rep.record}", soft_wrap=True)
 
 
@@ -276,7 +286,7 @@ def detect(
 
     try:
         for res in detect_files(files, fmt, rows):
-            out.print(f"[bold]{res.path}[/]: {res.summary}", soft_wrap=True)
+            out.print(Text.assemble((f"{res.path}:", "bold"), " ", res.summary), soft_wrap=True)
             for line in res.rows:
                 out.print(f"  {line}", soft_wrap=True)
     except Exception as exc:
@@ -330,7 +340,7 @@ def queries() -> None:
 
     for q in list_queries():
         params = ", ".join(f"{p} (optional)" if p in q.optional else p for p in q.params) or "no parameters"
-        out.print(f"[bold]{q.name}[/] [dim]({params})[/]", markup=True, soft_wrap=True)
+        out.print(Text.assemble((q.name, "bold"), " ", (f"({params})", "dim")), soft_wrap=True)
         out.print(f"  {q.purpose}", soft_wrap=True, markup=False)
 
 

@@ -100,6 +100,7 @@ def _database_paths(case: Case, extra: Sequence[Path], out_dir: Path) -> tuple[l
     when the case names a seed, else those geoipupdate left in its default places."""
     from forensics.enrich import find_default_databases
     from forensics.enrich.demo import build_demo_databases
+    from forensics.enrich.mmdb import open_database
 
     notes: list[str] = []
     named = [case.base_dir / p for p in case.enrich.databases] + [Path(p) for p in extra]
@@ -117,6 +118,8 @@ def _database_paths(case: Case, extra: Sequence[Path], out_dir: Path) -> tuple[l
     if case.enrich.demo_seed:
         paths.extend(build_demo_databases(out_dir / "demo-ipdb", case.base_dir / case.enrich.demo_seed))
         notes.append("IP databases built from the demo seed: demo data, not real geography")
+    for p in paths:
+        open_database(p).close()  # a corrupt or foreign file stops the run here, naming it
     if not paths:
         paths = find_default_databases()
         if paths:
@@ -126,20 +129,24 @@ def _database_paths(case: Case, extra: Sequence[Path], out_dir: Path) -> tuple[l
     return paths, notes
 
 
-def enrich_downloaders(
-    con: duckdb.DuckDBPyConnection,
-    case: Case,
-    out_dir: Path,
-    databases: Sequence[Path] = (),
-    rdns: bool = False,
-) -> tuple[dict[str, Any], list[str]]:
-    """Enrich every downloader's address (issue 4) and copy the values onto `downloaders`."""
-    from forensics.enrich import enrich
-
-    paths, notes = _database_paths(case, databases, out_dir)
+def _lists_dir(case: Case) -> Path | None:
     lists_dir = case.base_dir / case.enrich.lists if case.enrich.lists else None
     if lists_dir is not None and not lists_dir.is_dir():
         raise EnrichmentError("the lists folder does not exist", hint="check [enrich] lists", path=lists_dir)
+    return lists_dir
+
+
+def enrich_downloaders(
+    con: duckdb.DuckDBPyConnection,
+    case: Case,
+    paths: Sequence[Path],
+    notes: Sequence[str] = (),
+    rdns: bool = False,
+) -> dict[str, Any]:
+    """Enrich every downloader's address (issue 4) and copy the values onto `downloaders`."""
+    from forensics.enrich import enrich
+
+    lists_dir = _lists_dir(case)
     rows = con.execute(
         "SELECT client_ip, first_seen, last_seen, user_agents FROM downloaders WHERE client_ip IS NOT NULL"
     ).fetchall()
@@ -152,7 +159,7 @@ def enrich_downloaders(
     run_stage(con, "stage_enrich_downloaders")
     manifest = report.manifest()
     manifest["notes"] = [*notes, *manifest.get("notes", [])]
-    return manifest, notes
+    return manifest
 
 
 def run_case(
@@ -172,11 +179,14 @@ def run_case(
             path=case.path,
         )
     out_dir = Path(out_dir)
+    # IP databases and lists are checked before the (long) load, so a typo stops the run at once.
+    db_paths, enrich_notes = _database_paths(case, databases, out_dir)
+    _lists_dir(case)
     report = ingest(case, out_dir, progress=progress, workers=workers)
     con = connect(report.database)
     try:
         result = investigate(con, case)
-        enrichment, enrich_notes = enrich_downloaders(con, case, out_dir, databases, rdns)
+        enrichment = enrich_downloaders(con, case, db_paths, enrich_notes, rdns)
         rows = run_stage(con, "downloaders", outcome=None)
         names = [d[0] for d in rows.description or []]
         frame = pl.DataFrame(rows.fetchall(), schema=names, orient="row").select(DOWNLOADER_COLUMNS)

@@ -9,6 +9,7 @@ convert) is read by the exact path, which rejects what it cannot read, with the 
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import polars as pl
@@ -18,6 +19,13 @@ from forensics.layouts import CompiledLayout, compile_layout
 from forensics.normalize import to_canonical
 from forensics.readers import ChunkResult, decode_lines, empty_rejects
 from forensics.schema import empty_requests_frame
+
+# A double quote that neither opens a field (after a space or at the start of a line) nor closes
+# one (before a space or the end of a line): a doubled quote or a raw quote inside a value, which
+# a CSV reader would silently reinterpret. Apache and nginx never write one; a chunk with one is
+# read exactly.
+# (Written quote-first so the scan jumps from quote to quote.)
+_STRAY_QUOTE = re.compile(rb'"(?<=[^ \n]")(?=[^ \r\n])')
 
 
 class TextReader:
@@ -101,7 +109,7 @@ class TextReader:
         indexes of the lines it does not; None when the whole chunk must take the exact path."""
         layout = self.layouts[0]
         plan = layout.csv_plan
-        if plan is None or b'\\"' in chunk:
+        if plan is None or b'\\"' in chunk or _STRAY_QUOTE.search(chunk):
             return None
         n_lines = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
         names = [f"c{i}" for i in range(len(plan))]
@@ -126,7 +134,9 @@ class TextReader:
         head = None
         for name, (d, role) in zip(names, plan, strict=True):
             c = pl.col(name)
-            ok = ok & c.is_not_null()
+            # A quote inside a value means the CSV reader undid a doubled quote (""), which
+            # Apache and nginx never write: such a line is read exactly instead.
+            ok = ok & c.is_not_null() & ~c.str.contains('"', literal=True)
             if role == "literal":
                 ok = ok & (c == d.token)
                 continue
