@@ -67,3 +67,10 @@ def test_bad_input_is_one_clear_line(tmp_path, case_text, files, needle):
 def test_detect_missing_file(tmp_path):
     res = runner.invoke(app, ["detect", str(tmp_path / "x.log")])
     assert res.exit_code == 1 and "no such file" in res.output and "Traceback" not in res.output
+
+
+def test_messages_print_brackets_as_they_are(tmp_path):
+    (tmp_path / "case.toml").write_text('[[sources]]\npath = "logs[bold]/a.log"\n')
+    res = runner.invoke(app, ["ingest", str(tmp_path / "case.toml"), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 1
+    assert "logs[bold]/a.log" in res.output
