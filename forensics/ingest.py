@@ -12,7 +12,7 @@ import json
 import queue
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,6 +34,7 @@ from forensics.inputs import (
     expand_source_path,
     head_lines,
     looks_binary,
+    parquet_records,
     read_chunks,
     sha256_file,
     sniff_compression,
@@ -147,7 +148,7 @@ def plan_files(case: Case) -> tuple[list[PlannedFile], list[str]]:
                 continue
             compression = sniff_compression(path)
             raw = head_lines(path, compression)
-            if looks_binary(raw):
+            if compression != "parquet" and looks_binary(raw):
                 raise InputError(
                     "this is a binary file, not a text log",
                     hint="remove it from the folder or narrow the source's path or glob",
@@ -161,6 +162,12 @@ def plan_files(case: Case) -> tuple[list[PlannedFile], list[str]]:
                 warnings.append(f"{display}: no lines with content (recorded, nothing to read)")
                 fmt = get_format(spec.format if spec.format != "auto" else "combined")
                 detected = spec.format == "auto"
+            if compression == "parquet" and fmt.family != "json":
+                raise InputError(
+                    f"a Parquet file cannot be read as format {fmt.name!r}",
+                    hint="Parquet logs are read with a JSON-family format, e.g. format = \"cloudfront_v2\"",
+                    path=path,
+                )
             if fmt.timezone == "source" and not spec.timezone:
                 raise InputError(
                     f"format {fmt.name!r} writes times without a zone and the source gives none",
@@ -241,6 +248,27 @@ class _BatchWriter:
             raise self.error
 
 
+@dataclass
+class _Chunk:
+    requests: pl.DataFrame
+    rejects: pl.DataFrame
+    skipped: Counter[str]
+    lines: int
+
+
+def _results(reader: Any, pf: PlannedFile, state: ReadState) -> Iterator[_Chunk]:
+    """The reader's results chunk by chunk: text by lines, Parquet by rows rendered as JSON."""
+    if pf.compression == "parquet":
+        for start, lines in parquet_records(pf.path, state):
+            res = reader.read_lines(start, lines)
+            yield _Chunk(res.requests, res.rejects, res.skipped, len(lines))
+        return
+    for start, chunk in read_chunks(pf.path, pf.compression, state):
+        res = reader.read_chunk(start, chunk)
+        n = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
+        yield _Chunk(res.requests, res.rejects, res.skipped, n)
+
+
 def _read_file(
     writer: _BatchWriter,
     result: FileResult,
@@ -257,16 +285,17 @@ def _read_file(
         reader.source_id = result.source_id
     first: datetime | None = None
     last: datetime | None = None
-    for start, chunk in read_chunks(pf.path, pf.compression, state):
-        res = reader.read_chunk(start, chunk)
+    for res in _results(reader, pf, state):
         req = res.requests
         if req.height:
             req = req.with_columns(pl.lit(result.source_id, pl.Int32).alias("source_id"))
             writer.put("requests", req)
             ts = req.get_column("ts")
             lo, hi = ts.min(), ts.max()
-            first = lo if first is None or (lo is not None and lo < first) else first  # type: ignore[operator]
-            last = hi if last is None or (hi is not None and hi > last) else last  # type: ignore[operator]
+            if isinstance(lo, datetime) and (first is None or lo < first):
+                first = lo
+            if isinstance(hi, datetime) and (last is None or hi > last):
+                last = hi
         if res.rejects.height:
             rej = res.rejects.with_columns(pl.lit(result.source_id, pl.Int32).alias("source_id"))
             writer.put("rejects", rej)
@@ -285,8 +314,7 @@ def _read_file(
         result.requests += req.height
         result.skipped.update(res.skipped)
         if progress:
-            n = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
-            progress("chunk", {"lines": n, "bytes": len(chunk)})
+            progress("chunk", {"lines": res.lines})
     result.lines_read = state.lines
     result.first_ts, result.last_ts = first, last
     result.truncated = state.truncated
