@@ -56,6 +56,23 @@ def _scatter(df: pl.DataFrame, idx: pl.Series, values: dict[str, pl.Series]) -> 
     return df.with_columns(**cols)
 
 
+def _read_request_where(df: pl.DataFrame, mask: pl.Series, pattern: str) -> pl.DataFrame:
+    """Method, target and protocol by regular expression, only for the rows in mask."""
+    if not mask.any():
+        return df
+    idx = mask.arg_true()
+    groups = df.get_column("_request").gather(idx).str.extract_groups(pattern)
+    return _scatter(
+        df,
+        idx,
+        {
+            "_method": groups.struct.field("1"),
+            "_target": groups.struct.field("2"),
+            "_protocol": groups.struct.field("3"),
+        },
+    )
+
+
 def _parse_request(df: pl.DataFrame, spaced: bool = False) -> pl.DataFrame:
     """Split the request line into method, target and protocol.
 
@@ -77,36 +94,12 @@ def _parse_request(df: pl.DataFrame, spaced: bool = False) -> pl.DataFrame:
         & (target.str.len_bytes() > 0)
     ).fill_null(False)
     df = df.with_columns(_method=method, _target=target, _protocol=protocol)
-    irregular = req.is_not_null() & ~simple
-    if irregular.any():
-        idx = irregular.arg_true()
-        groups = req.gather(idx).str.extract_groups(_REQUEST_LINE)
-        df = _scatter(
-            df,
-            idx,
-            {
-                "_method": groups.struct.field("1"),
-                "_target": groups.struct.field("2"),
-                "_protocol": groups.struct.field("3"),
-            },
-        )
+    df = _read_request_where(df, req.is_not_null() & ~simple, _REQUEST_LINE)
     if spaced:
         # Kind request_spaced: a second reading for targets with spaces, where the format says
         # the server logs them unescaped.
-        still = (pl.col("_request").is_not_null() & pl.col("_method").is_null())
-        missing = df.select(still).to_series()
-        if missing.any():
-            idx = missing.arg_true()
-            groups = df.get_column("_request").gather(idx).str.extract_groups(_REQUEST_LINE_SPACED)
-            df = _scatter(
-                df,
-                idx,
-                {
-                    "_method": groups.struct.field("1"),
-                    "_target": groups.struct.field("2"),
-                    "_protocol": groups.struct.field("3"),
-                },
-            )
+        still = df.select(pl.col("_request").is_not_null() & pl.col("_method").is_null()).to_series()
+        df = _read_request_where(df, still, _REQUEST_LINE_SPACED)
     return df.with_columns(_bad_request=pl.col("_request").is_not_null() & pl.col("_method").is_null())
 
 
