@@ -24,7 +24,9 @@ from forensics.schema import empty_requests_frame
 # one (before a space or the end of a line): a doubled quote or a raw quote inside a value, which
 # a CSV reader would silently reinterpret. Apache and nginx never write one; a chunk with one is
 # read exactly.
-# (Written quote-first so the scan jumps from quote to quote.)
+# (Written quote-first so the scan jumps from quote to quote.) Only a doubled quote can be
+# reinterpreted silently: a single stray quote makes the CSV reader fail, or stays in the value,
+# where the row check catches it; so the scan runs only on chunks that contain "".
 _STRAY_QUOTE = re.compile(rb'"(?<=[^ \n]")(?=[^ \r\n])')
 
 
@@ -109,7 +111,7 @@ class TextReader:
         indexes of the lines it does not; None when the whole chunk must take the exact path."""
         layout = self.layouts[0]
         plan = layout.csv_plan
-        if plan is None or b'\\"' in chunk or _STRAY_QUOTE.search(chunk):
+        if plan is None or b'\\"' in chunk or (b'""' in chunk and _STRAY_QUOTE.search(chunk)):
             return None
         n_lines = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
         names = [f"c{i}" for i in range(len(plan))]

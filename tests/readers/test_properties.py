@@ -3,7 +3,7 @@ and the fast (CSV) path gives exactly what the exact (regex) path gives."""
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from forensics.formats import builtin_formats, get_format
@@ -44,6 +44,8 @@ def test_reader_accounts_for_every_line(lines, name):
 
 @settings(max_examples=150, deadline=None)
 @given(lines=st.lists(log_lines(), min_size=1, max_size=12), name=st.sampled_from(["combined", "common", "nginx_main", "nginx_combined"]))
+@example(lines=['192.0.2.1 - - [28/Nov/2022:14:02:00 -0500] "" 200 0 "" ""a""'], name="combined")
+@example(lines=['192.0.2.1 - - [28/Nov/2022:14:02:00 -0500] "" 200 0 "" """"'], name="combined")
 def test_fast_path_equals_exact_path(lines, name):
     reader = make_reader(get_format(name), "UTC")
     chunk = ("\n".join(lines) + "\n").encode()
