@@ -1,0 +1,77 @@
+"""Reference points for `make bench`: what DuckDB alone needs for parts of the ingest.
+
+Run by bench_ingest.py in a fresh process: `python floor.py GZIP WORKDIR`. Prints two lines,
+`raw_strings SECONDS` and `store_only SECONDS`:
+
+  raw_strings  DuckDB's own CSV reader reads the gzip's ten space-separated fields as text into a
+               table of a new database file: no types, no line numbers, no checks, no rejects.
+               The closest thing to the prototype the ingest issue cites.
+  store_only   The same lines, already parsed and typed in memory (untimed), stored into the
+               canonical `requests` table of a new database file: the storage cost alone, which
+               every ingest of the case database pays whatever parses the lines.
+
+Neither is an ingest: they bound what any ingest into this schema on this machine can reach.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+
+from forensics.schema import REQUESTS
+
+FIELDS = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(10))
+
+
+def _csv(path: Path) -> str:
+    return (
+        f"read_csv('{path}', delim=' ', quote='\"', escape='\"', header=false, columns={{{FIELDS}}}, "
+        "auto_detect=false, strict_mode=false, null_padding=true, allow_quoted_nulls=false)"
+    )
+
+
+def _fresh(path: Path) -> duckdb.DuckDBPyConnection:
+    path.unlink(missing_ok=True)
+    con = duckdb.connect(str(path))
+    con.execute("SET preserve_insertion_order = false")
+    return con
+
+
+def main() -> None:
+    gz, work = Path(sys.argv[1]), Path(sys.argv[2])
+    db = work / "floor.duckdb"
+
+    con = _fresh(db)
+    start = time.perf_counter()
+    con.execute(f"CREATE TABLE raw AS SELECT * FROM {_csv(gz)}")
+    con.execute("CHECKPOINT")
+    print(f"raw_strings {time.perf_counter() - start:.3f}")
+    con.close()
+
+    con = _fresh(db)
+    con.execute(REQUESTS.ddl())
+    con.execute(
+        f"""CREATE TEMP TABLE typed AS SELECT
+              1::INTEGER AS source_id, ordinality::BIGINT AS line_no,
+              strptime(substr(c3, 2) || ' ' || substr(c4, 1, 5), '%d/%b/%Y:%H:%M:%S %z') AS ts,
+              c0 AS client_addr, c0 AS peer_addr, nullif(c2, '-') AS remote_user,
+              split_part(c5, ' ', 1) AS method, split_part(split_part(c5, ' ', 2), '?', 1) AS path,
+              nullif(split_part(split_part(c5, ' ', 2), '?', 2), '') AS query,
+              split_part(c5, ' ', 3) AS protocol, try_cast(c6 AS SMALLINT) AS status,
+              try_cast(nullif(c7, '-') AS BIGINT) AS body_bytes, nullif(c8, '-') AS referer,
+              nullif(c9, '-') AS user_agent
+            FROM {_csv(gz)} WITH ORDINALITY"""
+    )
+    start = time.perf_counter()
+    con.execute("INSERT INTO requests BY NAME SELECT * FROM typed")
+    con.execute("CHECKPOINT")
+    print(f"store_only {time.perf_counter() - start:.3f}")
+    con.close()
+    db.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    main()
