@@ -26,11 +26,11 @@ from forensics.schema import REQUESTS
 FIELDS = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(10))
 
 
-def _csv(path: Path) -> str:
-    return (
-        f"read_csv('{path}', delim=' ', quote='\"', escape='\"', header=false, columns={{{FIELDS}}}, "
-        "auto_detect=false, strict_mode=false, null_padding=true, allow_quoted_nulls=false)"
-    )
+# The file is a bound parameter ($gz), never pasted into the SQL.
+CSV = (
+    f"read_csv($gz, delim=' ', quote='\"', escape='\"', header=false, columns={{{FIELDS}}}, "
+    "auto_detect=false, strict_mode=false, null_padding=true, allow_quoted_nulls=false)"
+)
 
 
 def _fresh(path: Path) -> duckdb.DuckDBPyConnection:
@@ -46,7 +46,7 @@ def main() -> None:
 
     con = _fresh(db)
     start = time.perf_counter()
-    con.execute(f"CREATE TABLE raw AS SELECT * FROM {_csv(gz)}")
+    con.execute(f"CREATE TABLE raw AS SELECT * FROM {CSV}", {"gz": str(gz)})
     con.execute("CHECKPOINT")
     print(f"raw_strings {time.perf_counter() - start:.3f}")
     con.close()
@@ -63,7 +63,8 @@ def main() -> None:
               split_part(c5, ' ', 3) AS protocol, try_cast(c6 AS SMALLINT) AS status,
               try_cast(nullif(c7, '-') AS BIGINT) AS body_bytes, nullif(c8, '-') AS referer,
               nullif(c9, '-') AS user_agent
-            FROM {_csv(gz)} WITH ORDINALITY"""
+            FROM {CSV} WITH ORDINALITY""",
+        {"gz": str(gz)},
     )
     start = time.perf_counter()
     con.execute("INSERT INTO requests BY NAME SELECT * FROM typed")

@@ -225,9 +225,10 @@ class _BatchWriter:
                     continue
                 batch = pl.concat(frames, rechunk=False)
                 frames.clear()
-                # Columns the format never fills are left to their NULL default: scanning
-                # them from Arrow costs a tenth of the insert.
-                batch = batch.select(c for c in batch.columns if batch.get_column(c).null_count() < batch.height)
+                if table == "requests":
+                    # Columns the format never fills are left to their NULL default: scanning
+                    # them from Arrow costs a tenth of the insert.
+                    batch = batch.select(c for c in batch.columns if batch.get_column(c).null_count() < batch.height)
                 self.cur.register("batch", batch)
                 if table == "requests":
                     self.cur.execute("INSERT INTO requests BY NAME SELECT * FROM batch")
