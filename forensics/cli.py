@@ -330,7 +330,7 @@ def report(
 
 @app.command()
 def queries() -> None:
-    """List the named queries in queries/*.sql: name, parameters and what each answers.
+    """List the named queries in forensics/queries/*.sql: name, parameters and what each answers.
 
     Run one with `forensics query NAME --case DIR -p PARAM VALUE`.
 

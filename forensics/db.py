@@ -20,7 +20,7 @@ import duckdb
 from forensics.errors import InputError, QueryError
 from forensics.schema import ALL_TABLES
 
-QUERY_DIR = Path(__file__).resolve().parent.parent / "queries"
+QUERY_DIR = Path(__file__).resolve().parent / "queries"
 
 
 def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:

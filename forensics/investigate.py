@@ -1,6 +1,6 @@
 """The investigation: who obtained the leaked file, completely or in part (issue 3).
 
-The stages run as SQL over the canonical tables (queries/stage_*.sql), so that a CDN-scale case can
+The stages run as SQL over the canonical tables (forensics/queries/stage_*.sql), so that a CDN-scale case can
 run the same stages on another engine. Python only loads the case's parameters, orders the stages
 and does the two things SQL cannot do cleanly, each over DISTINCT values, never per request:
 
@@ -41,7 +41,7 @@ OUTCOMES = ("complete", "partial", "failed", "headers_only")
 LOGGER_ENCODES_PATH = frozenset({"cloudfront"})
 
 # How far an origin line may precede (beyond the edge's own time-taken) or follow the CloudFront
-# edge line it served, in seconds. See queries/stage_link_by_time.sql.
+# edge line it served, in seconds. See forensics/queries/stage_link_by_time.sql.
 LINK_BEFORE_S = 2.0
 LINK_AFTER_S = 30.0
 

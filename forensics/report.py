@@ -6,7 +6,7 @@ Everything in it comes from the case database and manifest.json; nothing about t
 written here. The template renders with autoescaping on, so every string that came from a log
 (user agents, referers, paths, rejected lines) is text, never markup.
 
-The breakdowns reuse the named queries in queries/ (countries, networks, referrers, crawlers,
+The breakdowns reuse the named queries in forensics/queries/ (countries, networks, referrers, crawlers,
 rejects_by_reason), so the report and `forensics query` give the same numbers.
 """
 

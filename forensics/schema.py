@@ -252,7 +252,7 @@ DOWNLOADERS = Table(
             "BIGINT",
             "Body bytes of the resource sent to the client, summed over its requests (overlapping "
             "ranges and repeat downloads count again; at a CloudFront edge an estimate, see "
-            "queries/stage_downloaders.sql). coverage_pct says how much of the file that was.",
+            "forensics/queries/stage_downloaders.sql). coverage_pct says how much of the file that was.",
         ),
         Column("coverage_pct", "DOUBLE", "Share of the file's bytes the client received, 0-100."),
         Column("resource_size", "BIGINT", "The size the outcome was judged against."),
