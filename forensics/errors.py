@@ -21,17 +21,21 @@ class ForensicsError(Exception):
         hint: str | None = None,
         path: str | Path | None = None,
         line: int | None = None,
+        column: int | None = None,
     ) -> None:
         self.message = message
         self.hint = hint
         self.path = str(path) if path is not None else None
         self.line = line
+        self.column = column
         super().__init__(self.render())
 
     def render(self) -> str:
         where = ""
         if self.path is not None:
             where = self.path if self.line is None else f"{self.path}:{self.line}"
+            if self.line is not None and self.column is not None:
+                where += f":{self.column}"
             where += ": "
         text = f"{where}{self.message}"
         if self.hint:
