@@ -11,7 +11,8 @@ $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "Installing the locked dependencies into $(VENV) (log: $(VENV)/install.log) ..."
 	@( $(BIN)/python -m pip install --disable-pip-version-check --require-hashes -r requirements.lock \
-	  && $(BIN)/python -m pip install --disable-pip-version-check --no-deps -e . ) > $(VENV)/install.log 2>&1 \
+	  && $(BIN)/python -m pip install --disable-pip-version-check --no-deps --no-build-isolation -e . ) \
+	  > $(VENV)/install.log 2>&1 \
 	  || { cat $(VENV)/install.log; echo "Installation failed: see above"; exit 1; }
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
