@@ -187,7 +187,8 @@ def run(
     Ingests the logs, finds every request for the leaked resource in the exposure window and
     margin, resolves the real client behind trusted proxies and the CDN, decides what each client
     received, enriches the addresses (location, network, crawler, cloud, Tor) and writes
-    downloaders.csv/.parquet/.json/.xlsx, report.html, case.duckdb and manifest.json into DIR.
+    downloaders.csv/.parquet/.json/.xlsx, operator_requests.csv/.xlsx (requests to network
+    operators), report.html, case.duckdb and manifest.json into DIR.
 
     Example: forensics run sample_logs/case.toml --out case-out
     """

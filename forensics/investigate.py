@@ -290,8 +290,8 @@ def _queries() -> dict[str, NamedQuery]:
     return named_queries()
 
 
-def run_stage(con: duckdb.DuckDBPyConnection, name: str, **params: Any) -> duckdb.DuckDBPyConnection:
-    """Run one named query with its parameters bound by DuckDB (never pasted into the SQL)."""
+def stage_query(name: str, **params: Any) -> tuple[str, dict[str, Any]]:
+    """One named query's SQL and the parameters it uses, checked (every one it names is given)."""
     try:
         query = _queries()[name]
     except KeyError:
@@ -299,7 +299,13 @@ def run_stage(con: duckdb.DuckDBPyConnection, name: str, **params: Any) -> duckd
     missing = [p for p in query.params if p not in params]
     if missing:
         raise QueryError(f"query {name!r} needs {', '.join(missing)}", path=query.path)
-    return con.execute(query.sql, {p: params[p] for p in query.params})
+    return query.sql, {p: params[p] for p in query.params}
+
+
+def run_stage(con: duckdb.DuckDBPyConnection, name: str, **params: Any) -> duckdb.DuckDBPyConnection:
+    """Run one named query with its parameters bound by DuckDB (never pasted into the SQL)."""
+    sql, bound = stage_query(name, **params)
+    return con.execute(sql, bound)
 
 
 @dataclass

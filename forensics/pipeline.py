@@ -73,6 +73,16 @@ def cell_text(value: Any) -> str:
     return neutralise_formula(str(value))
 
 
+def write_csv(frame: pl.DataFrame, path: Path) -> Path:
+    """A frame as CSV with spreadsheet-safe cells (cell_text)."""
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(frame.columns)
+        for row in frame.iter_rows():
+            writer.writerow([cell_text(v) for v in row])
+    return path
+
+
 def write_downloaders(frame: pl.DataFrame, out_dir: Path) -> dict[str, Path]:
     """The downloader list as CSV (lists joined with ' | ', formulas neutralised), Parquet (typed:
     UTC timestamps, lists) and JSON (an array of objects, times as ISO 8601 UTC)."""
@@ -81,11 +91,7 @@ def write_downloaders(frame: pl.DataFrame, out_dir: Path) -> dict[str, Path]:
         "downloaders.parquet": out_dir / "downloaders.parquet",
         "downloaders.json": out_dir / "downloaders.json",
     }
-    with outputs["downloaders.csv"].open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(frame.columns)
-        for row in frame.iter_rows():
-            writer.writerow([cell_text(v) for v in row])
+    write_csv(frame, outputs["downloaders.csv"])
     frame.write_parquet(outputs["downloaders.parquet"])
     records = [
         {k: iso_utc(v) if isinstance(v, datetime) else v for k, v in row.items()}
@@ -191,6 +197,10 @@ def run_case(
         names = [d[0] for d in rows.description or []]
         frame = pl.DataFrame(rows.fetchall(), schema=names, orient="row").select(DOWNLOADER_COLUMNS)
         outputs = write_downloaders(frame, out_dir)
+        from forensics.followup import run_follow_up, settings_from_case, write_operator_export
+
+        follow_up = run_follow_up(con, settings_from_case(case), [h for r in case.resources for h in r.hosts])
+        follow_up_outputs = write_operator_export(con, out_dir)
         exposure = case.exposure
         extra = {
             "investigation": {
@@ -220,6 +230,7 @@ def run_case(
                 "outputs": {name: path.name for name, path in outputs.items()},
             },
             "enrichment": enrichment,
+            "follow_up": follow_up.manifest(),
         }
         manifest = write_manifest(con, out_dir, case, extra=extra)
     finally:
@@ -231,6 +242,7 @@ def run_case(
     outputs["downloaders.xlsx"] = write_downloaders_xlsx(frame, out_dir / "downloaders.xlsx")
     all_outputs = {
         **outputs,
+        **follow_up_outputs,
         "case.duckdb": report.database,
         "manifest.json": manifest,
         "report.html": write_report(out_dir),
@@ -240,5 +252,5 @@ def run_case(
         headline=result.headline,
         outputs=all_outputs,
         gaps=result.gaps,
-        warnings=[*report.warnings, *result.warnings, *enrich_notes],
+        warnings=[*report.warnings, *result.warnings, *enrich_notes, *follow_up.notes],
     )

@@ -27,6 +27,7 @@ import jinja2
 
 from forensics.db import connect, named_queries
 from forensics.errors import InputError
+from forensics.followup import report_context as follow_up_context
 from forensics.schema import ALL_TABLES, DOWNLOADERS
 
 REPORT_NAME = "report.html"
@@ -374,6 +375,7 @@ def gather(case_dir: Path) -> dict[str, Any]:
             "local": zone.local,
             "utc": zone.utc,
         }
+        context["follow_up"] = follow_up_context(con)
     finally:
         con.close()
     return context

@@ -397,7 +397,51 @@ RDNS_CACHE = Table(
 
 ENRICHMENT_TABLES: tuple[Table, ...] = (IP_ENRICHMENT, ENRICHMENT_SOURCES, RDNS_CACHE)
 
-ALL_TABLES: list[Table] = [*INGEST_TABLES, *INVESTIGATION_TABLES, *ENRICHMENT_TABLES]
+# --- follow-up: requests to network operators, likely the same downloader, how the link spread ---
+
+OPERATOR_REQUESTS = Table(
+    "operator_requests",
+    "One row per counted request of every downloader, grouped by network operator, with what an "
+    "operator needs to identify a subscriber: the address, the client port where the log has one, "
+    "the UTC time and the log line it came from.",
+    (
+        Column("resource_path", "VARCHAR", "The resource as the case file names it."),
+        Column("asn", "BIGINT", "Autonomous system number of the client address (IP database); NULL when unknown."),
+        Column("as_org", "VARCHAR", "Organisation holding that autonomous system: the operator to ask."),
+        Column("country", "VARCHAR", "ISO country code of the address (IP database)."),
+        Column("client_ip", "VARCHAR", "The resolved client address."),
+        Column(
+            "client_port",
+            "INTEGER",
+            "The client's source port as logged (CloudFront c-port, ALB client:port, Cloudflare "
+            "ClientSrcPort, ...). NULL when the format logs none, and for origin lines whose client "
+            "came from X-Forwarded-For (their port is the proxy's).",
+        ),
+        Column("ts", "TIMESTAMPTZ", "When the request was logged, UTC."),
+        Column(
+            "time_precision",
+            "VARCHAR",
+            "second, or millisecond when the source file logs fractions of a second (any of its "
+            "times has one).",
+        ),
+        Column("time_zone", "VARCHAR", "The zone of ts as written in the exports: always UTC."),
+        Column("method", "VARCHAR", "HTTP method."),
+        Column("status", "SMALLINT", "HTTP status sent (0: CloudFront 000, the viewer closed first)."),
+        Column("outcome", "VARCHAR", "The client's outcome in the downloader list."),
+        Column("role", "VARCHAR", "cdn or origin: the log the row came from."),
+        Column("client_basis", "VARCHAR", "viewer, peer or forwarded_for (see hits.client_basis)."),
+        Column("format", "VARCHAR", "Log format of the source file."),
+        Column("port_logged", "BOOLEAN", "True when the source file's format logs the client port at all."),
+        Column("source_file", "VARCHAR", "The log file as the case file named it (sources.path)."),
+        Column("line_no", "BIGINT", "Line number in the decompressed file."),
+        Column("source_sha256", "VARCHAR", "SHA-256 of the log file as stored."),
+        Column("user_agent", "VARCHAR", "User-Agent of the request, to help the operator match it."),
+    ),
+)
+
+FOLLOW_UP_TABLES: tuple[Table, ...] = (OPERATOR_REQUESTS,)
+
+ALL_TABLES: list[Table] = [*INGEST_TABLES, *INVESTIGATION_TABLES, *ENRICHMENT_TABLES, *FOLLOW_UP_TABLES]
 
 
 def empty_requests_frame() -> pl.DataFrame:
