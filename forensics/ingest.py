@@ -29,6 +29,7 @@ from forensics.detect import detect_lines, score_format
 from forensics.errors import InputError
 from forensics.formats import FormatDef, get_format
 from forensics.inputs import (
+    MAX_LINE_BYTES,
     ReadState,
     check_readable,
     expand_source_path,
@@ -39,7 +40,8 @@ from forensics.inputs import (
     sha256_file,
     sniff_compression,
 )
-from forensics.readers import make_reader
+from forensics.readers import long_line_rejects, make_reader
+from forensics.schema import empty_requests_frame
 
 
 @dataclass
@@ -260,23 +262,32 @@ class _Chunk:
     lines: int
 
 
-def _results(reader: Any, pf: PlannedFile, state: ReadState) -> Iterator[_Chunk]:
-    """The reader's results chunk by chunk: text by lines, Parquet by rows rendered as JSON."""
+def _results(reader: Any, pf: PlannedFile, state: ReadState, max_line_bytes: int) -> Iterator[_Chunk]:
+    """The reader's results chunk by chunk: text by lines, Parquet by rows rendered as JSON.
+    Lines over the length limit come as rejects of their own; the reader's finish() reports
+    what it still holds at the end (a JSON document cut short)."""
     if pf.compression == "parquet":
         for start, lines in parquet_records(pf.path, state):
             res = reader.read_lines(start, lines)
             yield _Chunk(res.requests, res.rejects, res.skipped, len(lines))
         return
-    for start, chunk in read_chunks(pf.path, pf.compression, state):
+    for start, chunk in read_chunks(pf.path, pf.compression, state, max_line_bytes=max_line_bytes):
         res = reader.read_chunk(start, chunk)
         n = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
         yield _Chunk(res.requests, res.rejects, res.skipped, n)
+        if state.long_lines:
+            yield _Chunk(empty_requests_frame(), long_line_rejects(state, max_line_bytes), Counter(), 0)
+    if state.long_lines:
+        yield _Chunk(empty_requests_frame(), long_line_rejects(state, max_line_bytes), Counter(), 0)
+    res = reader.finish()
+    yield _Chunk(res.requests, res.rejects, res.skipped, 0)
 
 
 def _read_file(
     writer: _BatchWriter,
     result: FileResult,
     progress: Progress | None,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> None:
     pf = result.planned
     state = ReadState()
@@ -289,7 +300,7 @@ def _read_file(
         reader.source_id = result.source_id
     first: datetime | None = None
     last: datetime | None = None
-    for res in _results(reader, pf, state):
+    for res in _results(reader, pf, state, max_line_bytes):
         req = res.requests
         if req.height:
             req = req.with_columns(pl.lit(result.source_id, pl.Int32).alias("source_id"))
@@ -339,7 +350,9 @@ def ingest(
     out_dir: Path,
     progress: Progress | None = None,
     workers: int = 2,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> IngestReport:
+    """Load the case's files; lines longer than `max_line_bytes` are rejected as too long."""
     planned, warnings = plan_files(case)
     out_dir.mkdir(parents=True, exist_ok=True)
     db_path = out_dir / "case.duckdb"
@@ -374,7 +387,7 @@ def ingest(
     writer = _BatchWriter(con)
     try:
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            futures = [pool.submit(_read_file, writer, r, progress) for r in to_load]
+            futures = [pool.submit(_read_file, writer, r, progress, max_line_bytes) for r in to_load]
             for f in futures:
                 f.result()
     finally:

@@ -6,17 +6,24 @@ stream from 1; a last line without a newline still counts.
 
 from __future__ import annotations
 
-import bz2
 import glob
 import hashlib
-import lzma
 import os
-import zlib
-from collections.abc import Iterator
+import re
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
+from forensics.decompress import (
+    DamageLog,
+    Hasher,
+    HashingFile,
+    after_delivered,
+    bzip2_stream,
+    gzip_recovered,
+    xz_stream,
+    zstd_stream,
+)
 from forensics.errors import InputError
 
 CHUNK_BYTES = 8 << 20
@@ -78,136 +85,232 @@ def expand_source_path(pattern: str, base: Path) -> list[Path]:
     return [p]
 
 
+# A line longer than this is not held in memory: it is rejected as "line too long", with its
+# length and first bytes, and reading goes on after it. Web servers cap request lines and headers
+# at a few kB, so 1 MiB leaves room for any real access-log line.
+MAX_LINE_BYTES = 1 << 20
+LONG_LINE_HEAD = 200
+_BOM = b"\xef\xbb\xbf"
+# NUL bytes at the start of a line: the zero-filled blocks a file system leaves after an unclean
+# shutdown, glued to the first line written after the restart.
+_LEADING_NULS = re.compile(rb"(?:^|(?<=\n))\x00+")
+
+
+@dataclass
+class LongLine:
+    """A line over the length limit: its number, length in bytes and first bytes."""
+
+    line_no: int
+    length: int
+    head: bytes
+
+
 @dataclass
 class ReadState:
-    """What happened while reading one file; filled in as the chunks are consumed."""
+    """What happened while reading one file; filled in as the chunks are consumed.
+
+    `sha256` and `bytes_read` cover the raw (still compressed) bytes of the file, hashed by the
+    same reads that decompress them, each byte once; when reading ends they cover the file up to
+    the end reached (bytes after a damaged stream included). `last_line_complete` is True when
+    the decompressed stream ended with a newline or was empty. `long_lines` are lines over the
+    limit, which no chunk holds: the consumer turns them into rejects and clears the list.
+    """
 
     lines: int = 0
     truncated: bool = False
     note: str | None = None
     notes: list[str] = field(default_factory=list)
+    sha256: str = ""
+    bytes_read: int = 0
+    last_line_complete: bool = True
+    long_lines: list[LongLine] = field(default_factory=list)
 
 
-class _RecoveringGzip:
-    """zlib-based gzip reader for damaged files: yields every byte that can be decompressed,
-    across concatenated members, and records where the stream broke."""
-
-    def __init__(self, path: Path, state: ReadState) -> None:
-        self.path = path
-        self.state = state
-
-    def __iter__(self) -> Iterator[bytes]:
-        with open(self.path, "rb") as fh:
-            d = zlib.decompressobj(wbits=47)
-            while True:
-                block = fh.read(1 << 20)
-                if not block:
-                    if not d.eof:
-                        self.state.truncated = True
-                        self.state.notes.append(
-                            "gzip stream ends early (truncated file): kept what was readable"
-                        )
-                    tail = d.flush()
-                    if tail:
-                        yield tail
-                    return
-                data = block
-                while data:
-                    try:
-                        out = d.decompress(data)
-                    except zlib.error as exc:
-                        self.state.truncated = True
-                        self.state.notes.append(
-                            f"gzip data is damaged ({exc}): kept what was readable before it"
-                        )
-                        return
-                    if out:
-                        yield out
-                    if d.eof:
-                        data = d.unused_data
-                        d = zlib.decompressobj(wbits=47)
-                        if data and not data.startswith(b"\x1f\x8b"):
-                            # Trailing garbage after the last member: gzip(1) ignores it too.
-                            self.state.notes.append("bytes after the last gzip member ignored")
-                            return
-                    else:
-                        data = b""
-
-
-def _open_stream(path: Path, compression: str) -> IO[bytes]:
-    if compression == "gzip":
-        try:
-            from isal import igzip_threaded
-
-            return igzip_threaded.open(path, "rb")  # type: ignore[no-any-return]
-        except ImportError:  # pragma: no cover - isal is a dependency; stdlib as a fallback
-            import gzip
-
-            return gzip.open(path, "rb")  # type: ignore[return-value]
-    if compression == "bzip2":
-        return bz2.open(path, "rb")
-    if compression == "xz":
-        return lzma.open(path, "rb")
-    if compression == "zstd":
-        import zstandard
-
-        return zstandard.ZstdDecompressor().stream_reader(  # type: ignore[return-value]
-            open(path, "rb"), read_across_frames=True, closefd=True
-        )
-    return open(path, "rb")
-
-
-def _raw_blocks(path: Path, compression: str, state: ReadState) -> Iterator[bytes]:
-    delivered = 0
+def _raw_blocks(path: Path, compression: str, state: ReadState, hasher: Hasher) -> Iterator[bytes]:
+    """The decompressed bytes of a file, in blocks, keeping all that can be read (see
+    forensics.decompress) and noting in `state` what could not."""
+    log = DamageLog()
     try:
-        with _open_stream(path, compression) as fh:
+        if compression == "gzip":
+            yield from _gzip_blocks(path, hasher, log)
+        elif compression == "bzip2":
+            yield from bzip2_stream(path, hasher, log)
+        elif compression == "xz":
+            yield from xz_stream(path, hasher, log)
+        elif compression == "zstd":
+            yield from zstd_stream(path, hasher, log)
+        else:
+            with HashingFile(path, hasher) as fh:
+                while block := fh.read(CHUNK_BYTES):
+                    yield block
+    finally:
+        state.truncated = state.truncated or log.truncated
+        state.notes.extend(log.notes)
+
+
+def _gzip_blocks(path: Path, hasher: Hasher, log: DamageLog) -> Iterator[bytes]:
+    delivered = 0
+    last = -1
+    try:
+        from isal import igzip_threaded
+
+        with HashingFile(path, hasher) as raw, igzip_threaded.open(raw, "rb") as fh:
             while block := fh.read(CHUNK_BYTES):
                 delivered += len(block)
+                last = block[-1]
                 yield block
         return
-    except (EOFError, OSError, zlib.error, lzma.LZMAError, ValueError) as exc:
-        err = exc
-    if compression != "gzip":
-        state.truncated = True
-        state.notes.append(f"{compression} stream is damaged or ends early ({err}): kept what was readable")
-        return
-    # Re-read with the recovering reader and skip what was already delivered.
-    skip = delivered
-    for block in _RecoveringGzip(path, state):
-        if skip >= len(block):
-            skip -= len(block)
-            continue
-        if skip:
-            yield block[skip:]
-            skip = 0
-            continue
-        yield block
+    except Exception:  # any decoding failure: read again with the recovering reader
+        pass
+    yield from after_delivered(gzip_recovered(path, hasher, log), delivered, last)
 
 
-def read_chunks(path: Path, compression: str, state: ReadState) -> Iterator[tuple[int, bytes]]:
+def _long_line_spans(chunk: bytes, limit: int) -> list[tuple[int, int]]:
+    """(start, end) of the lines of `chunk` longer than `limit` bytes (end: the index of their
+    newline, or the chunk's end). Such a line holds a whole newline-free window of about
+    limit/2 bytes, so only windows are searched (memchr-fast) and lines measured where one is."""
+    n = len(chunk)
+    if n <= limit:
+        return []
+    step = max(1, (limit + 1) // 2)
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    while pos < n:
+        wend = min(pos + step, n)
+        if chunk.find(b"\n", pos, wend) >= 0:
+            pos = wend
+            continue
+        start = chunk.rfind(b"\n", 0, pos) + 1
+        end = chunk.find(b"\n", wend)
+        end = n if end < 0 else end
+        if end - start > limit:
+            spans.append((start, end))
+        pos = end + 1
+    return spans
+
+
+def read_chunks(
+    path: Path,
+    compression: str,
+    state: ReadState,
+    *,
+    max_line_bytes: int = MAX_LINE_BYTES,
+    stop_after: int | None = None,
+) -> Generator[tuple[int, bytes]]:
     """Yield (first line number, bytes) chunks that end on a line boundary.
 
     Every chunk but possibly the last ends with b"\\n"; the last one may lack it when the file
-    does not end in a newline. Line counting is done here, once.
+    does not end in a newline. Line counting is done here, once. A UTF-8 byte order mark at the
+    start and NUL bytes at the start of a line (zero-filled blocks after an unclean shutdown)
+    are removed, with a note. Lines longer than `max_line_bytes` are in no chunk: they are
+    streamed past, keeping their length and first bytes in `state.long_lines`, so a chunk's
+    lines are numbered from its first line number but may skip those numbers.
+    `stop_after`: stop after that many decompressed bytes (detection reads a bounded prefix).
     """
+    hasher = Hasher()
     pending = b""
     next_line = 1
-    for block in _raw_blocks(path, compression, state):
-        data = pending + block if pending else block
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            pending = data
+    long: LongLine | None = None  # a line over the limit being streamed past
+    seen = 0
+    first = True
+    at_line_start = True
+    nuls = 0
+    nul_line = 0
+    last_byte = 0x0A
+    for raw_block in _raw_blocks(path, compression, state, hasher):
+        block = raw_block
+        if first:
+            first = False
+            if block.startswith(_BOM):
+                block = block[len(_BOM) :]
+                state.notes.append("UTF-8 byte order mark at the start of the file removed")
+        if not block:
             continue
-        chunk, pending = data[: cut + 1], data[cut + 1 :]
-        n = chunk.count(b"\n")
-        yield next_line, chunk
-        next_line += n
-    if pending:
-        yield next_line, pending
-        next_line += 1
+        last_byte = block[-1]
+        seen += len(block)
+        if b"\x00" in block:
+            block, removed, first_hit = _strip_leading_nuls(block, at_line_start)
+            if removed:
+                nuls += removed
+                nul_line = nul_line or next_line + first_hit
+        if block:
+            at_line_start = block.endswith(b"\n")
+        if long is not None:
+            nl = block.find(b"\n")
+            if nl < 0:
+                long.length += len(block)
+            else:
+                long.length += nl
+                state.long_lines.append(long)
+                long = None
+                next_line += 1
+                block = block[nl + 1 :]
+        if long is None and block:
+            data = pending + block if pending else block
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                chunk, pending = b"", data
+            else:
+                chunk, pending = data[: cut + 1], data[cut + 1 :]
+            if len(pending) > max_line_bytes:
+                long = LongLine(next_line + chunk.count(b"\n"), len(pending), pending[:LONG_LINE_HEAD])
+                pending = b""
+            if chunk:
+                yield from _cut_long_lines(next_line, chunk, max_line_bytes, state)
+                next_line += chunk.count(b"\n")
+        if stop_after is not None and seen >= stop_after:
+            break
+    else:
+        if long is not None:
+            state.long_lines.append(long)
+            next_line += 1
+        if pending:
+            yield from _cut_long_lines(next_line, pending, max_line_bytes, state)
+            next_line += 1
+        state.sha256, state.bytes_read = hasher.finish(path)
+    state.last_line_complete = last_byte == 0x0A
     state.lines = next_line - 1
+    if nuls:
+        state.notes.append(
+            f"{nuls} NUL bytes (zero-filled blocks, as after an unclean shutdown) removed from the "
+            f"start of lines, first at line {nul_line}"
+        )
     if state.notes:
         state.note = "; ".join(state.notes)
+
+
+def _strip_leading_nuls(block: bytes, at_line_start: bool) -> tuple[bytes, int, int]:
+    """The block without NUL runs at line starts, how many bytes went, and the block-relative
+    index of the first line they were on."""
+    hits: list[int] = []
+
+    def one(m: re.Match[bytes]) -> bytes:
+        if m.start() == 0 and not at_line_start:
+            return m.group(0)
+        hits.append(block.count(b"\n", 0, m.start()))
+        return b""
+
+    out = _LEADING_NULS.sub(one, block)
+    return out, len(block) - len(out), hits[0] if hits else 0
+
+
+def _cut_long_lines(start_line: int, chunk: bytes, limit: int, state: ReadState) -> Iterator[tuple[int, bytes]]:
+    """The chunk without its lines over the limit, which go to state.long_lines."""
+    spans = _long_line_spans(chunk, limit)
+    if not spans:
+        yield start_line, chunk
+        return
+    pos = 0
+    line = start_line
+    for s, e in spans:
+        if s > pos:
+            yield line, chunk[pos:s]
+            line += chunk.count(b"\n", pos, s)
+        state.long_lines.append(LongLine(line, e - s, chunk[s : s + LONG_LINE_HEAD]))
+        line += 1
+        pos = e + 1
+    if pos < len(chunk):
+        yield line, chunk[pos:]
 
 
 PARQUET_BATCH_ROWS = 50_000
@@ -245,34 +348,55 @@ def parquet_records(path: Path, state: ReadState, limit: int | None = None) -> I
         state.note = "; ".join(state.notes)
 
 
-def head_lines(path: Path, compression: str, max_lines: int = 200, max_bytes: int = 1 << 20) -> list[bytes]:
-    """The first lines of a file, decompressed, for detection and checks."""
+HEAD_SCAN_BYTES = 64 << 20
+
+
+def head_lines(
+    path: Path,
+    compression: str,
+    max_lines: int = 200,
+    max_bytes: int = 1 << 20,
+    max_line_bytes: int = MAX_LINE_BYTES,
+) -> list[bytes]:
+    """The first lines of a file, decompressed, for detection and checks. Reads a bounded
+    prefix (HEAD_SCAN_BYTES of decompressed data at most); lines over the length limit are left
+    out, as reading rejects them."""
     state = ReadState()
     if compression == "parquet":
         return [ln.encode() for _, batch in parquet_records(path, state, limit=max_lines) for ln in batch]
     out: list[bytes] = []
     size = 0
-    for _, chunk in read_chunks(path, compression, state):
-        for line in chunk.split(b"\n"):
-            out.append(line)
-            size += len(line)
-            if len(out) >= max_lines or size >= max_bytes:
-                return out
-        break
-    if out and out[-1] == b"":
-        out.pop()
+    chunks = read_chunks(path, compression, state, max_line_bytes=max_line_bytes, stop_after=HEAD_SCAN_BYTES)
+    try:
+        for _, chunk in chunks:
+            lines = chunk.split(b"\n")
+            if lines[-1] == b"":
+                lines.pop()
+            for line in lines:
+                out.append(line)
+                size += len(line)
+                if len(out) >= max_lines or size >= max_bytes:
+                    return out
+    finally:
+        chunks.close()
     return out
 
 
+# Share of bytes that must be text (printable, tab, CR, LF, or part of UTF-8) for a file to read
+# as a log. NUL padding (zero-filled blocks after an unclean shutdown) is left out of the count.
+TEXT_SHARE = 0.85
+_NOT_TEXT = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]")
+
+
 def looks_binary(lines: list[bytes]) -> bool:
-    """True when the start of a file is not text: NUL bytes or mostly non-printable bytes."""
-    sample = b"\n".join(lines)[:65536]
+    """True when the start of a file is not text: mostly bytes that are neither printable nor
+    UTF-8, judged by proportion, never by one byte."""
+    sample = b"\n".join(lines)[:65536].replace(b"\x00", b"")
     if not sample:
         return False
-    if b"\x00" in sample:
-        return True
-    printable = sum(1 for b in sample if b >= 0x20 or b in (9, 10, 13))
-    return printable / len(sample) < 0.85
+    text = sample.decode("utf-8", "replace")
+    bad = len(_NOT_TEXT.findall(text))
+    return 1 - bad / len(text) < TEXT_SHARE
 
 
 def check_readable(path: Path) -> None:

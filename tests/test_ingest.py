@@ -89,7 +89,7 @@ def test_mixed_compressions_in_one_folder(tmp_path, write_case):
 
 
 def test_crlf_non_utf8_and_long_lines_are_kept(tmp_path, write_case):
-    long_agent = "x" * (1 << 20)
+    long_agent = "x" * (1 << 19)
     body = (
         lines(1).replace("\n", "\r\n").encode()
         + b'198.51.100.7 - - [28/Nov/2022:14:00:00 -0500] "GET /caf\xe9 HTTP/1.1" 200 1 "-" "\xff\xfe"\r\n'
@@ -102,7 +102,21 @@ def test_crlf_non_utf8_and_long_lines_are_kept(tmp_path, write_case):
     rows = con.execute("SELECT path, user_agent, length(user_agent) FROM requests ORDER BY line_no").fetchall()
     assert rows[0][1] == "ua 1"  # no stray \r
     assert rows[1][0] == "/caf\\xe9" and rows[1][1] == "\\xff\\xfe"
-    assert rows[2][2] == 1 << 20
+    assert rows[2][2] == 1 << 19
+
+
+def test_a_line_over_the_limit_is_a_reject_and_reading_goes_on(tmp_path, write_case):
+    over = b'198.51.100.8 - - [28/Nov/2022:14:00:00 -0500] "GET / HTTP/1.1" 200 1 "-" "' + b"y" * 5000 + b'"\n'
+    body = lines(2).encode() + over + lines(3).encode() + b"z" * 9000
+    case = write_case([{"path": "a.log", "format": "combined"}], files={"a.log": body})
+    rep = ingest(load_case(case), tmp_path / "out", max_line_bytes=4096)
+    r = rep.loaded[0]
+    assert (r.lines_read, r.lines_parsed, r.lines_rejected) == (7, 5, 2)
+    rejects = db(tmp_path / "out").execute("SELECT line_no, reason, line FROM rejects ORDER BY line_no").fetchall()
+    assert [x[0] for x in rejects] == [3, 7]
+    assert rejects[0][1].startswith(f"line too long ({len(over) - 1} bytes, over the limit of 4096)")
+    assert rejects[0][2].startswith("198.51.100.8 - - [28/Nov") and len(rejects[0][2]) == 200
+    assert rejects[1][1].startswith("line too long (9000 bytes") and rejects[1][2] == "z" * 200
 
 
 def test_truncated_gzip_keeps_what_was_readable(tmp_path, write_case):

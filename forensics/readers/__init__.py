@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from forensics.formats import FormatDef
-from forensics.schema import REJECTS
+from forensics.inputs import LONG_LINE_HEAD, ReadState
+from forensics.schema import REJECTS, empty_requests_frame
 
 
 @dataclass
@@ -41,6 +42,31 @@ def make_reader(fmt: FormatDef, source_tz: str | None, fields: str | None = None
     raise ValueError(fmt.family)
 
 
+def empty_result() -> ChunkResult:
+    return ChunkResult(empty_requests_frame(), empty_rejects())
+
+
+def long_line_rejects(state: ReadState, limit: int) -> pl.DataFrame:
+    """Rejects for the lines over the length limit that reading streamed past (and clears
+    them from the state): their length and first bytes are kept."""
+    rows = state.long_lines
+    state.long_lines = []
+    return pl.DataFrame(
+        {
+            "line_no": pl.Series([r.line_no for r in rows], dtype=pl.Int64),
+            "reason": pl.Series(
+                [
+                    f"line too long ({r.length} bytes, over the limit of {limit}): "
+                    f"only its first {LONG_LINE_HEAD} bytes are kept"
+                    for r in rows
+                ],
+                dtype=pl.String,
+            ),
+            "line": pl.Series([r.head.decode("utf-8", "backslashreplace") for r in rows], dtype=pl.String),
+        }
+    )
+
+
 def decode_lines(chunk: bytes) -> list[str]:
     """Split a chunk into lines; bytes that are not UTF-8 become \\xHH (nginx's own notation)."""
     text = chunk.decode("utf-8", errors="backslashreplace")
@@ -50,4 +76,6 @@ def decode_lines(chunk: bytes) -> list[str]:
     return lines
 
 
-__all__ = ["REJECTS", "ChunkResult", "decode_lines", "empty_rejects", "make_reader"]
+__all__ = [
+    "REJECTS", "ChunkResult", "decode_lines", "empty_rejects", "empty_result", "long_line_rejects", "make_reader",
+]

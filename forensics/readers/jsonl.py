@@ -12,9 +12,11 @@ mapping are kept in `extra` under their dotted path. Every line is accounted for
 
 A document is recognised when the first non-blank line of the file opens a JSON value that the
 line does not close. Records are taken from the document as soon as they are complete, so a
-document larger than a chunk is read chunk by chunk. Known limit: a line holding several records
-(a one-line {"records": [...]}) gives several rows with the same line number, which ingest's
-line accounting (one row per line) does not allow for yet.
+document larger than a chunk is read chunk by chunk; finish() at the end of the file reports
+a document left open. A line holding several records (a one-line {"records": [...]}) gives a row
+per access record, all with that line's number; the line is skipped only when every record on it
+is a non-access record. Nothing in a line raises: JSON nested deeper than Python can follow is a
+reject, and a lone surrogate escape (\\ud83d) is kept as its escape text.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from typing import Any
 import polars as pl
 
 from forensics.formats import FormatDef
-from forensics.inputs import CHUNK_BYTES
 from forensics.normalize import CANONICAL, to_canonical
 from forensics.readers import ChunkResult, decode_lines, empty_rejects
 from forensics.schema import empty_requests_frame
@@ -52,6 +53,21 @@ class _Collected:
     rows: list[dict[str, str | None]] = field(default_factory=list)
     rejects: list[tuple[int, str, str]] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
+    # Lines whose records were all skipped (non-access records): a line with several records
+    # counts once, and only when none of its records is a row or a reject.
+    skip_lines: dict[int, str] = field(default_factory=dict)
+
+
+TOO_DEEP = "JSON nested too deep to read"
+# A lone UTF-16 surrogate escape (\ud83d without its pair) decodes to a code point UTF-8 cannot
+# hold; such values are kept as the escape text.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _clean(value: str | None) -> str | None:
+    if value is None:
+        return None
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _text(value: Any) -> str | None:
@@ -121,10 +137,20 @@ class JsonReader:
         self.pos = 0  # next unread position in buffer
         self.stack: list[str] = []  # closing brackets of the containers we are inside
         self.row_lines: set[int] = set()
+        self.gap_lines: set[int] = set()
         self.broken: str | None = None
+        self._line_cache = (0, 1)
 
     # -- records ------------------------------------------------------------------------------
     def _record(self, record: Any, line_no: int, text: str, out: _Collected, repaired: str | None) -> None:
+        """One record: a row, a reject or a skip; never an exception (a record nested deeper
+        than Python's recursion limit is a reject)."""
+        try:
+            self._record_unsafe(record, line_no, text, out, repaired)
+        except RecursionError:
+            out.rejects.append((line_no, TOO_DEEP, text))
+
+    def _record_unsafe(self, record: Any, line_no: int, text: str, out: _Collected, repaired: str | None) -> None:
         fmt = self.fmt
         if not isinstance(record, dict):
             out.rejects.append((line_no, "not a JSON object", text))
@@ -138,7 +164,7 @@ class JsonReader:
             prefixes = fmt.access.get("prefix", [])
             values = fmt.access.get("values", [])
             if not (any(value.startswith(p) for p in prefixes) or value in values):
-                out.skipped[SKIP_NON_ACCESS] += 1
+                out.skip_lines[line_no] = SKIP_NON_ACCESS
                 return
         missing = [k for k in fmt.required if not _has(record, k)]
         if missing:
@@ -168,12 +194,16 @@ class JsonReader:
             row[f"json.{key}" if clash else key] = _text(value)
         if repaired:
             row["json_repair"] = repaired
+        if _SURROGATE_ESCAPE.search(text):
+            row = {_clean(k) or "": _clean(v) for k, v in row.items()}
         out.rows.append(row)
 
     def _loads(self, text: str) -> tuple[Any, str | None]:
         """The parsed value and the repair applied, or raise ValueError with the reason."""
         try:
             return json.loads(text), None
+        except RecursionError:
+            raise ValueError(TOO_DEEP) from None
         except ValueError as exc:
             first = exc
         candidate, repairs = text, []
@@ -190,7 +220,7 @@ class JsonReader:
         if repairs:
             try:
                 return json.loads(candidate), "; ".join(repairs)
-            except ValueError:
+            except (ValueError, RecursionError):
                 pass
         raise ValueError(f"{NOT_JSON} ({first})") from None
 
@@ -215,7 +245,7 @@ class JsonReader:
             self._record(value, line_no, line, out, repaired)
             return
         if not records:
-            out.skipped["empty records document"] += 1
+            out.skip_lines[line_no] = "empty records document"
             return
         for record in records:
             self._record(record, line_no, line, out, repaired)
@@ -235,18 +265,35 @@ class JsonReader:
             return False
         try:
             json.loads(text)
+        except RecursionError:
+            return False
         except ValueError as exc:
             # A value the line opens and does not close: the error is at the end of the line.
             return getattr(exc, "pos", 0) >= len(text)
         return False
 
     def _line_of(self, pos: int) -> int:
-        return self.buffer_line + self.buffer.count("\n", 0, pos)
+        # Positions are asked for in increasing order: count from the last one asked.
+        at, line = self._line_cache
+        if pos < at:
+            at, line = 0, self.buffer_line
+        line += self.buffer.count("\n", at, pos)
+        self._line_cache = (pos, line)
+        return line
 
     def _document(self, start_line: int, lines: list[str], final: bool, out: _Collected) -> None:
         if not self.buffer:
             self.buffer_line = start_line
+        else:
+            # Lines that reading left out (over the length limit, rejected there) stand as
+            # empty lines, so that line numbers stay right; they are not accounted again here.
+            gap = start_line - (self.buffer_line + self.buffer.count("\n"))
+            if gap > 0:
+                first_gap = start_line - gap
+                self.gap_lines.update(range(first_gap, start_line))
+                self.buffer += "\n" * gap
         self.buffer += "".join(f"{ln}\n" for ln in lines)
+        self._line_cache = (0, self.buffer_line)
         decoder = json.JSONDecoder()
         buf = self.buffer
         while self.broken is None:
@@ -272,6 +319,10 @@ class JsonReader:
                     continue
             try:
                 value, end = decoder.raw_decode(buf, pos)
+            except RecursionError:
+                self.pos = pos
+                self.broken = f"JSON document is not readable from line {self._line_of(pos)} ({TOO_DEEP})"
+                break
             except ValueError as exc:
                 incomplete = getattr(exc, "pos", 0) >= len(buf.rstrip())
                 self.pos = pos
@@ -303,6 +354,9 @@ class JsonReader:
         done_lines = buf.count("\n", 0, upto)
         unread_from = self._line_of(self.pos) if self.pos < len(buf.rstrip()) else None
         for no in range(self.buffer_line, self.buffer_line + done_lines):
+            if no in self.gap_lines:
+                self.gap_lines.discard(no)
+                continue
             if no in self.row_lines:
                 self.row_lines.discard(no)
                 continue
@@ -340,6 +394,11 @@ class JsonReader:
         return self._finish(out)
 
     def _finish(self, out: _Collected) -> ChunkResult:
+        if out.skip_lines:
+            used = {int(r["_line_no"] or 0) for r in out.rows} | {r[0] for r in out.rejects}
+            for no, why in out.skip_lines.items():
+                if no not in used:
+                    out.skipped[why] += 1
         rejects = [
             pl.DataFrame(
                 {
@@ -374,11 +433,15 @@ class JsonReader:
         return ChunkResult(canon.filter(~bad).sort("line_no", maintain_order=True), rej.sort("line_no"), out.skipped)
 
     def read_chunk(self, start_line: int, chunk: bytes) -> ChunkResult:
-        # The reader is not told where the file ends. inputs.read_chunks hands over blocks of
-        # CHUNK_BYTES cut at a line end, so a chunk without a final newline, or much shorter
-        # than a block, is the last one: a document still open there was cut short.
-        final = not chunk.endswith(b"\n") or len(chunk) < CHUNK_BYTES // 2
-        return self._read(start_line, decode_lines(chunk), final=final)
+        """Lines of a file in order; a JSON document still open at the end of the chunk waits
+        for the next one, and finish() says what was left open when the file ends."""
+        return self._read(start_line, decode_lines(chunk), final=False)
+
+    def finish(self) -> ChunkResult:
+        """The end of the file: a document still open there was cut short."""
+        if self.mode != "document" or not self.buffer:
+            return self._finish(_Collected())
+        return self._read(self.buffer_line + self.buffer.count("\n"), [], final=True)
 
     def read_lines(self, start_line: int, lines: list[str]) -> ChunkResult:
         """Read lines that are the whole input (detection, tests): a document still open at the

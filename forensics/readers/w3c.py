@@ -14,7 +14,7 @@ import polars as pl
 
 from forensics.formats import FormatDef
 from forensics.normalize import to_canonical
-from forensics.readers import ChunkResult, decode_lines, empty_rejects
+from forensics.readers import ChunkResult, decode_lines, empty_rejects, empty_result
 from forensics.schema import empty_requests_frame
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
@@ -60,6 +60,10 @@ class W3CReader:
                 # Etc/GMT zones have the sign inverted: UTC-8 is Etc/GMT+8.
                 self.gmt_zone = "UTC" if hours == 0 else f"Etc/GMT{'+' if m.group(1) == '-' else '-'}{hours}"
                 self.notes.append(f"times read as local at #GMT-Offset {value}")
+
+    def finish(self) -> ChunkResult:
+        """Nothing is held between chunks: every line is read in its own chunk."""
+        return empty_result()
 
     def read_chunk(self, start_line: int, chunk: bytes) -> ChunkResult:
         return self.read_lines(start_line, decode_lines(chunk))
