@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 DEMO_OUT ?= demo-out
 
-.PHONY: demo test lint bench install clean lock sample-logs
+.PHONY: demo test lint bench bench-bombs install clean lock sample-logs
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_ingest.py
+	$(BIN)/python benchmarks/bench_bombs.py
+
+# Peak memory of an ingest of hostile inputs (a gzip bomb, one 512 MiB line), built in a temp dir.
+bench-bombs: $(STAMP)
+	$(BIN)/python benchmarks/bench_bombs.py
 
 # Regenerate the demo incident (deterministic: the same bytes every time).
 sample-logs:
