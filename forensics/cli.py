@@ -26,6 +26,7 @@ from rich.text import Text
 
 from forensics import __version__
 from forensics.errors import ForensicsError, QueryError
+from forensics.terminal import printable, printable_text
 
 app = typer.Typer(
     help="Access-log forensics for accidental data exposures: load web-server and CDN logs into a "
@@ -42,8 +43,14 @@ DEBUG = os.environ.get("FORENSICS_DEBUG") == "1"
 
 
 def _say(console: Console, label: str, style: str, text: str) -> None:
-    """A styled label and plain text (never parsed as markup)."""
-    console.print(Text.assemble((label, style), " ", text), soft_wrap=True)
+    """A styled label and plain text (never parsed as markup; control characters escaped)."""
+    console.print(Text.assemble((label, style), " ", printable_text(text)), soft_wrap=True)
+
+
+def _show(console: Console, text: str, end: str = "\n") -> None:
+    """Text that may carry log data (rows, paths, user agents): control characters escaped, so
+    an ESC sequence in a log line cannot act on the investigator's terminal."""
+    console.print(printable_text(text), soft_wrap=True, markup=False, highlight=False, end=end)
 
 
 def _fail(exc: BaseException) -> None:
@@ -106,7 +113,7 @@ def _print_ingest(report: Any, elapsed: float) -> None:
     for w in report.warnings:
         _say(err, "Warning:", "yellow", f"{w}")
     for p in report.already_loaded:
-        out.print(f"already in the case (same SHA-256), not loaded again: {p}", soft_wrap=True)
+        _show(out, f"already in the case (same SHA-256), not loaded again: {p}")
     for r in report.loaded:
         if r.truncated or r.note:
             _say(err, "Note:", "yellow", f"{r.planned.display_path}: {r.note}")
@@ -287,9 +294,10 @@ def detect(
 
     try:
         for res in detect_files(files, fmt, rows):
-            out.print(Text.assemble((f"{res.path}:", "bold"), " ", res.summary), soft_wrap=True)
+            out.print(Text.assemble((f"{printable(str(res.path))}:", "bold"), " ", printable_text(res.summary)),
+                      soft_wrap=True)
             for line in res.rows:
-                out.print(f"  {line}", soft_wrap=True)
+                _show(out, f"  {line}")
     except Exception as exc:
         _fail(exc)
 
@@ -384,9 +392,9 @@ def query(
         _fail(exc)
         return
     if text is not None:
-        out.print(text, soft_wrap=True, markup=False, highlight=False, end="")
+        _show(out, text, end="")
     else:
-        err.print(f"{frame.height} rows written to {output}", soft_wrap=True)
+        _show(err, f"{frame.height} rows written to {output}")
 
 
 @app.command()
@@ -394,20 +402,26 @@ def sql(
     case_dir: Annotated[Path, typer.Argument(help="The case folder (holds case.duckdb).")],
     command: Annotated[str | None, typer.Option("--command", "-c", help="Run this SQL and exit.")] = None,
 ) -> None:
-    """Open an SQL prompt on the case database (read-only; TEMP tables allowed).
+    """Open an SQL prompt on the case database: read-only, TEMP tables allowed.
 
-    Statements end with ';' and may span lines; .tables, .schema and .queries help; history is kept in the case
-    folder. With -c, run one statement and print its result.
+    Statements end with ';' and may span lines, and each one's result is shown. .tables, .schema
+    and .queries help; Ctrl-C stops a running query. The prompt reads the case database only: it
+    cannot write or read files (COPY, EXPORT, read_csv), attach databases, install or load
+    extensions, or change settings. History is kept in $XDG_STATE_HOME/forensics/sql_history
+    (~/.local/state by default), never in the case folder. With -c, run the statements and exit.
 
     Example: forensics sql case-out -c "SELECT outcome, count(*) FROM downloaders GROUP BY ALL"
     """
     from forensics.explore import sql_once, sql_prompt
 
+    def show(text: str) -> None:
+        _show(out, text)
+
     try:
         if command is not None:
-            out.print(sql_once(case_dir, command), soft_wrap=True, markup=False, highlight=False)
+            sql_once(case_dir, command, write=show)
         else:
-            sql_prompt(case_dir, write=lambda text: out.print(text, soft_wrap=True, markup=False, highlight=False))
+            sql_prompt(case_dir, write=show)
     except Exception as exc:
         _fail(exc)
 
@@ -437,7 +451,7 @@ def main() -> None:
     try:
         app()
     except ForensicsError as exc:  # raised outside a command's own handler
-        err.print(f"Error: {exc.render()}")
+        _show(err, f"Error: {exc.render()}")
         sys.exit(exc.exit_code)
 
 

@@ -65,3 +65,9 @@ class QueryError(ForensicsError):
 
 class EnrichmentError(ForensicsError):
     """An IP database or published list cannot be read."""
+
+
+class QueryCancelled(QueryError):
+    """The investigator pressed Ctrl-C while a query ran: DuckDB stopped it and nothing changed."""
+
+    exit_code = 130

@@ -3,8 +3,13 @@ against each query's own, `sql -c` and the prompt answer, and `schema` documents
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
+import signal
+import threading
+import time
 from pathlib import Path
 
 import duckdb
@@ -12,9 +17,10 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
+from forensics import explore
 from forensics.casefile import load_case
 from forensics.errors import QueryError
-from forensics.explore import list_queries, run_query, schema_doc, sql_prompt
+from forensics.explore import history_file, list_queries, open_case, run_query, schema_doc, sql_prompt
 from forensics.pipeline import run_case
 from forensics.schema import ALL_TABLES
 
@@ -176,3 +182,228 @@ def test_queries_run_on_a_case_without_enrichment_tables(demo_case: Path, tmp_pa
         frame = run_query(case, name)
         assert frame.width > 0
     assert run_query(case, "crawlers").height == 0
+
+
+# --- the prompt cannot write, read outside the case, or load code ---------------------------------
+
+
+def _sql(case: Path, sql: str):
+    return runner.invoke(_app(), ["sql", str(case), "-c", sql])
+
+
+def _files(folder: Path) -> dict[str, str]:
+    """Every file under `folder` with its SHA-256: the case folder is evidence."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def case_copy(demo_case: Path, tmp_path: Path) -> Path:
+    case = tmp_path / "case"
+    shutil.copytree(demo_case, case)
+    return case
+
+
+# Each statement, and the words the refusal must contain. {case} is the case folder, {outside} a
+# folder beside it holding secret.txt and other.duckdb.
+REFUSED = {
+    "copy_to_outside": ("COPY (SELECT 1) TO '{outside}/x.csv'", "COPY is not allowed"),
+    "copy_over_manifest": ("COPY (SELECT 1 AS x) TO '{case}/manifest.json' (FORMAT json)", "COPY is not allowed"),
+    "copy_from_file": ("CREATE TEMP TABLE t (x VARCHAR); COPY t FROM '/etc/passwd'", "COPY is not allowed"),
+    "attach_case_rw": ("ATTACH '{case}/case.duckdb' AS rw", "ATTACH is not allowed"),
+    "attach_other_ro": ("ATTACH '{outside}/other.duckdb' AS o (READ_ONLY)", "ATTACH is not allowed"),
+    "read_csv_passwd": ("SELECT * FROM read_csv('/etc/passwd')", "file system operations are disabled"),
+    "read_text_outside": ("SELECT * FROM read_text('{outside}/secret.txt')", "file system operations are disabled"),
+    "read_text_in_case": ("SELECT * FROM read_text('{case}/manifest.json')", "file system operations are disabled"),
+    "glob": ("SELECT * FROM glob('/etc/*')", "file system operations are disabled"),
+    "https": ("SELECT * FROM read_csv('https://example.com/x.csv')", "file system operations are disabled"),
+    "install_httpfs": ("INSTALL httpfs", "INSTALL and LOAD are not allowed"),
+    "load_httpfs": ("LOAD httpfs", "INSTALL and LOAD are not allowed"),
+    "export": ("EXPORT DATABASE '{outside}/dump'", "EXPORT DATABASE is not allowed"),
+    "explain_analyze_copy": ("EXPLAIN ANALYZE COPY (SELECT 1) TO '{case}/x.csv'", "COPY is not allowed"),
+    "prepare_copy": ("PREPARE p AS COPY (SELECT 1) TO '{case}/x.csv'", "PREPARE is not allowed"),
+    "unlock_files": ("SET enable_external_access = true", "locked"),
+    "unlock_settings": ("RESET lock_configuration", "locked"),
+    "autoinstall": ("SELECT * FROM sqlite_scan('{outside}/other.duckdb', 't')", "sqlite"),
+    "delete_evidence": ("DELETE FROM downloaders", "read-only"),
+    "copy_after_select": ("SELECT 1; COPY (SELECT 1) TO '{outside}/y.csv'", "COPY is not allowed"),
+}
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    folder = tmp_path / "outside"
+    folder.mkdir()
+    (folder / "secret.txt").write_text("not part of the case\n")
+    con = duckdb.connect(str(folder / "other.duckdb"))
+    con.execute("CREATE TABLE t AS SELECT 1 AS x")
+    con.close()
+    return folder
+
+
+@pytest.mark.parametrize("name", REFUSED)
+def test_sql_refuses_files_other_databases_extensions_and_settings(
+    case_copy: Path, outside: Path, name: str
+) -> None:
+    statement, words = REFUSED[name]
+    before, before_outside = _files(case_copy), _files(outside)
+    res = _sql(case_copy, statement.format(case=case_copy, outside=outside))
+    assert res.exit_code == 1, res.output
+    assert res.output.startswith("Error: ") and words in res.output
+    assert "Traceback" not in res.output and "Internal error" not in res.output
+    assert _files(case_copy) == before  # nothing written in the evidence folder
+    assert _files(outside) == before_outside  # nor anywhere else
+
+
+def test_the_prompt_refuses_them_too_and_goes_on(case_copy: Path, outside: Path) -> None:
+    before = _files(case_copy)
+    lines = [REFUSED[n][0].format(case=case_copy, outside=outside) + ";" for n in REFUSED]
+    lines += [".tables", ".queries", ".schema downloaders", "SELECT count(*) AS n FROM downloaders;"]
+    shown = _prompt(case_copy, lines)
+    assert sum(line.startswith("Error: ") for line in shown.splitlines()) == len(REFUSED)
+    assert "client_activity" in shown  # .queries
+    assert "downloaders (28 rows)" in shown  # .schema
+    assert "│ 28 │" in shown  # and exploring still works afterwards
+    assert _files(case_copy) == before
+
+
+def test_named_queries_run_on_the_locked_connection(case_copy: Path) -> None:
+    with open_case(case_copy) as con:
+        settings = dict(con.execute(
+            "SELECT name, value FROM duckdb_settings() WHERE name IN ('enable_external_access', "
+            "'lock_configuration', 'autoinstall_known_extensions', 'autoload_known_extensions', "
+            "'allowed_directories', 'temp_directory')").fetchall())
+    assert settings["enable_external_access"] == "false"
+    assert settings["lock_configuration"] == "true"
+    assert settings["autoinstall_known_extensions"] == settings["autoload_known_extensions"] == "false"
+    # Spills go to a private temporary folder (DuckDB allows its own), never to the evidence; this
+    # case has no views, so its folder is not readable either.
+    spill = Path(settings["temp_directory"])
+    assert not spill.is_relative_to(case_copy) and spill.name.startswith("forensics-sql-")
+    assert settings["allowed_directories"] == f"[{spill}/]"
+    assert not spill.exists()  # removed when the prompt ends
+    res = runner.invoke(_app(), ["query", "client_activity", "--case", str(case_copy), "-p", "client_ip",
+                                 "65.108.75.12", "-f", "csv"])
+    assert res.exit_code == 0 and "detention-roster.xlsx" in res.output
+
+
+def test_a_case_whose_views_read_parquet_in_its_folder(case_copy: Path, outside: Path) -> None:
+    """Views may read files kept beside the database: the case folder is then readable, and still
+    nothing can be written to it."""
+    extra = case_copy / "extra.parquet"
+    con = duckdb.connect(str(case_copy / "case.duckdb"))
+    con.execute(f"COPY (SELECT 42 AS answer) TO '{extra}' (FORMAT parquet)")
+    con.execute(f"CREATE VIEW extra AS SELECT * FROM read_parquet('{extra}')")
+    con.close()
+    before = _files(case_copy)
+    res = _sql(case_copy, "SELECT answer FROM extra")
+    assert res.exit_code == 0 and "42" in res.output, res.output
+    for name in ("copy_over_manifest", "attach_case_rw", "explain_analyze_copy", "prepare_copy",
+                 "read_text_outside", "read_csv_passwd", "install_httpfs"):
+        statement, words = REFUSED[name]
+        res = _sql(case_copy, statement.format(case=case_copy, outside=outside))
+        assert res.exit_code == 1 and words in res.output, (name, res.output)
+    res = _sql(case_copy, f"EXPORT DATABASE '{case_copy}/dump'")
+    assert res.exit_code == 1 and "EXPORT DATABASE is not allowed" in res.output
+    assert _files(case_copy) == before
+
+
+# --- the prompt: every result, dot commands, Ctrl-C, history --------------------------------------
+
+
+def _prompt(case: Path, lines: list[str]) -> str:
+    feed = iter(lines)
+    shown: list[str] = []
+
+    def read(prompt: str) -> str:
+        try:
+            return next(feed)
+        except StopIteration:
+            raise EOFError from None
+
+    sql_prompt(case, read_line=read, write=shown.append)
+    return "\n".join(shown)
+
+
+def test_every_statement_shows_its_result(demo_case: Path) -> None:
+    res = _sql(demo_case, "SELECT 'first' AS a; SELECT 'second' AS b;")
+    assert res.exit_code == 0, res.output
+    assert "first" in res.output and "second" in res.output
+    shown = _prompt(demo_case, ["SELECT 'first' AS a; SELECT 'second' AS b;"])
+    assert "first" in shown and "second" in shown
+    # A failing statement stops the rest and says why.
+    res = _sql(demo_case, "SELECT 'first' AS a; SELECT nope; SELECT 'third' AS c")
+    assert res.exit_code == 1 and "first" in res.output and "nope" in res.output and "third" not in res.output
+
+
+def test_unknown_dot_commands_list_the_known_ones(demo_case: Path) -> None:
+    shown = _prompt(demo_case, [".tabels", ".schema no_such_table", ".help"])
+    assert "Unknown command '.tabels'" in shown
+    for known in (".tables", ".schema", ".queries", ".help", ".quit"):
+        assert known in shown.splitlines()[1]
+    assert "No table 'no_such_table'" in shown
+    assert "Ctrl-C stops a running query" in shown  # .help
+
+
+LONG_QUERY = "SELECT count(*) FROM range(100000000000) t(i) WHERE i % 7 = 3"
+
+
+@pytest.fixture
+def ctrl_c_during_the_query(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Press Ctrl-C (SIGINT to this process) half a second into the first query."""
+    original = explore.cancellable
+    pressed: list[bool] = []
+
+    def with_ctrl_c(con, work):
+        if not pressed:
+            pressed.append(True)
+            threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+        return original(con, work)
+
+    monkeypatch.setattr(explore, "cancellable", with_ctrl_c)
+
+
+def test_ctrl_c_cancels_the_query_and_the_prompt_goes_on(demo_case: Path, ctrl_c_during_the_query) -> None:
+    started = time.monotonic()
+    shown = _prompt(demo_case, [LONG_QUERY + ";", "SELECT 'still here' AS s;"])
+    # The query would run for minutes: it was stopped, not waited for.
+    assert time.monotonic() - started < 60
+    assert "Cancelled." in shown and "still here" in shown
+    assert "Internal error" not in shown
+
+
+def test_ctrl_c_cancels_sql_c(demo_case: Path, ctrl_c_during_the_query) -> None:
+    res = _sql(demo_case, LONG_QUERY)
+    assert res.exit_code == 130, res.output
+    assert "cancelled (Ctrl-C)" in res.output and "Internal error" not in res.output
+
+
+def test_history_lives_in_the_state_folder_not_the_case(
+    case_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = tmp_path / "state"
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    assert history_file() == state / "forensics" / "sql_history"
+    feed = iter(["SELECT 1 AS one;"])
+
+    def fake_input(prompt: str = "") -> str:
+        try:
+            return next(feed)
+        except StopIteration:
+            raise EOFError from None
+
+    monkeypatch.setattr("builtins.input", fake_input)
+    before = _files(case_copy)
+    shown: list[str] = []
+    sql_prompt(case_copy, write=shown.append)  # the terminal prompt, with readline history
+    assert "one" in "\n".join(shown)
+    assert history_file().is_file() and history_file().stat().st_mode & 0o077 == 0
+    assert _files(case_copy) == before
+    # Without XDG_STATE_HOME (or with a relative one, which the spec says to ignore): ~/.local/state.
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for value in (None, "relative/state"):
+        if value is None:
+            monkeypatch.delenv("XDG_STATE_HOME")
+        else:
+            monkeypatch.setenv("XDG_STATE_HOME", value)
+        assert history_file() == tmp_path / "home" / ".local" / "state" / "forensics" / "sql_history"
