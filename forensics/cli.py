@@ -444,7 +444,7 @@ def schema(
         _fail(exc)
         return
     for t in tables:
-        out.print(describe_table(t) + "\n", soft_wrap=True, markup=False, highlight=False)
+        _show(out, describe_table(t) + "\n")
 
 
 def main() -> None:
