@@ -10,6 +10,7 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -130,21 +131,30 @@ def test_sql_c_runs_one_statement(demo_case: Path) -> None:
     assert res.exit_code == 1 and "Error:" in res.output and "Traceback" not in res.output
 
 
-def test_sql_prompt_multiline_and_errors(demo_case: Path, tmp_path: Path) -> None:
-    case = tmp_path / "case"
-    shutil.copytree(demo_case, case)
-    lines = iter(["SELECT count(*) AS n", "FROM downloaders;", "SELECT oops;", ".tables",
-                  "CREATE TEMP TABLE mine AS SELECT 1 AS x;", "SELECT x FROM mine;"])
-    shown: list[str] = []
+def _typed(lines: list[str]) -> Callable[..., str]:
+    """What the investigator types at the prompt, then Ctrl-D."""
+    feed = iter(lines)
 
-    def read(prompt: str) -> str:
+    def read(prompt: str = "") -> str:
         try:
-            return next(lines)
+            return next(feed)
         except StopIteration:
             raise EOFError from None
 
-    sql_prompt(case, read_line=read, write=shown.append)
-    text = "\n".join(shown)
+    return read
+
+
+def _prompt(case: Path, lines: list[str]) -> str:
+    shown: list[str] = []
+    sql_prompt(case, read_line=_typed(lines), write=shown.append)
+    return "\n".join(shown)
+
+
+def test_sql_prompt_multiline_and_errors(demo_case: Path, tmp_path: Path) -> None:
+    case = tmp_path / "case"
+    shutil.copytree(demo_case, case)
+    text = _prompt(case, ["SELECT count(*) AS n", "FROM downloaders;", "SELECT oops;", ".tables",
+                          "CREATE TEMP TABLE mine AS SELECT 1 AS x;", "SELECT x FROM mine;"])
     assert "28" in text  # the multi-line statement ran
     assert "Error:" in text and "oops" in text  # the error is shown and the prompt went on
     assert "downloaders" in text and "requests" in text  # .tables
@@ -311,20 +321,6 @@ def test_a_case_whose_views_read_parquet_in_its_folder(case_copy: Path, outside:
 # --- the prompt: every result, dot commands, Ctrl-C, history --------------------------------------
 
 
-def _prompt(case: Path, lines: list[str]) -> str:
-    feed = iter(lines)
-    shown: list[str] = []
-
-    def read(prompt: str) -> str:
-        try:
-            return next(feed)
-        except StopIteration:
-            raise EOFError from None
-
-    sql_prompt(case, read_line=read, write=shown.append)
-    return "\n".join(shown)
-
-
 def test_every_statement_shows_its_result(demo_case: Path) -> None:
     res = _sql(demo_case, "SELECT 'first' AS a; SELECT 'second' AS b;")
     assert res.exit_code == 0, res.output
@@ -384,15 +380,7 @@ def test_history_lives_in_the_state_folder_not_the_case(
     state = tmp_path / "state"
     monkeypatch.setenv("XDG_STATE_HOME", str(state))
     assert history_file() == state / "forensics" / "sql_history"
-    feed = iter(["SELECT 1 AS one;"])
-
-    def fake_input(prompt: str = "") -> str:
-        try:
-            return next(feed)
-        except StopIteration:
-            raise EOFError from None
-
-    monkeypatch.setattr("builtins.input", fake_input)
+    monkeypatch.setattr("builtins.input", _typed(["SELECT 1 AS one;"]))
     before = _files(case_copy)
     shown: list[str] = []
     sql_prompt(case_copy, write=shown.append)  # the terminal prompt, with readline history
