@@ -2,8 +2,11 @@
 
 W3C files say what they are in their directives (#Software, #Fields). JSON files (a first line
 that opens an object or array, perhaps after a "service  | " prefix) are tried against every JSON
-format, which tell themselves apart by the keys their records have. Tab-separated files without
-a header are tried against the W3C formats that have none (CloudFront real-time). Text-line files
+format, which tell themselves apart by the keys their records have. Lines that start with date
+and time columns but have no #Fields header above them are tried against the W3C formats'
+default field lists (IIS, CloudFront), and refused with a hint to give `fields` when none fits.
+Tab-separated files without a header are tried against the W3C formats that have none
+(CloudFront real-time). Text-line files
 are tried against every text format; the format that reads the most lines exactly wins, and among equals
 the more specific one (its `detect_priority`). When no format reads most of the lines, detection
 stops and says which formats came close and how to name one in the case file.
@@ -20,8 +23,13 @@ from forensics.readers import make_reader
 from forensics.readers.jsonl import CUT_SHORT, NOT_JSON
 
 SURE = 0.9
-# A JSON line, possibly behind a docker-compose style "service  | " prefix.
-_JSON_START = re.compile(r"^\s*(?:[\w.-]+\s+\|\s?)?(?:\{|\[\s*(?:[{\[]|$))")
+# A JSON line, possibly behind a docker-compose style "service  | " prefix or a syslog-style
+# "<134>time host service[pid]: " prefix (Fastly's syslog endpoints).
+_JSON_START = re.compile(
+    r"^\s*(?:[\w.-]+\s+\|\s?|(?:<\d{1,3}>)?\S+ \S+ \S+\[\d+\]: )?(?:\{|\[\s*(?:[{\[]|$))"
+)
+# A W3C extended line: date and time columns first (IIS, CloudFront standard logs).
+_W3C_SHAPE = re.compile(r"^\d{4}-\d{2}-\d{2}[ \t]\d{2}:\d{2}:\d{2}(?:\.\d+)?[ \t]")
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,18 @@ def detect_lines(lines: list[str], path: str = "<lines>") -> Detection:
             if generic is not None:
                 return Detection(generic, score_format(generic, lines), (("iis", 1.0),))
     first = next((ln for ln in lines if ln.strip()), "")
+    w3c_shaped = not directives and bool(_W3C_SHAPE.match(first))
+    if w3c_shaped:
+        # A W3C file without its #Fields header (lost, or exported without it): tried against
+        # the field lists the formats' writers use by default.
+        shaped = sorted(
+            ((score_format(f, lines), f.detect_priority, f) for f in formats
+             if f.family == "w3c" and f.default_fields and not f.detect_headerless),
+            key=lambda t: (-round(t[0], 4), -t[1]),
+        )
+        if shaped and shaped[0][0] >= SURE:
+            score, _, f = shaped[0]
+            return Detection(f, score, tuple((g.name, round(s, 3)) for s, _, g in shaped if s > 0))
     if _JSON_START.match(first):
         candidates_of = [f for f in formats if f.family == "json"]
     else:
@@ -99,6 +119,17 @@ def detect_lines(lines: list[str], path: str = "<lines>") -> Detection:
     )
     candidates = tuple((f.name, round(s, 3)) for s, _, f in scored if s > 0)[:4]
     best_score, _, best = scored[0]
+    if best_score < SURE and w3c_shaped:
+        n_fields = len(first.rstrip("\r\n").split("\t" if "\t" in first else None))
+        raise DetectionError(
+            f"cannot tell the format from the first {len(lines)} lines: they look like W3C "
+            f"extended log lines without a #Fields header (date and time first, {n_fields} "
+            "fields), and no default field list of iis or cloudfront reads them",
+            hint="name the format and the fields in the case file, e.g. format = \"iis\" and "
+            "fields = \"date time s-ip cs-method ...\" (the #Fields line of another log of the "
+            "same server, or the server's logging settings)",
+            path=path,
+        )
     if best_score < SURE:
         close = ", ".join(f"{n} ({s:.0%} of lines)" for n, s in candidates) or "none"
         raise DetectionError(

@@ -37,7 +37,8 @@ def detect_files(files: list[Path], fmt: str = "auto", rows: int = 3) -> list[Fi
         lines = [b.decode("utf-8", "backslashreplace") for b in raw]
         spec = SourceSpec(path=str(path), format=fmt)
         found, detected = resolve_format(spec, path, lines)
-        res = make_reader(found, "UTC").read_lines(1, lines)
+        reader = make_reader(found, "UTC")
+        res = reader.read_lines(1, lines)
         parsed = res.requests
         how = "detected" if detected else "as named"
         summary = (
@@ -55,5 +56,6 @@ def detect_files(files: list[Path], fmt: str = "auto", rows: int = 3) -> list[Fi
             )
         for ln, why in res.rejects.select("line_no", "reason").head(rows).rows():
             shown.append(f"line {ln}: rejected: {why}")
+        shown.extend(f"note: {note}" for note in getattr(reader, "notes", []))
         results.append(FileDetection(str(path), summary, shown))
     return results

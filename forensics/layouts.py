@@ -26,8 +26,9 @@ from forensics.errors import FormatError
 #           any other name, which is kept in `extra` under that name.
 #   kind:   how to convert the text. str | addr | int | bytes_clf (- means 0) | bytes |
 #           ts_clf | ts_iso | ts_epoch_s | us | ms | s | request_uri | content_range
-#           | strftime:<pattern> | ts_epoch_ns | ts_rfc3339 | ts_auto | addr_port | addr_lastport
-#           | ns | duration | full_url | request_spaced | reject
+#           | strftime:<pattern> | ts_epoch_ns | ts_rfc3339 | ts_auto | ts_auto_utc | addr_port | addr_lastport
+#           | ns | duration | full_url | request_spaced | reject | list (a ", "-separated list,
+#           kept as text) | rest (any text, spaces and quotes included, kept as text)
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,20 @@ def _apache_directive(token: str, name: str, arg: str | None) -> Directive:
     )
 
 
+# Variables nginx writes as lists when a request tried several upstream servers: values for the
+# servers of one group are separated by ", ", groups (after an internal redirect) by " : "
+# (https://nginx.org/en/docs/http/ngx_http_upstream_module.html#var_upstream_addr).
+_NGINX_LIST_VARIABLES = (
+    "upstream_addr", "upstream_status", "upstream_response_time", "upstream_response_length",
+    "upstream_connect_time", "upstream_header_time", "upstream_queue_time",
+    "upstream_bytes_received", "upstream_bytes_sent", "upstream_http_", "upstream_cookie_",
+    "upstream_trailer_",
+)
+
+
 def _nginx_directive(token: str, name: str) -> Directive:
+    if name.startswith(_NGINX_LIST_VARIABLES):
+        return Directive(token, name, "list")
     if name in _NGINX:
         target, kind = _NGINX[name]
         return Directive(token, target, kind)
@@ -249,6 +263,12 @@ def _directive_regex(d: Directive, quoted: bool, bracketed: bool, lenient: bool 
         return r'("[^"]*"|[^\s,"]+(?:,\s*[^\s,"]+)*)'
     if d.kind.startswith("strftime:"):
         return r"(.+?)"
+    if d.kind == "list":
+        return r"([^\s,]+(?:(?:, | : )[^\s,]+)*)"
+    if d.kind == "rest":
+        # Whatever is left of the line up to the next part of the layout (a vendor's free text
+        # after the request part, e.g. a router name with an unbalanced quote).
+        return r"(.*)"
     return r"(\S+)"
 
 

@@ -8,6 +8,7 @@ the caller can reject the line with a reason instead of storing a wrong value.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import unquote
 
 import polars as pl
@@ -38,7 +39,24 @@ def _decode_unique(col: pl.Expr, how: str) -> pl.Expr:
         return col.str.replace_all("+", " ", literal=True)
     if how == "percent":
         return col.map_batches(_percent_decode_series, return_dtype=pl.String)
+    if how == "hex":
+        return col.map_batches(_hex_decode_series, return_dtype=pl.String)
     raise ValueError(how)
+
+
+_HEX_PRINTABLE = re.compile(r"\\x(2[0-9A-Fa-f]|[3-6][0-9A-Fa-f]|7[0-9A-Ea-e])")
+
+
+def _hex_decode_series(s: pl.Series) -> pl.Series:
+    """\\xHH escapes of printable ASCII (CloudFront writes the space in an X-Forwarded-For list as
+    \\x20) become the character; other escapes stay as logged."""
+    uniq = s.drop_nulls().unique()
+    mapping = {
+        v: _HEX_PRINTABLE.sub(lambda m: chr(int(m.group(1), 16)), v) for v in uniq.to_list() if "\\x" in v
+    }
+    if not mapping:
+        return s
+    return s.replace(mapping)
 
 
 def _percent_decode_series(s: pl.Series) -> pl.Series:
@@ -160,6 +178,15 @@ def _ts_expr(raw: pl.Expr, kind: str, source_tz: str | None) -> pl.Expr:
         return _rfc3339(raw)
     if kind == "ts_auto":
         return _ts_auto(raw)
+    if kind == "ts_auto_utc":
+        # Writers whose clock is UTC by definition (Fastly's time variables) may leave the zone
+        # out ("2024-01-02T03:04:05") or name it ("...GMT"): such a time is read as UTC.
+        text = raw.str.strip_chars().str.replace(r"(?:GMT|UTC)$", "")
+        naive = pl.coalesce(
+            text.str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S%.f", strict=False),
+            text.str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S%.f", strict=False),
+        ).dt.replace_time_zone("UTC")
+        return pl.coalesce(_ts_auto(raw), naive)
     if kind.startswith("ts_w3c"):
         naive = pl.coalesce(
             raw.str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S", strict=False),

@@ -82,7 +82,6 @@ FILE_FORMAT = {
 UNDECIDABLE = {
     "apache_combined/lnav_src_formats_access_log.samples.txt": "lnav's list mixes five layouts",
     "apache_combined/logfile_bad_access_log.0": "a 3-line file with a malformed line",
-    "iis_w3c/test-x-forward-for-extended.log": "IIS lines without a #Fields header",
 }
 
 

@@ -22,9 +22,19 @@ TIMEZONE_POLICIES = ("offset", "utc", "source")
 
 @dataclass(frozen=True)
 class Sample:
+    """A line the format must read, with the record it must give (`extra.<key>` names a value
+    kept in extra), or `reject` for a line it must refuse. `source` says where the line comes
+    from (a documentation page or a test suite, or that it was written to a documented layout)
+    and `license` under which terms."""
+
     line: str
     expect: dict[str, Any]
     reject: bool = False
+    source: str | None = None
+    license: str | None = None
+
+
+_SAMPLE_KEYS = {"line", "expect", "reject", "source", "license"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,9 @@ class FormatDef:
     delimiter: str = " "
     fields: dict[str, str] = field(default_factory=dict)
     default_fields: str | None = None
+    # Other field lists the format's writers use by default (IIS versions, "all fields"): a file
+    # without a #Fields header is read with the list whose field count and values fit its lines.
+    headerless_fields: tuple[str, ...] = ()
     required: tuple[str, ...] = ()
     detect_fields: tuple[str, ...] = ()
     detect_software: str | None = None
@@ -53,7 +66,9 @@ class FormatDef:
     # json family: `fields` maps dotted key paths to "target[:kind]" (several paths may feed one
     # target: the first present wins); `identity` are the keys every record of the format has
     # ("a|b" = either), `required` the keys an access record must have; `access` says which
-    # records are access records ({key, prefix | values}), others are skipped and counted;
+    # records are access records ({key, prefix | values}, or {key, present = true}: records that
+    # have the key), others are skipped and counted by kind (the value of `access.kind`, or of
+    # `access.key`);
     # `records_key` names the array of a records document; `line_prefix` is a regular
     # expression removed from the start of a line (docker-compose "caddy  | "); `repair` lists
     # repairs tried on lines that are not valid JSON ("unquoted_values": nginx's unquoted - or
@@ -79,7 +94,7 @@ class FormatDef:
 
 _KEYS = {
     "name", "family", "title", "spec", "description", "timezone", "dialect", "layouts",
-    "trailing", "delimiter", "fields", "default_fields", "required", "detect_fields",
+    "trailing", "delimiter", "fields", "default_fields", "headerless_fields", "required", "detect_fields",
     "detect_software", "decode", "null", "cache", "detect_priority",
     "detect", "samples", "detect_headerless", "identity", "access", "records_key", "line_prefix",
     "repair", "reject_reasons",
@@ -97,8 +112,21 @@ def _from_toml(data: dict[str, Any], origin: str) -> FormatDef:
         raise FormatError(f"unknown family {data['family']!r}", path=origin)
     if data.get("timezone", "offset") not in TIMEZONE_POLICIES:
         raise FormatError(f"unknown timezone policy {data.get('timezone')!r}", path=origin)
+    for s in data.get("samples", []):
+        unknown_sample = set(s) - _SAMPLE_KEYS
+        if unknown_sample or "line" not in s:
+            raise FormatError(
+                f"sample keys {sorted(unknown_sample) or ['line (missing)']} in format definition",
+                path=origin,
+            )
     samples = tuple(
-        Sample(line=s["line"], expect=dict(s.get("expect", {})), reject=bool(s.get("reject", False)))
+        Sample(
+            line=s["line"],
+            expect=dict(s.get("expect", {})),
+            reject=bool(s.get("reject", False)),
+            source=s.get("source"),
+            license=s.get("license"),
+        )
         for s in data.get("samples", [])
     )
     return FormatDef(
@@ -114,6 +142,7 @@ def _from_toml(data: dict[str, Any], origin: str) -> FormatDef:
         delimiter=data.get("delimiter", " "),
         fields=dict(data.get("fields", {})),
         default_fields=data.get("default_fields"),
+        headerless_fields=tuple(data.get("headerless_fields", ())),
         required=tuple(data.get("required", ())),
         detect_fields=tuple(data.get("detect_fields", ())),
         detect_software=data.get("detect_software"),

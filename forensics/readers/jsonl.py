@@ -6,7 +6,8 @@ Spec: https://jsonlines.org/ and RFC 8259. Each format's `fields` maps dotted ke
 ("httpRequest.requestUrl") to a canonical target and kind, as the W3C field maps do; keys with no
 mapping are kept in `extra` under their dotted path. Every line is accounted for:
 - one object per line: the line is a row, a reject with its reason, or skipped (blank; a record
-  the format says is not an access record, e.g. Caddy's start-up messages: "non-access log line");
+  the format says is not an access record, e.g. Caddy's start-up messages, counted by kind:
+  "non-access log line (logger tls)", "non-access log line (category ApplicationGatewayFirewallLog)");
 - a document: each record's row carries the line its `{` is on; the other lines of the document
   (framing, and the rest of a record's lines) are skipped as "JSON document continuation line".
 
@@ -160,11 +161,21 @@ class JsonReader:
             out.rejects.append((line_no, f"not a {fmt.name} record: no key {missing[0]}", text))
             return
         if fmt.access:
-            value = _text(_get(record, fmt.access["key"])) or ""
-            prefixes = fmt.access.get("prefix", [])
-            values = fmt.access.get("values", [])
-            if not (any(value.startswith(p) for p in prefixes) or value in values):
-                out.skip_lines[line_no] = SKIP_NON_ACCESS
+            found = _get(record, fmt.access["key"])
+            if fmt.access.get("present"):
+                is_access = found is not None
+            else:
+                value = _text(found) or ""
+                prefixes = fmt.access.get("prefix", [])
+                values = fmt.access.get("values", [])
+                is_access = any(value.startswith(p) for p in prefixes) or value in values
+            if not is_access:
+                # Counted by kind (a WAF record, a health probe, a start-up message), so that
+                # the accounting says what the file held besides requests.
+                label_key = fmt.access.get("kind", fmt.access["key"])
+                label = _text(_get(record, label_key)) or ""
+                kind = f"{label_key} {label}" if label else f"no {label_key}"
+                out.skip_lines[line_no] = f"{SKIP_NON_ACCESS} ({kind})"
                 return
         missing = [k for k in fmt.required if not _has(record, k)]
         if missing:

@@ -19,6 +19,8 @@ from forensics.schema import empty_requests_frame
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 _OFFSET = re.compile(r"^([+-])(\d{2}):?(\d{2})$")
+# A space-separated W3C value: a double-quoted string ("" inside) or a run of non-blanks.
+_SPACED = re.compile(r'"(?:[^"]|"")*"|[^ \t]+')
 
 
 class W3CReader:
@@ -27,6 +29,7 @@ class W3CReader:
         self.source_tz = source_tz
         self.source_id = source_id
         self.header_fields: list[str] | None = None
+        self.case_fields = bool(fields)
         self.fallback_fields = (fields or fmt.default_fields or "").split()
         self.notes: list[str] = []
         self._used_fallback = False
@@ -35,16 +38,56 @@ class W3CReader:
         self.directive_date: str | None = None
         self.gmt_zone: str | None = None
 
-    def _fields(self) -> list[str]:
+    def _fields(self, run: list[str]) -> list[str]:
         if self.header_fields is not None:
             return self.header_fields
         if not self._used_fallback:
             self._used_fallback = True
-            self.notes.append(
-                "no #Fields header before the first data line: read with the fields "
-                + ("given in the case file" if self.fallback_fields else "of the format")
-            )
+            if self.case_fields:
+                how = "the fields given in the case file"
+            else:
+                self.fallback_fields, how = self._headerless_fields(run)
+            self.notes.append(f"no #Fields header before the first data line: read with {how}")
         return self.fallback_fields
+
+    def _count(self, line: str) -> int:
+        if self.fmt.delimiter == "\t" and "\t" in line:
+            parts = line.split("\t")
+            return len(parts) - (1 if parts[-1] == "" else 0)
+        return len(_SPACED.findall(line))
+
+    def _headerless_fields(self, run: list[str]) -> tuple[list[str], str]:
+        """The format's default field list that reads the first lines of a file without a
+        header best. A list with as many fields as the lines is tried first; failing that, a
+        shorter list followed by unnamed fields (IIS appends custom fields, e.g.
+        X-Forwarded-For, after the standard ones). CloudFront adds fields only at the end, so
+        its default list also reads older, shorter lines."""
+        default = self.fallback_fields
+        options = [default, *(f.split() for f in self.fmt.headerless_fields)]
+        options = [o for o in options if o]
+        head = run[:50]
+        if not options or not head:
+            return default, "the fields of the format"
+        count = max(self._count(line) for line in head)
+        exact = [o for o in options if len(o) == count]
+        padded = [
+            [*o, *(f"x-unnamed-{i}" for i in range(1, count - len(o) + 1))]
+            for o in options
+            if len(o) < count
+        ]
+        trials = exact or padded or [default]
+
+        def reads(fields: list[str]) -> int:
+            req, _ = self._read_run(fields, list(range(len(head))), head)
+            return req.height
+
+        chosen = trials[0] if len(trials) == 1 else max(trials, key=reads)
+        unnamed = sum(1 for f in chosen if f.startswith("x-unnamed-"))
+        how = f"the format's field list of {len(chosen) - unnamed} fields"
+        if unnamed:
+            how += f" and {unnamed} unnamed trailing field{'s' if unnamed > 1 else ''} (kept in extra)"
+        how += "; give `fields` in the case file if the server logged others"
+        return chosen, how
 
     def _directive(self, text: str) -> None:
         key, _, value = text[1:].partition(":")
@@ -77,7 +120,7 @@ class W3CReader:
             text = line.rstrip("\r")
             if text.startswith("#"):
                 if cur_lines:
-                    runs.append((self._fields(), cur_nos, cur_lines))
+                    runs.append((self._fields(cur_lines), cur_nos, cur_lines))
                     cur_nos, cur_lines = [], []
                 skipped["directive"] += 1
                 self._directive(text)
@@ -88,7 +131,7 @@ class W3CReader:
             cur_nos.append(start_line + i)
             cur_lines.append(text)
         if cur_lines:
-            runs.append((self._fields(), cur_nos, cur_lines))
+            runs.append((self._fields(cur_lines), cur_nos, cur_lines))
         parsed: list[pl.DataFrame] = []
         rejects: list[pl.DataFrame] = []
         for fields, nos, run in runs:
@@ -126,7 +169,17 @@ class W3CReader:
             parts = pl.when(line.str.contains("\t", literal=True)).then(line.str.split("\t")).otherwise(spaced)
         else:
             parts = spaced
-        frame = frame.with_columns(_parts=parts)
+        # A comma-separated list written with a raw space after the comma (an X-Forwarded-For
+        # "a, b" in a space-separated copy) splits into one field too many: where the line has
+        # more fields than the header and keeping ", " inside a value makes the count right,
+        # the line is read that way and says so in extra.field_repair.
+        joined = line.str.extract_all(r'"(?:[^"]|"")*"|(?:[^ \t,]+|, *)+')
+        over = (parts.list.len() > n) & ~line.str.contains("\t", literal=True)
+        repaired = over & (joined.list.len() == n)
+        frame = frame.with_columns(
+            _parts=pl.when(repaired).then(joined).otherwise(parts),
+            _repaired=repaired,
+        )
         frame = frame.with_columns(
             _parts=pl.when(
                 (pl.col("_parts").list.len() == n + 1) & (pl.col("_parts").list.last() == "")
@@ -162,6 +215,9 @@ class W3CReader:
             cols[target] = pl.col("_parts").list.get(i, null_on_oob=True)
             kinds[target] = kind
         cols["missing_fields"] = pl.when(count < n).then((pl.lit(n) - count).cast(pl.String))
+        cols["field_repair"] = pl.when(pl.col("_repaired")).then(
+            pl.lit("a ', '-separated list written with a raw space read as one field")
+        )
         if "_date" not in cols and "_time" in cols and self.directive_date:
             cols["_date"] = pl.lit(self.directive_date)
             kinds["_date"] = "str"

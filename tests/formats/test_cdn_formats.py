@@ -179,7 +179,7 @@ def test_records_document_over_many_lines_gives_each_record_its_first_line():
     res, rows = read("azure_frontdoor", doc)
     starts = [i for i, ln in enumerate(doc, 1) if ln.strip() == "{" and i > 1]
     assert [r["line_no"] for r in rows] == [starts[0], starts[2]]
-    assert res.skipped[SKIP_NON_ACCESS] == 1
+    assert res.skipped[f"{SKIP_NON_ACCESS} (category FrontDoorWebApplicationFirewallLog)"] == 1
     assert len(rows) + res.rejects.height + sum(res.skipped.values()) == len(doc)
     assert rows[0]["cache_status"] == "hit" and rows[0]["ts"].isoformat() == "2024-03-01T10:00:00.123456+00:00"
 
@@ -227,7 +227,7 @@ def test_caddy_non_access_lines_are_skipped_and_counted():
     ]
     res, rows = read("caddy", lines)
     assert len(rows) == 1 and res.rejects.height == 0
-    assert res.skipped == {SKIP_NON_ACCESS: 1, "blank": 1}
+    assert res.skipped == {f"{SKIP_NON_ACCESS} (no logger)": 1, "blank": 1}
 
 
 def test_nginx_json_repairs_unquoted_dash_and_says_so():
@@ -329,6 +329,6 @@ def test_records_document_ingests_with_every_line_accounted(tmp_path, write_case
     by_name = {Path(r.planned.display_path).name: r for r in rep.loaded}
     assert all(r.planned.fmt.name == "azure_frontdoor" for r in rep.loaded)
     assert (by_name["PT1H.json"].lines_parsed, by_name["PT1H.json"].lines_rejected) == (2, 0)
-    assert by_name["PT1H.json"].skipped[SKIP_NON_ACCESS] == 1
+    assert by_name["PT1H.json"].skipped[f"{SKIP_NON_ACCESS} (category FrontDoorWebApplicationFirewallLog)"] == 1
     assert by_name["cut.json"].lines_parsed == 1 and by_name["cut.json"].lines_rejected > 0
     assert "cut short" in by_name["cut.json"].reject_examples[0][1]

@@ -3,6 +3,8 @@ exact path and (for text formats) the fast path."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from forensics.formats import builtin_formats
@@ -24,8 +26,9 @@ def test_every_format_has_samples_and_a_spec():
 
 
 def _check(row: dict, expect: dict) -> None:
+    extra = json.loads(row["extra"]) if row.get("extra") else {}
     for key, want in expect.items():
-        got = row[key]
+        got = extra.get(key.removeprefix("extra.")) if key.startswith("extra.") else row[key]
         if key == "ts":
             got = got.isoformat()
         assert got == want, f"{key}: {got!r} != {want!r}"
