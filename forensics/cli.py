@@ -28,18 +28,84 @@ from forensics import __version__
 from forensics.errors import ForensicsError, QueryError
 from forensics.terminal import printable, printable_text
 
+
+class _Command(typer.core.TyperCommand):
+    """Help as the investigator reads it: arguments by name with no Python type (typer shows
+    `<list[Path]>`), and options the signature cannot declare (query's repeatable
+    `-p NAME VALUE`, read from the extra arguments because typer has no two-value repeatable option)."""
+
+    extra_options: tuple[tuple[str, str], ...] = ()
+
+    @staticmethod
+    def _arg_name(param: Any) -> str:
+        return str(param.metavar or (param.name or "").upper())
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar or ""]
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                name = self._arg_name(param) + ("..." if param.nargs != 1 else "")
+                pieces.append(name if param.required else f"[{name}]")
+        return pieces
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        args, opts = [], []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                args.append((self._arg_name(param), getattr(param, "help", None) or ""))
+            else:
+                record = param.get_help_record(ctx)
+                if record is not None:
+                    opts.append(record)
+        opts[-1:-1] = self.extra_options  # before --help
+        if args:
+            with formatter.section("Arguments"):
+                formatter.write_dl(args)
+        if opts:
+            with formatter.section("Options"):
+                formatter.write_dl(opts)
+
+
+class _QueryCommand(_Command):
+    extra_options = (
+        ("-p, --param NAME VALUE", "A parameter of the query (`forensics queries` lists them); repeat for more."),
+    )
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"forensics {__version__}")
+        raise typer.Exit()
+
+
+# Plain help (rich_markup_mode=None): rich markup would eat bracketed words such as [enrich], and
+# click rewraps each paragraph to the terminal; an example stays on its own line after \b.
 app = typer.Typer(
-    help="Access-log forensics for accidental data exposures: load web-server and CDN logs into a "
-    "case database and find who obtained a leaked file.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 100, "help_option_names": ["-h", "--help"]},
 )
 # Markup off: messages carry paths and log text, whose brackets must print as they are. Styled
 # labels go through _say.
 err = Console(stderr=True, highlight=False, markup=False)
 out = Console(highlight=False, markup=False)
 DEBUG = os.environ.get("FORENSICS_DEBUG") == "1"
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Access-log forensics for accidental data exposures: load web-server and CDN logs into a case
+    database and find who obtained a leaked file.
+
+    \b
+    Start with: forensics run sample_logs/case.toml --out case-out
+    """
 
 
 def _say(console: Console, label: str, style: str, text: str) -> None:
@@ -78,8 +144,17 @@ class _Bar:
         self.start = time.monotonic()
         self.progress: Progress | None = None
         self.task: Any = None
+        self.last_file_done: float | None = None
+
+    def load_seconds(self) -> float:
+        """From the start of the command to the last file read: the speed of loading, not of the
+        investigation and report that follow it in `run`."""
+        end = self.last_file_done if self.last_file_done is not None else time.monotonic()
+        return end - self.start
 
     def __call__(self, event: str, info: dict[str, Any]) -> None:
+        if event == "file_done":
+            self.last_file_done = time.monotonic()
         if not self.enabled:
             return
         if event == "plan":
@@ -126,8 +201,9 @@ def _print_ingest(report: Any, elapsed: float) -> None:
                 f"{r.planned.display_path}: {r.lines_rejected:,} lines ({ex}); see the rejects table",
             )
     rate = t["lines_read"] / elapsed if elapsed > 0 else 0
+    files = f"{t['files']} file" + ("" if t["files"] == 1 else "s")
     out.print(
-        f"Loaded {t['files']} files: {t['lines_read']:,} lines read, {t['lines_parsed']:,} parsed "
+        f"Loaded {files}: {t['lines_read']:,} lines read, {t['lines_parsed']:,} parsed "
         f"({t['requests']:,} requests), "
         f"{t['lines_rejected']:,} rejected, {t['lines_skipped']:,} skipped "
         f"({elapsed:.1f} s, {rate:,.0f} lines/s)",
@@ -137,26 +213,29 @@ def _print_ingest(report: Any, elapsed: float) -> None:
     out.print(f"Manifest:      {report.manifest}")
 
 
-@app.command()
+@app.command(cls=_Command)
 def ingest(
-    case_file: Annotated[Path, typer.Argument(help="The case file (TOML) naming the sources.")],
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for case.duckdb and manifest.json.")],
-    workers: Annotated[int, typer.Option(help="Files read at once (one per core is right).")] = 2,
+    case_file: Annotated[Path, typer.Argument(metavar="CASE_FILE", help="The case file (TOML) naming the sources.")],
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", metavar="DIR", help="Folder for case.duckdb and manifest.json.")
+    ],
+    workers: Annotated[int, typer.Option(metavar="N", help="Files read at once (one per core is right).")] = 2,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Load the case's log files into DIR/case.duckdb with provenance and line accounting.
+    """Load the logs into DIR/case.duckdb, every line accounted for.
 
-    Every line ends up either as a row of `requests` or counted in `rejects` (with its reason) or
-    `skipped_lines` (W3C directives, blank lines). Files already loaded (same SHA-256) are not
-    loaded twice, so you can add sources to the case file and run ingest again.
+    Reads the case file's sources with provenance (file and line on every row). Every line ends
+    up either as a row of `requests` or counted in `rejects` (with its reason) or `skipped_lines`
+    (W3C directives, blank lines). Files already loaded (same SHA-256) are not loaded twice, so
+    you can add sources to the case file and run ingest again.
 
+    \b
     Example: forensics ingest sample_logs/case.toml --out case-out
     """
     from forensics.casefile import load_case
     from forensics.ingest import ingest as run_ingest
 
     bar = _Bar(enabled=not quiet and err.is_terminal)
-    started = time.monotonic()
     try:
         case = load_case(case_file)
         report = run_ingest(case, out_dir, progress=bar, workers=workers)
@@ -167,19 +246,24 @@ def ingest(
         _fail(exc)
         return
     bar.stop()
-    _print_ingest(report, time.monotonic() - started)
+    _print_ingest(report, bar.load_seconds())
 
 
-@app.command()
+@app.command(cls=_Command)
 def run(
-    case_file: Annotated[Path, typer.Argument(help="The case file (TOML): sources, exposure, resources, proxies.")],
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the case database and outputs.")],
-    workers: Annotated[int, typer.Option(help="Files read at once (one per core is right).")] = 2,
+    case_file: Annotated[
+        Path, typer.Argument(metavar="CASE_FILE", help="The case file (TOML): sources, exposure, resources, proxies.")
+    ],
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", metavar="DIR", help="Folder for the case database and outputs.")
+    ],
+    workers: Annotated[int, typer.Option(metavar="N", help="Files read at once (one per core is right).")] = 2,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     db: Annotated[
         list[Path] | None,
         typer.Option(
             "--db",
+            metavar="PATH",
             help="IP database (.mmdb: MaxMind, DB-IP, IPinfo) or a folder of them; repeatable. "
             "Added to [enrich] databases; without any, those in geoipupdate's default places are used.",
         ),
@@ -189,7 +273,7 @@ def run(
         typer.Option(help="Check crawler claims with forward-confirmed reverse DNS (sends DNS queries)."),
     ] = False,
 ) -> None:
-    """Run the whole investigation and write the downloader list, report and case database.
+    """Run the investigation: downloader list, report, case database.
 
     Ingests the logs, finds every request for the leaked resource in the exposure window and
     margin, resolves the real client behind trusted proxies and the CDN, decides what each client
@@ -197,13 +281,13 @@ def run(
     downloaders.csv/.parquet/.json/.xlsx, operator_requests.csv/.xlsx (requests to network
     operators), report.html, case.duckdb and manifest.json into DIR.
 
+    \b
     Example: forensics run sample_logs/case.toml --out case-out
     """
     from forensics.casefile import load_case
     from forensics.pipeline import run_case
 
     bar = _Bar(enabled=not quiet and err.is_terminal)
-    started = time.monotonic()
     try:
         case = load_case(case_file)
         report = run_case(case, out_dir, progress=bar, workers=workers, databases=db or [], rdns=rdns)
@@ -214,7 +298,7 @@ def run(
         _fail(exc)
         return
     bar.stop()
-    _print_ingest(report.ingest, time.monotonic() - started)
+    _print_ingest(report.ingest, bar.load_seconds())
     for w in report.warnings:
         _say(err, "Warning:", "yellow", f"{w}")
     for g in report.gaps:
@@ -231,24 +315,29 @@ def run(
         out.print(f"  {name:<18} {path}", soft_wrap=True)
 
 
-lists_app = typer.Typer(help="Published network lists: crawlers, clouds, Tor exits.", no_args_is_help=True)
+lists_app = typer.Typer(
+    help="Published network lists: crawlers, clouds, Tor exits.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(lists_app, name="lists")
 
 
-@lists_app.command("update")
+@lists_app.command("update", cls=_Command)
 def lists_update(
-    folder: Annotated[Path, typer.Argument(help="Folder to keep the lists in; name it in [enrich] lists.")],
+    folder: Annotated[
+        Path, typer.Argument(metavar="FOLDER", help="Folder to keep the lists in; name it in [enrich] lists.")
+    ],
     tor_month: Annotated[
         list[str] | None,
-        typer.Option(help="Also fetch Tor's exit-list archive of this month (YYYY-MM); repeatable."),
+        typer.Option(metavar="YYYY-MM", help="Also fetch Tor's exit-list archive of this month (YYYY-MM); repeatable."),
     ] = None,
 ) -> None:
-    """Download the published crawler, cloud and Tor exit lists into FOLDER.
+    """Download the published crawler, cloud and Tor exit lists.
 
-    When and from where each list came is recorded in FOLDER/lists.json. Needs a network; run it
-    on the day of the investigation, or
-    fetch the archives of the incident's month with --tor-month.
+    The lists go into FOLDER, and when and from where each came into FOLDER/lists.json. Needs a
+    network: run it on the day of the investigation, or fetch the archives of the incident's
+    month with --tor-month.
 
+    \b
     Example: forensics lists update case/lists --tor-month 2022-11
     """
     from forensics.enrich.lists import update_lists
@@ -265,13 +354,15 @@ def lists_update(
     out.print(f"Recorded in {rep.record}", soft_wrap=True)
 
 
-@app.command()
+@app.command(cls=_Command)
 def formats() -> None:
-    """List the log formats forensics reads, one line each: name, family, title and spec.
+    """List the log formats read, with their specifications.
 
+    One line each: name, family, title and spec.
     Use a name as `format = "<name>"` in a [[sources]] table, or `format = "auto"` to detect it.
     A site's own layout can be given as "apache:<LogFormat string>" or "nginx:<log_format string>".
 
+    \b
     Example: forensics formats
     """
     from forensics.formats import builtin_formats
@@ -280,14 +371,22 @@ def formats() -> None:
         out.print(f.one_line(), soft_wrap=True)
 
 
-@app.command()
+@app.command(cls=_Command)
 def detect(
-    files: Annotated[list[Path], typer.Argument(help="Log files to look at (plain or compressed).")],
-    rows: Annotated[int, typer.Option(help="Parsed rows to show per file.")] = 3,
-    fmt: Annotated[str, typer.Option("--format", help="Check this format instead of detecting.")] = "auto",
+    files: Annotated[list[Path], typer.Argument(metavar="FILE", help="Log files to look at (plain or compressed).")],
+    rows: Annotated[int, typer.Option(metavar="N", help="Parsed rows to show per file.")] = 3,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", "-f", metavar="NAME", help="Check this format (from `forensics formats`) instead of detecting."
+        ),
+    ] = "auto",
 ) -> None:
-    """Say which format each file is in and show a few parsed rows, before a long load.
+    """Name each file's format and show a few parsed rows.
 
+    Use it before a long load: the rows show what the columns will hold.
+
+    \b
     Example: forensics detect sample_logs/origin/access.log
     """
     from forensics.inspect import detect_files
@@ -302,10 +401,13 @@ def detect(
         _fail(exc)
 
 
-@app.command()
+@app.command(cls=_Command)
 def version() -> None:
-    """Print the version of forensics and of the libraries that shape its results.
+    """Print the versions of forensics and of its main libraries.
 
+    The libraries named (DuckDB, polars, Python) are those that shape the results.
+
+    \b
     Example: forensics version
     """
     import duckdb
@@ -315,16 +417,17 @@ def version() -> None:
               f"python {sys.version.split()[0]})")
 
 
-@app.command()
+@app.command(cls=_Command)
 def report(
-    case_dir: Annotated[Path, typer.Argument(help="The folder written by `forensics run`.")],
+    case_dir: Annotated[Path, typer.Argument(metavar="CASE_DIR", help="The folder written by `forensics run`.")],
 ) -> None:
-    """Write DIR/report.html again from an existing case.
+    """Write CASE_DIR/report.html again from an existing case.
 
     The incident summary for leadership, counsel or a regulator (answer, timeline, downloaders,
     breakdowns, data quality, method, chain of custody). One self-contained file: it opens
     offline and prints.
 
+    \b
     Example: forensics report case-out
     """
     from forensics.report import write_report
@@ -337,12 +440,14 @@ def report(
     out.print(f"Report: {path}", soft_wrap=True)
 
 
-@app.command()
+@app.command(cls=_Command)
 def queries() -> None:
-    """List the named queries in forensics/queries/*.sql: name, parameters and what each answers.
+    """List the named queries: parameters and what each answers.
 
-    Run one with `forensics query NAME --case DIR -p PARAM VALUE`.
+    They live in the package's queries/*.sql files.
+    Run one with `forensics query NAME --case CASE_DIR -p PARAM VALUE`.
 
+    \b
     Example: forensics queries
     """
     from forensics.explore import list_queries
@@ -366,20 +471,27 @@ def _pairs(args: list[str]) -> dict[str, str]:
     return params
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(cls=_QueryCommand, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def query(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="A query name from `forensics queries`.")],
-    case_dir: Annotated[Path, typer.Option("--case", "-c", help="The case folder (holds case.duckdb).")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv, json or parquet.")] = "table",
+    name: Annotated[str, typer.Argument(metavar="NAME", help="A query name from `forensics queries`.")],
+    case_dir: Annotated[
+        Path, typer.Option("--case", "-c", metavar="CASE_DIR", help="The case folder (holds case.duckdb).")
+    ],
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", metavar="FORMAT", help="table, csv, json or parquet.")
+    ] = "table",
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write to this file instead of the screen.")
+        Path | None,
+        typer.Option("--out", "-o", "--output", metavar="FILE", help="Write to this file instead of the screen."),
     ] = None,
 ) -> None:
-    """Run one named query on a case with its parameters bound (never pasted into the SQL).
+    """Run one named query on a case, its parameters bound.
 
+    Parameters are bound by DuckDB, never pasted into the SQL.
     Give each parameter as -p NAME VALUE (repeat for more); `forensics queries` lists them.
 
+    \b
     Example: forensics query client_activity --case case-out -p client_ip 95.216.142.33
     """
     from forensics.explore import run_query, write_result
@@ -397,20 +509,24 @@ def query(
         _show(err, f"{frame.height} rows written to {output}")
 
 
-@app.command()
+@app.command(cls=_Command)
 def sql(
-    case_dir: Annotated[Path, typer.Argument(help="The case folder (holds case.duckdb).")],
-    command: Annotated[str | None, typer.Option("--command", "-c", help="Run this SQL and exit.")] = None,
+    case_dir: Annotated[Path, typer.Argument(metavar="CASE_DIR", help="The case folder (holds case.duckdb).")],
+    command: Annotated[
+        str | None, typer.Option("--execute", "-e", "--command", metavar="SQL", help="Run this SQL and exit.")
+    ] = None,
 ) -> None:
-    """Open an SQL prompt on the case database: read-only, TEMP tables allowed.
+    """Open a read-only SQL prompt on the case database.
 
-    Statements end with ';' and may span lines, and each one's result is shown. .tables, .schema
-    and .queries help; Ctrl-C stops a running query. The prompt reads the case database only: it
-    cannot write or read files (COPY, EXPORT, read_csv), attach databases, install or load
-    extensions, or change settings. History is kept in $XDG_STATE_HOME/forensics/sql_history
-    (~/.local/state by default), never in the case folder. With -c, run the statements and exit.
+    TEMP tables are allowed. Statements end with ';' and may span lines, and each one's result is
+    shown. .tables, .schema and .queries help; Ctrl-C stops a running query. The prompt reads the
+    case database only: it cannot write or read files (COPY, EXPORT, read_csv), attach databases,
+    install or load extensions, or change settings. History is kept in
+    $XDG_STATE_HOME/forensics/sql_history (~/.local/state by default), never in the case folder.
+    With -e, run the statements and exit.
 
-    Example: forensics sql case-out -c "SELECT outcome, count(*) FROM downloaders GROUP BY ALL"
+    \b
+    Example: forensics sql case-out -e "SELECT outcome, count(*) FROM downloaders GROUP BY ALL"
     """
     from forensics.explore import sql_once, sql_prompt
 
@@ -426,14 +542,16 @@ def sql(
         _fail(exc)
 
 
-@app.command()
+@app.command(cls=_Command)
 def schema(
-    case_dir: Annotated[Path, typer.Argument(help="The case folder (holds case.duckdb).")],
+    case_dir: Annotated[Path, typer.Argument(metavar="CASE_DIR", help="The case folder (holds case.duckdb).")],
 ) -> None:
-    """Document the case database: tables with row counts, columns with type and meaning.
+    """Document the case database's tables and columns.
 
+    Tables with row counts, columns with type and meaning.
     The text comes from forensics/schema.py, the one module that owns the tables.
 
+    \b
     Example: forensics schema case-out
     """
     from forensics.explore import describe_table, schema_doc

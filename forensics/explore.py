@@ -323,7 +323,7 @@ def write_result(frame: pl.DataFrame, fmt: str, output: Path | None) -> str | No
         raise QueryError(f"unknown format {fmt!r}", hint="use one of: " + ", ".join(FORMATS))
     if fmt == "parquet":
         if output is None:
-            raise QueryError("parquet needs a file", hint="add --output result.parquet")
+            raise QueryError("parquet needs a file", hint="add --out result.parquet")
         frame.write_parquet(output)
         return None
     if output is None:

@@ -14,17 +14,6 @@ runner = CliRunner()
 LINE = '198.51.100.1 - - [28/Nov/2022:14:00:00 -0500] "GET / HTTP/1.1" 200 5 "-" "x"\n'
 
 
-def commands():
-    return [c.name or c.callback.__name__ for c in app.registered_commands]
-
-
-@pytest.mark.parametrize("name", commands())
-def test_every_command_has_help_with_an_example(name):
-    res = runner.invoke(app, [name, "--help"])
-    assert res.exit_code == 0
-    assert "Example:" in res.output
-
-
 def test_formats_lists_each_format_with_its_spec():
     res = runner.invoke(app, ["formats"])
     assert res.exit_code == 0
@@ -38,6 +27,7 @@ def test_ingest_and_detect(tmp_path):
     res = runner.invoke(app, ["ingest", str(tmp_path / "case.toml"), "--out", str(tmp_path / "out"), "-q"])
     assert res.exit_code == 0, res.output
     assert "3 requests" in res.output and "case.duckdb" in res.output
+    assert "Loaded 1 file: 3 lines read" in res.output
     res = runner.invoke(app, ["detect", str(tmp_path / "a.log.gz")])
     assert res.exit_code == 0
     assert "combined (detected; gzip; 3 of the first 3 lines read)" in res.output
@@ -74,3 +64,18 @@ def test_messages_print_brackets_as_they_are(tmp_path):
     res = runner.invoke(app, ["ingest", str(tmp_path / "case.toml"), "--out", str(tmp_path / "out")])
     assert res.exit_code == 1
     assert "logs[bold]/a.log" in res.output
+
+
+def test_lines_per_second_is_over_the_load_time(monkeypatch):
+    """`run` prints the loading speed: lines over the time until the last file was read, not over
+    the whole run with its investigation and report."""
+    from forensics import cli
+
+    clock = iter([100.0, 103.0, 250.0])
+    monkeypatch.setattr(cli.time, "monotonic", lambda: next(clock))
+    bar = cli._Bar(enabled=False)  # starts at 100
+    bar("file_done", {"path": "a.log"})  # last file read at 103
+    assert bar.load_seconds() == 3.0
+    fresh = cli._Bar(enabled=False)  # starts at 250; nothing loaded: the time so far
+    monkeypatch.setattr(cli.time, "monotonic", lambda: 252.0)
+    assert fresh.load_seconds() == 2.0

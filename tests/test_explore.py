@@ -119,15 +119,15 @@ def test_query_formats(demo_case: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert pl.read_parquet(out).height == 28
     res = runner.invoke(_app(), ["query", "downloaders", "--case", str(demo_case), "-f", "parquet"])
-    assert res.exit_code == 1 and "--output" in res.output
+    assert res.exit_code == 1 and "--out result.parquet" in res.output
 
 
 def test_sql_c_runs_one_statement(demo_case: Path) -> None:
-    res = runner.invoke(_app(), ["sql", str(demo_case), "-c",
+    res = runner.invoke(_app(), ["sql", str(demo_case), "-e",
                                  "SELECT outcome, count(*) AS n FROM downloaders GROUP BY ALL ORDER BY n DESC"])
     assert res.exit_code == 0, res.output
     assert "complete" in res.output and "19" in res.output
-    res = runner.invoke(_app(), ["sql", str(demo_case), "-c", "SELECT nope FROM downloaders"])
+    res = runner.invoke(_app(), ["sql", str(demo_case), "-e", "SELECT nope FROM downloaders"])
     assert res.exit_code == 1 and "Error:" in res.output and "Traceback" not in res.output
 
 
