@@ -343,7 +343,7 @@ _NOTHING_ELSE = "the case prompt reads the case database and nothing else: no ot
 _REFUSED = {
     duckdb.StatementType.COPY: (
         "COPY is not allowed here: it reads or writes files",
-        f"{_NOTHING_ELSE}; to save a result use `forensics query NAME --format csv --output FILE`",
+        f"{_NOTHING_ELSE}; to save a result use `forensics query NAME --format csv --out FILE`",
     ),
     duckdb.StatementType.EXPORT: ("EXPORT DATABASE is not allowed here: it writes files", _NOTHING_ELSE),
     duckdb.StatementType.ATTACH: (

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
+from typing import Any
 
 from forensics.casefile import SourceSpec
-from forensics.errors import InputError
+from forensics.errors import ForensicsError, InputError
 from forensics.ingest import resolve_format
 from forensics.inputs import check_readable, head_lines, looks_binary, sniff_compression
 from forensics.readers import make_reader
+
+COMPRESSION_NAMES = {"none": "not compressed"}
 
 
 @dataclass
@@ -17,45 +22,68 @@ class FileDetection:
     path: str
     summary: str
     rows: list[str]
+    error: ForensicsError | None = None
 
 
-def detect_files(files: list[Path], fmt: str = "auto", rows: int = 3) -> list[FileDetection]:
-    results = []
+def _cell(value: Any) -> str:
+    """A parsed value as the investigator reads it: a missing one is '-', never Python's None."""
+    return "-" if value is None or value == "" else str(value)
+
+
+def detect_files(files: list[Path], fmt: str = "auto", rows: int = 3) -> Iterator[FileDetection]:
+    """One result per file, in order; a file that cannot be read gives its error and the others are
+    still looked at, so one bad file does not hide what the good ones are."""
     for path in files:
-        if not path.exists():
-            raise InputError("no such file", hint="check the path", path=path)
-        if path.is_dir():
-            raise InputError("this is a folder", hint="give log files, e.g. logs/*.gz", path=path)
-        check_readable(path)
-        if path.stat().st_size == 0:
-            results.append(FileDetection(str(path), "empty file", []))
-            continue
-        compression = sniff_compression(path)
-        raw = head_lines(path, compression)
-        if looks_binary(raw):
-            raise InputError("this is a binary file, not a text log", path=path)
-        lines = [b.decode("utf-8", "backslashreplace") for b in raw]
-        spec = SourceSpec(path=str(path), format=fmt)
-        found, detected = resolve_format(spec, path, lines)
-        reader = make_reader(found, "UTC")
-        res = reader.read_lines(1, lines)
-        parsed = res.requests
-        how = "detected" if detected else "as named"
-        summary = (
-            f"{found.name} ({how}; {compression}; {parsed.height} of the first {len(lines)} lines read"
-            + (f", {res.rejects.height} rejected" if res.rejects.height else "")
-            + ")"
+        try:
+            yield _detect_one(path, fmt, rows)
+        except ForensicsError as exc:
+            yield FileDetection(str(path), "", [], error=exc)
+
+
+def _detect_one(path: Path, fmt: str, rows: int) -> FileDetection:
+    if not path.exists():
+        raise InputError("no such file", hint="check the path", path=path)
+    if path.is_dir():
+        raise InputError("this is a folder", hint="give log files, e.g. logs/*.gz", path=path)
+    check_readable(path)
+    if path.stat().st_size == 0:
+        return FileDetection(str(path), "empty file", [])
+    compression = sniff_compression(path)
+    raw = head_lines(path, compression)
+    if looks_binary(raw):
+        raise InputError("this is a binary file, not a text log", path=path)
+    lines = [b.decode("utf-8", "backslashreplace") for b in raw]
+    spec = SourceSpec(path=str(path), format=fmt)
+    found, detected = resolve_format(spec, path, lines)
+    # Times without a zone are read as if UTC here only to show them; they are shown without a Z,
+    # as logged, because their zone is the source's `timezone` in the case file.
+    zone_less = found.timezone == "source"
+    reader = make_reader(found, "UTC")
+    res = reader.read_lines(1, lines)
+    parsed = res.requests
+    how = "detected" if detected else "as named"
+    summary = (
+        f"{found.name} ({how}; {COMPRESSION_NAMES.get(compression, compression)}; "
+        f"{parsed.height} of the first {len(lines)} lines read"
+        + (f", {res.rejects.height} rejected" if res.rejects.height else "")
+        + ")"
+        + ("; its times carry no zone: set timezone on the source in the case file" if zone_less else "")
+    )
+    shown = []
+    for r in parsed.head(rows).iter_rows(named=True):
+        ts = r["ts"]
+        if ts is None:
+            when = "-"
+        elif zone_less:
+            when = ts.astimezone(UTC).replace(tzinfo=None).isoformat()
+        else:
+            when = ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        size = r["body_bytes"] if r["body_bytes"] is not None else r["total_bytes"]
+        shown.append(
+            f"line {r['line_no']}: {when} {_cell(r['client_addr'])} {_cell(r['method'])} "
+            f"{_cell(r['path'])} {_cell(r['status'])} {_cell(size)}"
         )
-        shown = []
-        for r in parsed.head(rows).iter_rows(named=True):
-            ts = r["ts"].isoformat().replace("+00:00", "Z") if r["ts"] else "-"
-            size = r["body_bytes"] if r["body_bytes"] is not None else r["total_bytes"]
-            shown.append(
-                f"line {r['line_no']}: {ts} {r['client_addr']} {r['method'] or '-'} "
-                f"{r['path'] or '-'} {r['status']} {size}"
-            )
-        for ln, why in res.rejects.select("line_no", "reason").head(rows).rows():
-            shown.append(f"line {ln}: rejected: {why}")
-        shown.extend(f"note: {note}" for note in getattr(reader, "notes", []))
-        results.append(FileDetection(str(path), summary, shown))
-    return results
+    for ln, why in res.rejects.select("line_no", "reason").head(rows).rows():
+        shown.append(f"line {ln}: rejected: {why}")
+    shown.extend(f"note: {note}" for note in getattr(reader, "notes", []))
+    return FileDetection(str(path), summary, shown)

@@ -79,3 +79,27 @@ def test_lines_per_second_is_over_the_load_time(monkeypatch):
     fresh = cli._Bar(enabled=False)  # starts at 250; nothing loaded: the time so far
     monkeypatch.setattr(cli.time, "monotonic", lambda: 252.0)
     assert fresh.load_seconds() == 2.0
+
+
+def test_detect_reports_every_file_and_fails_at_the_end(tmp_path):
+    """One bad file does not hide the good ones before or after it; the exit code says one failed."""
+    (tmp_path / "a.log").write_text(LINE.replace(" 5 ", " - "))
+    (tmp_path / "b.bin").write_bytes(b"\x00\x01\x02" * 100)
+    (tmp_path / "c.log.gz").write_bytes(gzip.compress(LINE.encode()))
+    files = [str(tmp_path / n) for n in ("a.log", "b.bin", "missing.log", "c.log.gz")]
+    res = runner.invoke(app, ["detect", *files])
+    assert res.exit_code == 1
+    assert "a.log: combined (detected; not compressed; 1 of the first 1 lines read)" in res.output
+    assert "c.log.gz: combined (detected; gzip; 1 of the first 1 lines read)" in res.output
+    assert "b.bin: this is a binary file" in res.output and "missing.log: no such file" in res.output
+    assert "2 of 4 files" in res.output
+    assert "None" not in res.output and "Traceback" not in res.output
+
+
+def test_detect_shows_zone_less_times_as_logged(tmp_path):
+    (tmp_path / "z.log").write_text('198.51.100.7 [2022-11-28 14:00:00] "GET /x HTTP/1.1" 200 -\n')
+    res = runner.invoke(app, ["detect", "-f", 'apache:%h [%{%Y-%m-%d %H:%M:%S}t] "%r" %>s %b', str(tmp_path / "z.log")])
+    assert res.exit_code == 0, res.output
+    assert "line 1: 2022-11-28T14:00:00 198.51.100.7 GET /x 200 " in res.output
+    assert "14:00:00Z" not in res.output and "None" not in res.output
+    assert "times carry no zone" in res.output

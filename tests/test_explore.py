@@ -198,7 +198,7 @@ def test_queries_run_on_a_case_without_enrichment_tables(demo_case: Path, tmp_pa
 
 
 def _sql(case: Path, sql: str):
-    return runner.invoke(_app(), ["sql", str(case), "-c", sql])
+    return runner.invoke(_app(), ["sql", str(case), "-e", sql])
 
 
 def _files(folder: Path) -> dict[str, str]:

@@ -97,7 +97,7 @@ def test_log_text_reaches_the_terminal_escaped(write_case, tmp_path: Path) -> No
     assert res.exit_code == 0, res.output
     _clean(res.output)
 
-    res = runner.invoke(app, ["sql", str(out), "-c", "SELECT path, user_agent FROM requests ORDER BY line_no; "
+    res = runner.invoke(app, ["sql", str(out), "-e", "SELECT path, user_agent FROM requests ORDER BY line_no; "
                               "SELECT line FROM rejects"])
     assert res.exit_code == 0, res.output
     _clean(res.output)
@@ -110,13 +110,13 @@ def test_log_text_reaches_the_terminal_escaped(write_case, tmp_path: Path) -> No
         _clean(res.output)
     assert json.loads(res.output)[0]["user_agent"] == "ua\x1b]0;pwned\x07 \u202e evil \x9b2J"
 
-    # A file written with --output keeps the exact values: it is evidence, not a screen.
+    # A file written with --out keeps the exact values: it is evidence, not a screen.
     saved = tmp_path / "activity.csv"
     res = runner.invoke(app, [*query, "-f", "csv", "-o", str(saved)])
     assert res.exit_code == 0, res.output
     assert "ua\x1b]0;pwned\x07 \u202e evil \x9b2J" in saved.read_text(encoding="utf-8")
 
     # An error that quotes the data is escaped as well.
-    res = runner.invoke(app, ["sql", str(out), "-c", "SELECT CAST(path AS INTEGER) FROM requests"])
+    res = runner.invoke(app, ["sql", str(out), "-e", "SELECT CAST(path AS INTEGER) FROM requests"])
     assert res.exit_code == 1 and "Error:" in res.output
     _clean(res.output)
