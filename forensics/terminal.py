@@ -4,7 +4,7 @@ Log lines are written by whoever sent the request, so a user agent, path or refe
 ESC sequences that recolour, clear or retitle the investigator's terminal, carriage returns that
 overwrite what was printed before them, and bidirectional overrides that make text read
 differently from what it is. Every command shows such characters escaped (`\\x1b`, `\\u202e`),
-so what is on the screen is what is in the data; files written with `--output` keep the exact
+so what is on the screen is what is in the data; files written with `--out` keep the exact
 bytes.
 """
 
