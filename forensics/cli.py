@@ -8,6 +8,7 @@ internal error, reported without a traceback unless --debug is given.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ from rich.progress import (
 from rich.text import Text
 
 from forensics import __version__
-from forensics.errors import ForensicsError, QueryError
+from forensics.errors import ForensicsError, Interrupted, QueryError
 from forensics.terminal import printable, printable_text
 
 
@@ -121,7 +122,7 @@ def _show(console: Console, text: str, end: str = "\n") -> None:
 
 def _fail(exc: BaseException) -> None:
     if isinstance(exc, ForensicsError):
-        _say(err, "Error:", "bold red", f"{exc.render()}")
+        _say(err, "Interrupted:" if isinstance(exc, Interrupted) else "Error:", "bold red", f"{exc.render()}")
         raise typer.Exit(exc.exit_code)
     if DEBUG:
         raise exc
@@ -190,8 +191,21 @@ def _print_ingest(report: Any, elapsed: float) -> None:
     t = report.totals
     for w in report.warnings:
         _say(err, "Warning:", "yellow", f"{w}")
-    for p in report.already_loaded:
-        _show(out, f"already in the case (same SHA-256), not loaded again: {p}")
+    if report.already_loaded:
+        n = len(report.already_loaded)
+        _show(out, f"Already in the case, unchanged (same SHA-256 and settings): {n} file{'s' if n != 1 else ''}")
+    for row in report.custody:
+        if row.status == "duplicate":
+            _say(err, "Duplicate:", "yellow",
+                 f"{row.planned.display_path}: same bytes as {row.duplicate_path}; recorded, not loaded twice")
+    for old, new in report.renamed:
+        _say(err, "Renamed:", "yellow", f"{old} is now {new} (same bytes and settings); recorded, not reloaded")
+    for p in report.pruned:
+        _say(err, "Pruned:", "yellow", f"{p}: no longer in the case file; its rows were removed (--prune)")
+    for r in report.loaded:
+        if r.action != "new":
+            _say(err, "Reloaded:" if r.action != "append" else "Grown:", "yellow",
+                 f"{r.planned.display_path}: {r.reason}")
     for r in report.loaded:
         if r.truncated or r.note:
             _say(err, "Note:", "yellow", f"{r.planned.display_path}: {r.note}")
@@ -219,6 +233,33 @@ def _print_ingest(report: Any, elapsed: float) -> None:
     out.print(f"Manifest:      {report.manifest}")
 
 
+_PRUNE_HELP = (
+    "Remove from the case the rows of files the case file no longer names (without it, the run stops "
+    "and names them)."
+)
+_REPLACE_HELP = (
+    "Reload a file whose content changed since it was loaded and is not the old content plus new lines "
+    "(without it, the run stops and names the file)."
+)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _interrupted(bar: _Bar) -> None:
+    """Ctrl-C outside the loading itself (checking inputs, the investigation, the outputs)."""
+    bar.stop()
+    _say(
+        err,
+        "Interrupted:",
+        "bold red",
+        "every file in the case database was loaded whole; the outputs were not all written. "
+        "Run the same command again to finish the case.",
+    )
+    raise typer.Exit(130)
+
+
 @app.command(cls=_Command)
 def ingest(
     case_file: Annotated[Path, typer.Argument(metavar="CASE_FILE", help="The case file (TOML) naming the sources.")],
@@ -227,13 +268,16 @@ def ingest(
     ],
     workers: Annotated[int, typer.Option(metavar="N", help="Files read at once (one per core is right).")] = 2,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    prune: Annotated[bool, typer.Option("--prune", help=_PRUNE_HELP)] = False,
+    replace: Annotated[bool, typer.Option("--replace", help=_REPLACE_HELP)] = False,
 ) -> None:
     """Load the logs into DIR/case.duckdb, every line accounted for.
 
-    Reads the case file's sources with provenance (file and line on every row). Every line ends
-    up either as a row of `requests` or counted in `rejects` (with its reason) or `skipped_lines`
-    (W3C directives, blank lines). Files already loaded (same SHA-256) are not loaded twice, so
-    you can add sources to the case file and run ingest again.
+    Every line ends up either as a row of `requests` or counted in `rejects` (with its reason) or
+    `skipped_lines` (W3C directives, blank lines). Each file is loaded whole or not at all.
+    Running it again loads only what is missing or changed: new files, files whose settings
+    changed, and the new lines of logs that grew. Ctrl-C stops within seconds; run the same
+    command again to finish.
 
     \b
     Example: forensics ingest sample_logs/case.toml --out case-out
@@ -241,13 +285,17 @@ def ingest(
     from forensics.casefile import load_case
     from forensics.ingest import ingest as run_ingest
 
+    signal.signal(signal.SIGTERM, _on_sigterm)
     bar = _Bar(enabled=not quiet and err.is_terminal)
     try:
         case = load_case(case_file)
-        report = run_ingest(case, out_dir, progress=bar, workers=workers)
+        report = run_ingest(case, out_dir, progress=bar, workers=workers, prune=prune, replace=replace)
+    except KeyboardInterrupt:
+        _interrupted(bar)
+        return
     except BaseException as exc:
         bar.stop()
-        if isinstance(exc, (KeyboardInterrupt, typer.Exit)):
+        if isinstance(exc, typer.Exit):
             raise
         _fail(exc)
         return
@@ -278,6 +326,8 @@ def run(
         bool,
         typer.Option(help="Check crawler claims with forward-confirmed reverse DNS (sends DNS queries)."),
     ] = False,
+    prune: Annotated[bool, typer.Option("--prune", help=_PRUNE_HELP)] = False,
+    replace: Annotated[bool, typer.Option("--replace", help=_REPLACE_HELP)] = False,
 ) -> None:
     """Run the investigation: downloader list, report, case database.
 
@@ -293,13 +343,19 @@ def run(
     from forensics.casefile import load_case
     from forensics.pipeline import run_case
 
+    signal.signal(signal.SIGTERM, _on_sigterm)
     bar = _Bar(enabled=not quiet and err.is_terminal)
     try:
         case = load_case(case_file)
-        report = run_case(case, out_dir, progress=bar, workers=workers, databases=db or [], rdns=rdns)
+        report = run_case(
+            case, out_dir, progress=bar, workers=workers, databases=db or [], rdns=rdns, prune=prune, replace=replace
+        )
+    except KeyboardInterrupt:
+        _interrupted(bar)
+        return
     except BaseException as exc:
         bar.stop()
-        if isinstance(exc, (KeyboardInterrupt, typer.Exit)):
+        if isinstance(exc, typer.Exit):
             raise
         _fail(exc)
         return

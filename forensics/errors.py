@@ -71,3 +71,19 @@ class QueryCancelled(QueryError):
     """The investigator pressed Ctrl-C while a query ran: DuckDB stopped it and nothing changed."""
 
     exit_code = 130
+
+
+class CaseStateError(ForensicsError):
+    """The case database and the case file disagree in a way only the investigator can settle: a
+    source was removed from the case file, or a loaded file was replaced by different content."""
+
+
+class OutputError(ForensicsError):
+    """The output folder cannot be used: it is a file, cannot be written, or lies among the logs."""
+
+
+class Interrupted(ForensicsError):
+    """The run was stopped (Ctrl-C or SIGTERM). Every file is either wholly in the case or not at
+    all, so running the same command again finishes the case."""
+
+    exit_code = 130

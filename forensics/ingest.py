@@ -2,18 +2,37 @@
 
 For every file: lines_read = lines_parsed + lines_rejected + lines_skipped, where rejected lines
 are kept in `rejects` with their reason and skipped lines are the format's own non-requests (W3C
-directives, blank lines), counted in `skipped_lines`. A file already loaded (same SHA-256) is not
-loaded again, so sources can be added to an existing case.
+directives, blank lines), counted in `skipped_lines`.
+
+A file is loaded all or nothing: its requests, rejects, skipped counts and `sources` row are
+committed in one transaction, so an interruption (Ctrl-C, kill, a crash) never leaves rows without
+their source, and the next run loads exactly the files that are missing.
+
+Every run compares the case file with the database before it loads anything. A file is identified
+by its path (relative to the case file), its content (SHA-256) and the settings that shaped its
+rows (format, time zone, fields, role):
+- same content and settings: nothing to do;
+- same content, other settings: the file is reloaded (old rows removed in the same transaction);
+- the old content is a prefix of the new (a live log that grew): only the new lines are loaded,
+  numbered on from where the file left off;
+- other content: the run stops and says the file was replaced (`replace=True` reloads it);
+- a file in the database that the case file no longer names stops the run (`prune=True` removes
+  its rows), unless the same bytes appear under a new path (a rename), which is recorded.
+Empty files and files whose bytes duplicate another file of the case get a `sources` row too, so
+the chain of custody lists every file the case file matched.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import queue
+import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +45,7 @@ from forensics import __version__
 from forensics.casefile import Case, SourceSpec
 from forensics.db import connect, create_tables
 from forensics.detect import detect_lines, score_format
-from forensics.errors import InputError
+from forensics.errors import CaseStateError, InputError, Interrupted, OutputError
 from forensics.formats import FormatDef, get_format
 from forensics.inputs import (
     MAX_LINE_BYTES,
@@ -37,11 +56,14 @@ from forensics.inputs import (
     looks_binary,
     parquet_records,
     read_chunks,
-    sha256_file,
     sniff_compression,
 )
 from forensics.readers import long_line_rejects, make_reader
-from forensics.schema import empty_requests_frame
+from forensics.schema import INVESTIGATION_TABLES, SCHEMA_VERSION, SOURCES, empty_requests_frame
+
+# Tables whose rows are derived from the loaded logs by `run`; they are emptied whenever the
+# loaded logs change, so that no answer outlives the evidence it was computed from.
+DERIVED_TABLES = tuple(t.name for t in INVESTIGATION_TABLES)
 
 
 @dataclass
@@ -53,14 +75,63 @@ class PlannedFile:
     detected: bool
     compression: str
     size: int
+    mtime_ns: int
     sha256: str = ""
     empty: bool = False
+    max_line_bytes: int = MAX_LINE_BYTES
+
+    @property
+    def settings(self) -> str:
+        """The settings that shaped this file's rows, as canonical JSON (part of its identity)."""
+        return json.dumps(
+            {
+                "format": self.spec.format,
+                "format_used": self.fmt.name,
+                "timezone": self.spec.timezone,
+                "fields": self.spec.fields,
+                "role": self.spec.role,
+                "max_line_bytes": self.max_line_bytes,
+            },
+            sort_keys=True,
+        )
+
+
+@dataclass
+class LoadedSource:
+    """A `sources` row as the database holds it."""
+
+    source_id: int
+    path: str
+    status: str
+    duplicate_of: int | None
+    settings: str
+    sha256: str
+    size_bytes: int
+    compression: str
+    lines_read: int
+    lines_parsed: int
+    lines_rejected: int
+    lines_skipped: int
+    requests: int
+    first_ts: datetime | None
+    last_ts: datetime | None
+    truncated: bool
+    note: str | None
+    last_line_complete: bool | None
+
+
+# What a run does with a planned file.
+NEW, RELOAD, REPLACE, APPEND = "new", "reload", "replace", "append"
 
 
 @dataclass
 class FileResult:
     source_id: int
     planned: PlannedFile
+    action: str = NEW
+    reason: str = ""
+    start_line: int = 1  # lines before it are already in the case (a grown file)
+    base: LoadedSource | None = None  # the row a grown file adds to
     lines_read: int = 0
     lines_parsed: int = 0
     lines_rejected: int = 0
@@ -70,11 +141,25 @@ class FileResult:
     last_ts: datetime | None = None
     truncated: bool = False
     note: str | None = None
+    last_line_complete: bool = True
+    sha256: str = ""
+    size: int = 0
     reject_examples: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def lines_skipped(self) -> int:
         return sum(self.skipped.values())
+
+
+@dataclass
+class CustodyRow:
+    """An empty or duplicate file: recorded in `sources`, nothing to read."""
+
+    source_id: int
+    planned: PlannedFile
+    status: str
+    duplicate_of: int | None = None
+    duplicate_path: str | None = None
 
 
 @dataclass
@@ -84,12 +169,20 @@ class IngestReport:
     loaded: list[FileResult]
     already_loaded: list[str]
     warnings: list[str]
+    custody: list[CustodyRow] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)
+    renamed: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.loaded or self.custody or self.pruned or self.renamed)
 
     @property
     def totals(self) -> dict[str, int]:
         return {
             "files": len(self.loaded),
-            "lines_read": sum(r.lines_read for r in self.loaded),
+            "lines_read": sum(r.lines_read - r.start_line + 1 for r in self.loaded),
             "lines_parsed": sum(r.lines_parsed for r in self.loaded),
             "requests": sum(r.requests for r in self.loaded),
             "lines_rejected": sum(r.lines_rejected for r in self.loaded),
@@ -103,10 +196,12 @@ Progress = Callable[[str, dict[str, Any]], None]
 
 
 def _display(path: Path, base: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(base.resolve()))
-    except ValueError:
-        return str(path)
+    """The path as stored in the case: relative to the case file's folder, with '/' separators.
+
+    A file outside that folder is named relative to it with '..', never by an absolute path of
+    the investigator's machine, so the case folder can be moved and shared.
+    """
+    return Path(os.path.relpath(path.resolve(), base.resolve())).as_posix()
 
 
 def resolve_format(spec: SourceSpec, path: Path, lines: list[str]) -> tuple[FormatDef, bool]:
@@ -118,14 +213,78 @@ def resolve_format(spec: SourceSpec, path: Path, lines: list[str]) -> tuple[Form
         try:
             guess = detect_lines(lines, str(path)).format.name
             hint = f"its first lines look like {guess!r}; fix format in the case file or use \"auto\""
-        except InputError:
-            hint = "check the format named in the case file, or use format = \"auto\""
         except Exception:
             hint = "check the format named in the case file, or use format = \"auto\""
         raise InputError(
             f"none of the first {len(data)} lines reads as format {fmt.name!r}", hint=hint, path=path
         )
     return fmt, False
+
+
+def check_output_folder(case: Case, out_dir: Path) -> None:
+    """The output folder must be a folder we can write, and must not lie among the logs: a run
+    would otherwise read its own outputs as evidence the next time."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError("the output folder is an existing file", hint="give a folder with --out", path=out)
+    probe = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputError(
+            "the output folder cannot be written (permission denied or read-only)",
+            hint="choose another --out folder",
+            path=out,
+        )
+    resolved = out.resolve()
+    outputs = [resolved / name for name in _OUTPUT_NAMES]
+    for spec in case.sources:
+        pattern = Path(spec.path).expanduser()
+        root = pattern if pattern.is_absolute() else case.base_dir / pattern
+        if any(ch in spec.path for ch in "*?["):
+            rx = _glob_regex(root.resolve().as_posix())
+            hit = next((o for o in outputs if rx.fullmatch(o.as_posix())), None)
+        else:
+            hit = resolved if root.is_dir() and resolved.is_relative_to(root.resolve()) else None
+        if hit is not None:
+            raise OutputError(
+                f"the output folder lies among the logs of source {spec.path!r}: the next run would "
+                "read its own outputs as logs",
+                hint="choose an --out folder outside the logs",
+                path=out,
+            )
+
+
+# What a run writes into its output folder (and what DuckDB adds beside the database).
+_OUTPUT_NAMES = (
+    "case.duckdb", "case.duckdb.wal", "manifest.json", "report.html", "downloaders.csv",
+    "downloaders.parquet", "downloaders.json", "downloaders.xlsx", "demo-ipdb/demo.mmdb",
+)
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """A glob as glob.glob(recursive=True) reads it: `**` any folders, `*` and `?` within a name."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[" and "]" in pattern[i + 1 :]:
+            end = pattern.index("]", i + 1)
+            body = pattern[i + 1 : end]
+            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+            i = end + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out))
 
 
 def plan_files(case: Case) -> tuple[list[PlannedFile], list[str]]:
@@ -141,12 +300,17 @@ def plan_files(case: Case) -> tuple[list[PlannedFile], list[str]]:
                 continue
             seen.add(path.resolve())
             check_readable(path)
-            size = path.stat().st_size
+            stat = path.stat()
+            size = stat.st_size
             display = _display(path, case.base_dir)
             if size == 0:
                 warnings.append(f"{display}: empty file (recorded with 0 lines)")
                 fmt = get_format(spec.format) if spec.format != "auto" else get_format("combined")
-                planned.append(PlannedFile(path, display, spec, fmt, spec.format == "auto", "none", 0, empty=True))
+                planned.append(
+                    PlannedFile(
+                        path, display, spec, fmt, spec.format == "auto", "none", 0, stat.st_mtime_ns, empty=True
+                    )
+                )
                 continue
             compression = sniff_compression(path)
             raw = head_lines(path, compression)
@@ -176,7 +340,7 @@ def plan_files(case: Case) -> tuple[list[PlannedFile], list[str]]:
                     hint="add timezone = \"<IANA zone of the server>\" to this [[sources]] table",
                     path=path,
                 )
-            planned.append(PlannedFile(path, display, spec, fmt, detected, compression, size))
+            planned.append(PlannedFile(path, display, spec, fmt, detected, compression, size, stat.st_mtime_ns))
         if nonempty == 0:
             raise InputError(
                 f"every file of source {spec.path!r} is empty",
@@ -186,72 +350,425 @@ def plan_files(case: Case) -> tuple[list[PlannedFile], list[str]]:
     return planned, warnings
 
 
+def sha256_prefix(path: Path, limit: int | None = None, stop: threading.Event | None = None) -> str:
+    """SHA-256 of the first `limit` bytes of a file (all of it when None)."""
+    h = hashlib.sha256()
+    left = limit
+    with open(path, "rb") as fh:
+        while left is None or left > 0:
+            if stop is not None and stop.is_set():
+                raise KeyboardInterrupt
+            block = fh.read(4 << 20 if left is None else min(4 << 20, left))
+            if not block:
+                break
+            h.update(block)
+            if left is not None:
+                left -= len(block)
+    return h.hexdigest()
+
+
+def _loaded_sources(con: duckdb.DuckDBPyConnection) -> dict[str, LoadedSource]:
+    cols = [f.name for f in LoadedSource.__dataclass_fields__.values()]
+    rows = con.execute(f"SELECT {', '.join(cols)} FROM sources ORDER BY source_id").fetchall()
+    return {r[1]: LoadedSource(*r) for r in rows}
+
+
+@dataclass
+class LoadPlan:
+    load: list[FileResult]
+    custody: list[CustodyRow]
+    unchanged: list[str]
+    prune: list[LoadedSource]
+    renamed: list[tuple[LoadedSource, PlannedFile]]
+
+
+def reconcile(
+    planned: list[PlannedFile],
+    loaded: dict[str, LoadedSource],
+    prune: bool,
+    replace: bool,
+    stop: threading.Event | None = None,
+) -> LoadPlan:
+    """Compare the files the case file names with what the database holds; decide per file."""
+    plan = LoadPlan([], [], [], [], [])
+    in_plan = {pf.display_path for pf in planned}
+    missing = {p: s for p, s in loaded.items() if p not in in_plan}
+    taken = {s.source_id for s in loaded.values()}
+    problems: list[str] = []
+
+    def new_id(index: int) -> int:
+        # The file's position in the plan when free, so that a resumed run numbers files as a
+        # clean run does; otherwise the next free number.
+        sid = index + 1
+        if sid in taken:
+            sid = max(taken) + 1
+        taken.add(sid)
+        return sid
+
+    # Which file of a set with equal bytes is read: one already loaded with the same settings if
+    # there is one (so a rerun changes nothing), otherwise the first in the case file's order.
+    loaded_by_content = {
+        (s.sha256, s.settings): s.path for s in loaded.values() if s.status == "loaded"
+    }
+    first_by_sha: dict[str, PlannedFile] = {}
+    for pf in planned:
+        if pf.empty:
+            continue
+        current = first_by_sha.get(pf.sha256)
+        if current is None or (
+            loaded_by_content.get((pf.sha256, pf.settings)) == pf.display_path
+            and loaded_by_content.get((current.sha256, current.settings)) != current.display_path
+        ):
+            first_by_sha[pf.sha256] = pf
+
+    ids: dict[str, int] = {}
+    for index, pf in enumerate(planned):
+        old = loaded.get(pf.display_path)
+        if old is None:
+            renamed_from = next(
+                (s for s in missing.values()
+                 if s.status == "loaded" and s.sha256 == pf.sha256 and s.settings == pf.settings
+                 and first_by_sha.get(pf.sha256) is pf),
+                None,
+            )
+            if renamed_from is not None:
+                del missing[renamed_from.path]
+                plan.renamed.append((renamed_from, pf))
+                ids[pf.display_path] = renamed_from.source_id
+                continue
+        ids[pf.display_path] = old.source_id if old is not None else new_id(index)
+
+    for pf in planned:
+        sid = ids[pf.display_path]
+        old = loaded.get(pf.display_path)
+        if pf.empty:
+            if old is not None and old.status != "empty":
+                if not replace:
+                    problems.append(f"{pf.display_path}: was loaded with {old.size_bytes:,} bytes and is now empty")
+                    continue
+                plan.load.append(FileResult(sid, pf, REPLACE, "emptied"))
+            elif old is None:
+                plan.custody.append(CustodyRow(sid, pf, "empty"))
+            else:
+                plan.unchanged.append(pf.display_path)
+            continue
+        first = first_by_sha[pf.sha256]
+        if first is not pf:
+            dup_of = ids[first.display_path]
+            if old is not None and old.status == "duplicate" and old.duplicate_of == dup_of and old.sha256 == pf.sha256:
+                plan.unchanged.append(pf.display_path)
+            else:
+                plan.custody.append(CustodyRow(sid, pf, "duplicate", dup_of, first.display_path))
+            continue
+        if any(r[0].path == pf.display_path or r[1] is pf for r in plan.renamed):
+            continue
+        if old is None or old.status != "loaded":
+            plan.load.append(FileResult(sid, pf, NEW if old is None else RELOAD, "not yet loaded"))
+            continue
+        if old.sha256 == pf.sha256:
+            if old.settings == pf.settings:
+                plan.unchanged.append(pf.display_path)
+            else:
+                plan.load.append(FileResult(sid, pf, RELOAD, _settings_change(old.settings, pf.settings)))
+            continue
+        grown = (
+            pf.size > old.size_bytes
+            and old.settings == pf.settings
+            and sha256_prefix(pf.path, old.size_bytes, stop) == old.sha256
+        )
+        if grown and old.last_line_complete and not old.truncated:
+            plan.load.append(
+                FileResult(sid, pf, APPEND, f"grew from {old.size_bytes:,} to {pf.size:,} bytes",
+                           start_line=old.lines_read + 1, base=old)
+            )
+        elif grown:
+            # Its last line was cut (or the stream truncated) when it was read: that line is
+            # read again whole, so the file is reloaded from the start.
+            plan.load.append(FileResult(sid, pf, RELOAD, f"grew from {old.size_bytes:,} to {pf.size:,} bytes "
+                                        "and its last line was incomplete when loaded"))
+        elif replace:
+            plan.load.append(FileResult(sid, pf, REPLACE, "replaced by different content"))
+        else:
+            problems.append(
+                f"{pf.display_path}: its content changed since it was loaded (SHA-256 {old.sha256[:12]}… is now "
+                f"{pf.sha256[:12]}…) and the old content is not the start of the new"
+            )
+
+    removed = list(missing.values())
+    if removed and not prune:
+        names = ", ".join(s.path for s in removed[:5]) + (f" and {len(removed) - 5} more" if len(removed) > 5 else "")
+        problems.insert(
+            0,
+            f"the case database holds {len(removed)} file(s) the case file no longer names: {names}",
+        )
+    if problems:
+        hints = []
+        if removed and not prune:
+            hints.append("put the source back in the case file, or run again with --prune to remove its rows")
+        if any("content changed" in p or "now empty" in p for p in problems):
+            hints.append("if the file was replaced on purpose, run again with --replace to reload it")
+        raise CaseStateError("; ".join(problems), hint="; ".join(hints) or None)
+    plan.prune = removed
+    return plan
+
+
+def _settings_change(old: str, new: str) -> str:
+    try:
+        a, b = json.loads(old), json.loads(new)
+    except ValueError:
+        return "settings changed"
+    changed = [f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return "settings changed: " + ", ".join(changed)
+
+
 FLUSH_ROWS = 500_000
+# Small files are committed together (each file whole), so that a case of many small files does
+# not pay a commit per file.
+GROUP_FILES = 2_000
 
 
-class _BatchWriter:
-    """One thread that inserts parsed batches into DuckDB while the readers parse the next
-    chunks; a bounded queue keeps memory flat when parsing is faster than writing."""
+class _Stopped(Exception):
+    """Raised in a reader thread when the run is being interrupted."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, depth: int = 4) -> None:
-        self.cur = con.cursor()
-        self.queue: queue.Queue[tuple[str, pl.DataFrame] | None] = queue.Queue(maxsize=depth)
+
+@dataclass
+class _Pending:
+    frames: dict[str, list[pl.DataFrame]] = field(default_factory=lambda: {"requests": [], "rejects": []})
+    rows: int = 0
+    cursor: duckdb.DuckDBPyConnection | None = None
+
+
+class _Writer:
+    """One thread that writes parsed rows into DuckDB while the readers parse the next chunks.
+
+    Rows of a file are held until the file is done, then committed together with its `sources`
+    and `skipped_lines` rows. A large file opens its own transaction once it has buffered
+    FLUSH_ROWS rows and commits it when done; small files are committed in groups. A bounded
+    queue keeps memory flat when parsing is faster than writing.
+    """
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        ingested_at: datetime,
+        results: dict[int, FileResult],
+        depth: int = 4,
+    ) -> None:
+        self.con = con
+        self.ingested_at = ingested_at
+        self.results = results
+        self.queue: queue.Queue[tuple[str, Any] | None] = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None
+        self.pending: dict[int, _Pending] = {}
+        self.group: list[tuple[FileResult, _Pending]] = []
+        self.group_rows = 0
+        self.committed: list[FileResult] = []
         self.thread = threading.Thread(target=self._run, name="forensics-writer", daemon=True)
         self.thread.start()
 
+    # -- called from the reader threads -------------------------------------------------------
+    def put(self, kind: str, payload: Any) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put((kind, payload))
+
+    # -- the writer thread --------------------------------------------------------------------
     def _run(self) -> None:
-        pending: dict[str, list[pl.DataFrame]] = {"requests": [], "rejects": []}
-        rows = 0
         while True:
             item = self.queue.get()
             if item is None:
-                self._flush(pending)
                 return
-            table, frame = item
-            pending[table].append(frame)
-            rows += frame.height
-            # DuckDB writes a few large inserts several times faster than many small ones.
-            if rows >= FLUSH_ROWS:
-                self._flush(pending)
-                rows = 0
+            if self.error is not None:
+                continue
+            kind, payload = item
+            try:
+                if kind == "rows":
+                    sid, table, frame = payload
+                    self._rows(sid, table, frame)
+                elif kind == "done":
+                    self._done(payload)
+                elif kind == "abort":
+                    self._abort(payload)
+                elif kind == "commit_group":
+                    self._commit_group()
+            except BaseException as exc:  # re-raised in the caller's thread
+                self.error = exc
 
-    def _flush(self, pending: dict[str, list[pl.DataFrame]]) -> None:
-        if self.error is not None:
-            for frames in pending.values():
-                frames.clear()
+    def _rows(self, sid: int, table: str, frame: pl.DataFrame) -> None:
+        p = self.pending.setdefault(sid, _Pending())
+        p.frames[table].append(frame)
+        p.rows += frame.height
+        if p.rows >= FLUSH_ROWS:
+            if p.cursor is None:
+                p.cursor = self.con.cursor()
+                p.cursor.execute("BEGIN TRANSACTION")
+                self._before_rows(p.cursor, sid)
+            self._insert(p.cursor, p.frames)
+            p.rows = 0
+
+    def _before_rows(self, cur: duckdb.DuckDBPyConnection, sid: int) -> None:
+        """In the file's own transaction: remove what a reload replaces."""
+        result = self.results.get(sid)
+        if result is not None and result.action in (RELOAD, REPLACE):
+            _delete_source_rows(cur, sid, keep_source_row=False)
+
+    def _insert(self, cur: duckdb.DuckDBPyConnection, frames: dict[str, list[pl.DataFrame]]) -> None:
+        for table, parts in frames.items():
+            if not parts:
+                continue
+            batch = pl.concat(parts, rechunk=False, how="vertical_relaxed") if len(parts) > 1 else parts[0]
+            parts.clear()
+            if table == "requests":
+                # Columns the format never fills are left to their NULL default: scanning them
+                # from Arrow costs a tenth of the insert.
+                batch = batch.select(c for c in batch.columns if batch.get_column(c).null_count() < batch.height)
+            cur.register("batch", batch)
+            if table == "requests":
+                cur.execute("INSERT INTO requests BY NAME SELECT * FROM batch")
+            else:
+                cur.execute("INSERT INTO rejects BY NAME SELECT source_id, line_no, reason, line FROM batch")
+            cur.unregister("batch")
+
+    def _done(self, result: FileResult) -> None:
+        p = self.pending.pop(result.source_id, None) or _Pending()
+        if p.cursor is not None:
+            self._insert(p.cursor, p.frames)
+            _write_source_row(p.cursor, result, self.ingested_at)
+            p.cursor.execute("COMMIT")
+            p.cursor.close()
+            self.committed.append(result)
             return
+        self.group.append((result, p))
+        self.group_rows += sum(f.height for parts in p.frames.values() for f in parts)
+        if self.group_rows >= FLUSH_ROWS or len(self.group) >= GROUP_FILES:
+            self._commit_group()
+
+    def _commit_group(self) -> None:
+        if not self.group:
+            return
+        cur = self.con.cursor()
+        cur.execute("BEGIN TRANSACTION")
         try:
-            for table, frames in pending.items():
-                if not frames:
-                    continue
-                batch = pl.concat(frames, rechunk=False)
-                frames.clear()
-                if table == "requests":
-                    # Columns the format never fills are left to their NULL default: scanning
-                    # them from Arrow costs a tenth of the insert.
-                    batch = batch.select(c for c in batch.columns if batch.get_column(c).null_count() < batch.height)
-                self.cur.register("batch", batch)
-                if table == "requests":
-                    self.cur.execute("INSERT INTO requests BY NAME SELECT * FROM batch")
-                else:
-                    self.cur.execute(
-                        "INSERT INTO rejects BY NAME SELECT source_id, line_no, reason, line FROM batch"
-                    )
-                self.cur.unregister("batch")
-        except BaseException as exc:  # re-raised in the caller's thread
-            self.error = exc
+            merged: dict[str, list[pl.DataFrame]] = {"requests": [], "rejects": []}
+            for result, p in self.group:
+                self._before_rows(cur, result.source_id)
+                for table, parts in p.frames.items():
+                    merged[table].extend(parts)
+            self._insert(cur, merged)
+            for result, _ in self.group:
+                _write_source_row(cur, result, self.ingested_at)
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        finally:
+            cur.close()
+        self.committed.extend(r for r, _ in self.group)
+        self.group.clear()
+        self.group_rows = 0
 
-    def put(self, table: str, frame: pl.DataFrame) -> None:
-        if self.error is not None:
-            raise self.error
-        self.queue.put((table, frame))
+    def _abort(self, sid: int) -> None:
+        p = self.pending.pop(sid, None)
+        if p is not None and p.cursor is not None:
+            p.cursor.execute("ROLLBACK")
+            p.cursor.close()
 
-    def close(self) -> None:
+    def close(self, commit: bool = True) -> None:
+        """Commit the files that are done (unless commit is False) and roll back any file whose
+        reading did not finish."""
+        if commit:
+            self.queue.put(("commit_group", None))
         self.queue.put(None)
         self.thread.join()
+        for p in self.pending.values():
+            if p.cursor is not None:
+                try:
+                    p.cursor.execute("ROLLBACK")
+                finally:
+                    p.cursor.close()
+        self.pending.clear()
         if self.error is not None:
             raise self.error
+
+
+def _delete_source_rows(cur: duckdb.DuckDBPyConnection, sid: int, keep_source_row: bool) -> None:
+    for table in ("requests", "rejects", "skipped_lines"):
+        cur.execute(f"DELETE FROM {table} WHERE source_id = $1", [sid])  # fixed table names
+    if not keep_source_row:
+        cur.execute("DELETE FROM sources WHERE source_id = $1", [sid])
+
+
+def _source_values(result: FileResult, ingested_at: datetime) -> dict[str, Any]:
+    pf = result.planned
+    base = result.base
+    values: dict[str, Any] = {
+        "source_id": result.source_id,
+        "path": pf.display_path,
+        "status": "loaded",
+        "duplicate_of": None,
+        "settings": pf.settings,
+        "sha256": result.sha256,
+        "size_bytes": result.size,
+        "compression": pf.compression,
+        "format": pf.fmt.name,
+        "format_detected": pf.detected,
+        "role": pf.spec.role,
+        "source_timezone": pf.spec.timezone,
+        "lines_read": result.lines_read,
+        "lines_parsed": result.lines_parsed + (base.lines_parsed if base else 0),
+        "lines_rejected": result.lines_rejected + (base.lines_rejected if base else 0),
+        "lines_skipped": result.lines_skipped + (base.lines_skipped if base else 0),
+        "first_ts": _earliest(result.first_ts, base.first_ts if base else None),
+        "last_ts": _latest(result.last_ts, base.last_ts if base else None),
+        "truncated": result.truncated,
+        "note": result.note,
+        "ingested_at": ingested_at,
+        "requests": result.requests + (base.requests if base else 0),
+        "last_line_complete": result.last_line_complete,
+        "mtime": datetime.fromtimestamp(pf.mtime_ns / 1e9, UTC),
+    }
+    return values
+
+
+def _insert_source(cur: duckdb.DuckDBPyConnection, values: dict[str, Any]) -> None:
+    cols = SOURCES.column_names
+    placeholders = ", ".join(f"${i + 1}" for i in range(len(cols)))
+    cur.execute(f"INSERT INTO sources ({', '.join(cols)}) VALUES ({placeholders})", [values.get(c) for c in cols])
+
+
+def _write_source_row(cur: duckdb.DuckDBPyConnection, result: FileResult, ingested_at: datetime) -> None:
+    sid = result.source_id
+    skipped = Counter(result.skipped)
+    if result.action == APPEND:
+        old = dict(cur.execute("SELECT kind, lines FROM skipped_lines WHERE source_id = $1", [sid]).fetchall())
+        skipped.update(old)
+    cur.execute("DELETE FROM skipped_lines WHERE source_id = $1", [sid])
+    cur.execute("DELETE FROM sources WHERE source_id = $1", [sid])
+    _insert_source(cur, _source_values(result, ingested_at))
+    for kind, n in sorted(skipped.items()):
+        cur.execute("INSERT INTO skipped_lines VALUES ($1, $2, $3)", [sid, kind, n])
+
+
+def _custody_values(row: CustodyRow, ingested_at: datetime) -> dict[str, Any]:
+    pf = row.planned
+    note = f"same bytes as {row.duplicate_path}: not loaded twice" if row.status == "duplicate" else "empty file"
+    return {
+        "source_id": row.source_id, "path": pf.display_path, "status": row.status,
+        "duplicate_of": row.duplicate_of, "settings": pf.settings, "sha256": pf.sha256, "size_bytes": pf.size,
+        "compression": pf.compression, "format": pf.fmt.name, "format_detected": pf.detected,
+        "role": pf.spec.role, "source_timezone": pf.spec.timezone, "lines_read": 0, "lines_parsed": 0,
+        "lines_rejected": 0, "lines_skipped": 0, "requests": 0, "truncated": False, "note": note,
+        "ingested_at": ingested_at, "last_line_complete": True,
+        "mtime": datetime.fromtimestamp(pf.mtime_ns / 1e9, UTC),
+    }
+
+
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return min((x for x in (a, b) if x is not None), default=None)
+
+
+def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return max((x for x in (a, b) if x is not None), default=None)
 
 
 @dataclass
@@ -260,39 +777,84 @@ class _Chunk:
     rejects: pl.DataFrame
     skipped: Counter[str]
     lines: int
+    ends_line: bool = True  # the chunk ends with a newline (only the file's last may not)
 
 
-def _results(reader: Any, pf: PlannedFile, state: ReadState, max_line_bytes: int) -> Iterator[_Chunk]:
+def _results(reader: Any, pf: PlannedFile, state: ReadState, start_line: int) -> Iterator[_Chunk]:
     """The reader's results chunk by chunk: text by lines, Parquet by rows rendered as JSON.
-    Lines over the length limit come as rejects of their own; the reader's finish() reports
-    what it still holds at the end (a JSON document cut short)."""
+
+    Lines over the length limit come as rejects of their own; the reader's finish() reports what
+    it still holds at the end (a JSON document cut short). Lines before `start_line` are already
+    in the case (a grown file): they are still given to the reader, whose state (a W3C #Fields
+    header, an open JSON document) may depend on them, but what it makes of them is dropped.
+    """
     if pf.compression == "parquet":
-        for start, lines in parquet_records(pf.path, state):
-            res = reader.read_lines(start, lines)
-            yield _Chunk(res.requests, res.rejects, res.skipped, len(lines))
+        for first_row, rows in parquet_records(pf.path, state):
+            if first_row + len(rows) <= start_line:
+                continue
+            keep = rows[max(0, start_line - first_row) :]
+            res = reader.read_lines(max(first_row, start_line), keep)
+            yield _Chunk(res.requests, res.rejects, res.skipped, len(keep))
         return
-    for start, chunk in read_chunks(pf.path, pf.compression, state, max_line_bytes=max_line_bytes):
-        res = reader.read_chunk(start, chunk)
-        n = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
-        yield _Chunk(res.requests, res.rejects, res.skipped, n)
+    limit = pf.max_line_bytes
+    for first_line, data in read_chunks(pf.path, pf.compression, state, max_line_bytes=limit):
+        n = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+        if first_line + n <= start_line:
+            reader.read_chunk(first_line, data)
+        else:
+            chunk, start = data, first_line
+            if first_line < start_line:
+                cut = 0
+                for _ in range(start_line - first_line):
+                    cut = data.index(b"\n", cut) + 1
+                reader.read_chunk(first_line, data[:cut])
+                chunk, start, n = data[cut:], start_line, n - (start_line - first_line)
+            res = reader.read_chunk(start, chunk)
+            yield _Chunk(res.requests, res.rejects, res.skipped, n, chunk.endswith(b"\n"))
         if state.long_lines:
-            yield _Chunk(empty_requests_frame(), long_line_rejects(state, max_line_bytes), Counter(), 0)
+            yield _from_line(
+                _Chunk(empty_requests_frame(), long_line_rejects(state, limit), Counter(), 0), start_line
+            )
     if state.long_lines:
-        yield _Chunk(empty_requests_frame(), long_line_rejects(state, max_line_bytes), Counter(), 0)
+        yield _from_line(_Chunk(empty_requests_frame(), long_line_rejects(state, limit), Counter(), 0), start_line)
     res = reader.finish()
-    yield _Chunk(res.requests, res.rejects, res.skipped, 0)
+    yield _from_line(_Chunk(res.requests, res.rejects, res.skipped, 0), start_line)
 
 
-def _read_file(
-    writer: _BatchWriter,
-    result: FileResult,
-    progress: Progress | None,
-    max_line_bytes: int = MAX_LINE_BYTES,
-) -> None:
+def _from_line(chunk: _Chunk, start_line: int) -> _Chunk:
+    """Only the rows and rejects of lines from `start_line` on."""
+    if start_line <= 1:
+        return chunk
+    keep = pl.col("line_no") >= start_line
+    return _Chunk(
+        chunk.requests.filter(keep) if chunk.requests.height else chunk.requests,
+        chunk.rejects.filter(keep) if chunk.rejects.height else chunk.rejects,
+        chunk.skipped,
+        chunk.lines,
+        chunk.ends_line,
+    )
+
+
+def _read_file(writer: _Writer, result: FileResult, progress: Progress | None, stop: threading.Event) -> None:
     pf = result.planned
     state = ReadState()
     if progress:
         progress("file_start", {"path": pf.display_path, "size": pf.size})
+    try:
+        _read_into(writer, result, state, stop, progress)
+    except BaseException:
+        writer.put("abort", result.source_id)
+        raise
+    writer.put("done", result)
+    if progress:
+        progress("file_done", {"path": pf.display_path})
+
+
+def _read_into(
+    writer: _Writer, result: FileResult, state: ReadState, stop: threading.Event, progress: Progress | None
+) -> None:
+    pf = result.planned
+    result.sha256, result.size = pf.sha256, pf.size
     if pf.empty:
         return
     reader = make_reader(pf.fmt, pf.spec.timezone, pf.spec.fields)
@@ -300,11 +862,16 @@ def _read_file(
         reader.source_id = result.source_id
     first: datetime | None = None
     last: datetime | None = None
-    for res in _results(reader, pf, state, max_line_bytes):
+    ends_line = True
+    for res in _results(reader, pf, state, result.start_line):
+        if stop.is_set():
+            raise _Stopped
+        if res.lines:
+            ends_line = res.ends_line
         req = res.requests
         if req.height:
             req = req.with_columns(pl.lit(result.source_id, pl.Int32).alias("source_id"))
-            writer.put("requests", req)
+            writer.put("rows", (result.source_id, "requests", req))
             ts = req.get_column("ts")
             lo, hi = ts.min(), ts.max()
             if isinstance(lo, datetime) and (first is None or lo < first):
@@ -313,7 +880,7 @@ def _read_file(
                 last = hi
         if res.rejects.height:
             rej = res.rejects.with_columns(pl.lit(result.source_id, pl.Int32).alias("source_id"))
-            writer.put("rejects", rej)
+            writer.put("rows", (result.source_id, "rejects", rej))
             if len(result.reject_examples) < 5:
                 result.reject_examples.extend(
                     (int(r[0]), str(r[1])) for r in res.rejects.select("line_no", "reason").head(5).rows()
@@ -333,16 +900,58 @@ def _read_file(
     result.lines_read = state.lines
     result.first_ts, result.last_ts = first, last
     result.truncated = state.truncated
+    result.last_line_complete = state.last_line_complete and ends_line
     notes = [n for n in (state.note, *getattr(reader, "notes", [])) if n]
-    result.note = "; ".join(notes) or None
-    accounted = result.lines_parsed + result.lines_rejected + result.lines_skipped
-    if accounted != result.lines_read:
-        # A bug in a reader, not bad input: stop rather than hand over an incomplete case.
-        raise RuntimeError(
-            f"{pf.display_path}: {result.lines_read} lines read but {accounted} accounted for"
+    # What was read is what the record describes: the hash and size of the bytes read when the
+    # reader computed them, and a note when the file changed while it was read.
+    if state.sha256:
+        result.sha256, result.size = state.sha256, state.bytes_read
+    try:
+        now = pf.path.stat()
+        changed = now.st_size != pf.size or now.st_mtime_ns != pf.mtime_ns or result.sha256 != pf.sha256
+    except OSError:
+        changed = True
+    if changed:
+        notes.append(
+            "the file changed while it was read: the SHA-256, size and lines recorded describe the bytes that "
+            "were read; run again to load what was added"
         )
-    if progress:
-        progress("file_done", {"path": pf.display_path})
+    if result.action == APPEND and result.base is not None:
+        notes.insert(0, f"lines {result.start_line:,} to {result.lines_read:,} added when the file grew")
+        if result.base.note:
+            notes.insert(0, result.base.note)
+    elif result.action in (RELOAD, REPLACE):
+        notes.insert(0, f"reloaded: {result.reason}")
+    result.note = "; ".join(dict.fromkeys(notes)) or None
+    accounted = result.lines_parsed + result.lines_rejected + result.lines_skipped
+    expected = result.lines_read - result.start_line + 1
+    if accounted != expected:
+        # A bug in a reader, not bad input: stop rather than hand over an incomplete case.
+        raise RuntimeError(f"{pf.display_path}: {expected} lines read but {accounted} accounted for")
+
+
+def _open_case_database(out_dir: Path) -> duckdb.DuckDBPyConnection:
+    db_path = out_dir / "case.duckdb"
+    con = connect(db_path)
+    tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    if "case_info" in tables:
+        row = con.execute("SELECT value FROM case_info WHERE key = 'schema_version'").fetchone()
+        if row is None or row[0] != str(SCHEMA_VERSION):
+            con.close()
+            raise CaseStateError(
+                f"the case database was written by another version of forensics (schema "
+                f"{row[0] if row else 'unknown'}, this version writes {SCHEMA_VERSION})",
+                hint="write the case into a new folder with --out, or move the old folder away",
+                path=db_path,
+            )
+    # Written blocks are on disk: a bounded buffer pool keeps memory flat on large cases, and
+    # row order is carried by (source_id, line_no), not by insertion order.
+    con.execute("SET memory_limit = '1GB'")
+    con.execute("SET preserve_insertion_order = false")
+    create_tables(con)
+    if "case_info" not in tables:
+        con.execute("INSERT INTO case_info VALUES ('schema_version', $1)", [str(SCHEMA_VERSION)])
+    return con
 
 
 def ingest(
@@ -350,80 +959,177 @@ def ingest(
     out_dir: Path,
     progress: Progress | None = None,
     workers: int = 2,
+    prune: bool = False,
+    replace: bool = False,
     max_line_bytes: int = MAX_LINE_BYTES,
 ) -> IngestReport:
-    """Load the case's files; lines longer than `max_line_bytes` are rejected as too long."""
-    planned, warnings = plan_files(case)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    db_path = out_dir / "case.duckdb"
-    con = connect(db_path)
-    # Written blocks are on disk: a bounded buffer pool keeps memory flat on large cases, and
-    # row order is carried by (source_id, line_no), not by insertion order.
-    con.execute("SET memory_limit = '1GB'")
-    con.execute("SET preserve_insertion_order = false")
-    create_tables(con)
-    known = {r[0]: r[1] for r in con.execute("SELECT sha256, path FROM sources").fetchall()}
-    next_id = (con.execute("SELECT coalesce(max(source_id), 0) FROM sources").fetchone() or [0])[0] + 1
+    """Bring the case database in line with the case file: load what is missing or changed.
 
+    Lines longer than `max_line_bytes` are rejected as too long (their length and first bytes
+    kept), so that no input can hold memory without bound.
+
+    Raises Interrupted (after committing every file that was read whole and rolling back the rest)
+    on Ctrl-C or SIGTERM, and CaseStateError when the database and the case file disagree in a
+    way the investigator must settle.
+    """
+    started = datetime.now(UTC)
+    stop = threading.Event()
+    out_dir = Path(out_dir)
+    check_output_folder(case, out_dir)
+    try:
+        planned, warnings = plan_files(case)
+        for pf in planned:
+            pf.max_line_bytes = max_line_bytes
+    except KeyboardInterrupt:
+        raise Interrupted("stopped while checking the input files; nothing was loaded",
+                          hint="run the same command again") from None
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the output folder ({exc.strerror})", hint="choose another --out",
+                          path=out_dir) from None
+    con = _open_case_database(out_dir)
+    try:
+        return _ingest(con, case, out_dir, planned, warnings, progress, workers, prune, replace, stop, started)
+    finally:
+        con.close()
+
+
+def _ingest(
+    con: duckdb.DuckDBPyConnection,
+    case: Case,
+    out_dir: Path,
+    planned: list[PlannedFile],
+    warnings: list[str],
+    progress: Progress | None,
+    workers: int,
+    prune: bool,
+    replace: bool,
+    stop: threading.Event,
+    started: datetime,
+) -> IngestReport:
     def hash_one(pf: PlannedFile) -> None:
-        pf.sha256 = sha256_file(pf.path)
+        pf.sha256 = sha256_prefix(pf.path, None, stop)
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        list(pool.map(hash_one, planned))
-
-    to_load: list[FileResult] = []
-    already: list[str] = []
-    batch_hashes: set[str] = set()
-    for pf in planned:
-        if pf.sha256 in known or pf.sha256 in batch_hashes:
-            already.append(pf.display_path)
-            continue
-        batch_hashes.add(pf.sha256)
-        to_load.append(FileResult(next_id, pf))
-        next_id += 1
-    if progress:
-        progress("plan", {"files": len(to_load), "bytes": sum(r.planned.size for r in to_load)})
-
-    writer = _BatchWriter(con)
     try:
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            futures = [pool.submit(_read_file, writer, r, progress, max_line_bytes) for r in to_load]
-            for f in futures:
-                f.result()
-    finally:
-        writer.close()
+            futures = [pool.submit(hash_one, pf) for pf in planned]
+            _wait_all(futures, stop)
+        plan = reconcile(planned, _loaded_sources(con), prune, replace, stop)
+    except KeyboardInterrupt:
+        raise Interrupted("stopped while hashing the input files; nothing was loaded",
+                          hint="run the same command again") from None
 
-    now = datetime.now(UTC)
-    for r in to_load:
-        pf = r.planned
-        con.execute(
-            "INSERT INTO sources VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20)",
-            [
-                r.source_id, pf.display_path, str(pf.path.resolve()), pf.sha256, pf.size,
-                pf.compression, pf.fmt.name, pf.detected, pf.spec.role, pf.spec.timezone,
-                r.lines_read, r.lines_parsed, r.lines_rejected, r.lines_skipped,
-                r.first_ts, r.last_ts, r.truncated, r.note, now, r.requests,
-            ],
+    ingested_at = datetime.now(UTC)
+    changed = bool(plan.load or plan.custody or plan.prune or plan.renamed)
+    if changed:
+        # Removals, renames and records of empty or duplicate files: one small transaction, and
+        # the derived tables are emptied with it, since they describe the old evidence.
+        con.execute("BEGIN TRANSACTION")
+        for s in plan.prune:
+            _delete_source_rows(con, s.source_id, keep_source_row=False)
+        for old, pf in plan.renamed:
+            con.execute(
+                "UPDATE sources SET path = $1, mtime = $2, note = concat_ws('; ', note, $3) WHERE source_id = $4",
+                [pf.display_path, datetime.fromtimestamp(pf.mtime_ns / 1e9, UTC),
+                 f"renamed from {old.path}", old.source_id],
+            )
+        for row in plan.custody:
+            _delete_source_rows(con, row.source_id, keep_source_row=False)
+            _insert_source(con, _custody_values(row, ingested_at))
+        for table in DERIVED_TABLES:
+            con.execute(f"DELETE FROM {table}")  # fixed table names, never input
+        con.execute("COMMIT")
+
+    if progress:
+        progress("plan", {"files": len(plan.load), "bytes": sum(r.planned.size for r in plan.load)})
+    writer = _Writer(con, ingested_at, {r.source_id: r for r in plan.load})
+    interrupted = False
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            futures = [pool.submit(_read_file, writer, r, progress, stop) for r in plan.load]
+            try:
+                _wait_all(futures, stop)
+            except KeyboardInterrupt:
+                interrupted = True
+                stop.set()
+                for f in futures:
+                    f.cancel()
+                wait(futures)
+        errors: list[BaseException] = []
+        for f in futures:
+            exc = None if f.cancelled() else f.exception()
+            if exc is not None and not isinstance(exc, _Stopped):
+                errors.append(exc)
+    except BaseException:
+        stop.set()
+        writer.close(commit=True)
+        raise
+    # Files that were read whole are committed even when another file failed or the run was
+    # interrupted: each is complete, and the next run then has less to do.
+    try:
+        writer.close(commit=True)
+    except KeyboardInterrupt:
+        interrupted = True
+    committed = {r.source_id for r in writer.committed}
+    done = [r for r in plan.load if r.source_id in committed]
+    if interrupted:
+        left = [r.planned.display_path for r in plan.load if r.source_id not in committed]
+        _write_case_info(con, case)
+        write_manifest(con, out_dir, case)
+        raise Interrupted(
+            f"stopped: {len(done)} of {len(plan.load)} file(s) to load were loaded whole; "
+            f"{len(left)} not loaded ({', '.join(left[:3])}{' ...' if len(left) > 3 else ''}); "
+            "no file is in the case in part",
+            hint="run the same command again to finish the case",
         )
-        for kind, n in sorted(r.skipped.items()):
-            con.execute("INSERT INTO skipped_lines VALUES ($1, $2, $3)", [r.source_id, kind, n])
+    if errors:
+        raise errors[0]
     _write_case_info(con, case)
     manifest = write_manifest(con, out_dir, case)
-    con.close()
-    return IngestReport(db_path, manifest, to_load, already, warnings)
+    return IngestReport(
+        out_dir / "case.duckdb",
+        manifest,
+        done,
+        plan.unchanged,
+        warnings,
+        custody=plan.custody,
+        pruned=[s.path for s in plan.prune],
+        renamed=[(old.path, pf.display_path) for old, pf in plan.renamed],
+        seconds=(datetime.now(UTC) - started).total_seconds(),
+    )
+
+
+def _wait_all(futures: list[Future[Any]], stop: threading.Event) -> None:
+    """Wait for every future, waking often so that Ctrl-C is seen at once; re-raise the first
+    error after the others have stopped."""
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
+        for f in done:
+            exc = f.exception()
+            if exc is not None and not isinstance(exc, _Stopped):
+                stop.set()
+                for other in pending:
+                    other.cancel()
+                wait(pending)
+                raise exc
 
 
 def _write_case_info(con: duckdb.DuckDBPyConnection, case: Case) -> None:
     info = {
         "name": case.name,
         "timezone": case.timezone,
-        "case_file": str(case.path) if case.path else "",
+        "case_file": case.path.name if case.path else "",
         "case_sha256": case.sha256 or "",
         "tool_version": __version__,
+        "schema_version": str(SCHEMA_VERSION),
     }
+    con.execute("BEGIN TRANSACTION")
     con.execute("DELETE FROM case_info WHERE key IN (SELECT unnest($1::VARCHAR[]))", [list(info)])
     for k, v in info.items():
         con.execute("INSERT INTO case_info VALUES ($1, $2)", [k, v])
+    con.execute("COMMIT")
 
 
 def _iso(ts: Any) -> str | None:
@@ -432,14 +1138,23 @@ def _iso(ts: Any) -> str | None:
     return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Write a file so that a reader (or a crash) sees the old or the new content, never half."""
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def write_manifest(
     con: duckdb.DuckDBPyConnection, out_dir: Path, case: Case, extra: dict[str, Any] | None = None
 ) -> Path:
-    """manifest.json: what was read, with hashes and line accounting, for the chain of custody."""
+    """manifest.json: every file the case file matched, with hashes and line accounting, for the
+    chain of custody. Written from the database, so it always describes what the case holds;
+    `extra` adds the investigation's results (run), which a plain ingest leaves out."""
     rows = con.execute(
-        "SELECT source_id, path, sha256, size_bytes, compression, format, format_detected, role,"
-        " lines_read, lines_parsed, lines_rejected, lines_skipped, first_ts, last_ts, truncated, note, requests"
-        " FROM sources ORDER BY source_id"
+        "SELECT source_id, path, status, duplicate_of, sha256, size_bytes, compression, format, format_detected,"
+        " role, lines_read, lines_parsed, lines_rejected, lines_skipped, first_ts, last_ts, truncated, note,"
+        " requests, settings FROM sources ORDER BY source_id"
     ).fetchall()
     skipped = con.execute("SELECT source_id, kind, lines FROM skipped_lines").fetchall()
     skipped_by: dict[int, dict[str, int]] = {}
@@ -449,29 +1164,24 @@ def write_manifest(
     for r in rows:
         sources.append(
             {
-                "source_id": r[0], "path": r[1], "sha256": r[2], "size_bytes": r[3],
-                "compression": r[4], "format": r[5], "format_detected": r[6], "role": r[7],
-                "lines_read": r[8], "lines_parsed": r[9], "lines_rejected": r[10],
-                "lines_skipped": r[11], "skipped": skipped_by.get(r[0], {}),
-                "first_ts": _iso(r[12]), "last_ts": _iso(r[13]), "truncated": r[14], "note": r[15],
-                "requests": r[16],
+                "source_id": r[0], "path": r[1], "status": r[2], "duplicate_of": r[3], "sha256": r[4],
+                "size_bytes": r[5], "compression": r[6], "format": r[7], "format_detected": r[8], "role": r[9],
+                "lines_read": r[10], "lines_parsed": r[11], "lines_rejected": r[12],
+                "lines_skipped": r[13], "skipped": skipped_by.get(r[0], {}),
+                "first_ts": _iso(r[14]), "last_ts": _iso(r[15]), "truncated": r[16], "note": r[17],
+                "requests": r[18], "settings": json.loads(r[19]) if r[19] else None,
             }
         )
     path = out_dir / "manifest.json"
-    existing: dict[str, Any] = {}
-    if path.exists():
-        try:
-            existing = json.loads(path.read_text())
-        except (OSError, ValueError):
-            existing = {}
     manifest = {
-        **existing,
         "tool": "forensics",
         "tool_version": __version__,
         "written_at": _iso(datetime.now(UTC)),
         "case": {
             "name": case.name,
-            "file": str(case.path) if case.path else None,
+            # The case file by name, and its folder once: every other path is relative to it.
+            "file": case.path.name if case.path else None,
+            "folder": str(case.base_dir.resolve()),
             "sha256": case.sha256,
             "timezone": case.timezone,
         },
@@ -479,6 +1189,9 @@ def write_manifest(
         "sources": sources,
         "totals": {
             "files": len(sources),
+            "files_loaded": sum(1 for s in sources if s["status"] == "loaded"),
+            "files_empty": sum(1 for s in sources if s["status"] == "empty"),
+            "files_duplicate": sum(1 for s in sources if s["status"] == "duplicate"),
             "lines_read": sum(s["lines_read"] for s in sources),
             "lines_parsed": sum(s["lines_parsed"] for s in sources),
             "lines_rejected": sum(s["lines_rejected"] for s in sources),
@@ -486,5 +1199,5 @@ def write_manifest(
         },
         **(extra or {}),
     }
-    path.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    write_atomic(path, json.dumps(manifest, indent=2, default=str) + "\n")
     return path

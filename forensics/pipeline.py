@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ import polars as pl
 from forensics.casefile import Case
 from forensics.db import connect
 from forensics.errors import CaseFileError, EnrichmentError
-from forensics.ingest import IngestReport, Progress, ingest, write_manifest
+from forensics.ingest import IngestReport, Progress, check_output_folder, ingest, write_atomic, write_manifest
 from forensics.investigate import OUTCOMES, investigate, run_stage
 
 # Columns of the downloader list, in the order an investigator reads them.
@@ -91,13 +92,18 @@ def write_downloaders(frame: pl.DataFrame, out_dir: Path) -> dict[str, Path]:
         "downloaders.parquet": out_dir / "downloaders.parquet",
         "downloaders.json": out_dir / "downloaders.json",
     }
-    write_csv(frame, outputs["downloaders.csv"])
-    frame.write_parquet(outputs["downloaders.parquet"])
+    # Each file is written beside its final name and renamed into place, so an interrupted run
+    # leaves the previous list or the new one, never half of one.
+    partial = {name: path.with_name(f".{path.name}.partial") for name, path in outputs.items()}
+    write_csv(frame, partial["downloaders.csv"])
+    frame.write_parquet(partial["downloaders.parquet"])
     records = [
         {k: iso_utc(v) if isinstance(v, datetime) else v for k, v in row.items()}
         for row in frame.iter_rows(named=True)
     ]
-    outputs["downloaders.json"].write_text(json.dumps(records, indent=2, ensure_ascii=False) + "\n")
+    write_atomic(partial["downloaders.json"], json.dumps(records, indent=2, ensure_ascii=False) + "\n")
+    for name, path in outputs.items():
+        os.replace(partial[name], path)
     return outputs
 
 
@@ -175,9 +181,15 @@ def run_case(
     workers: int = 2,
     databases: Sequence[Path] = (),
     rdns: bool = False,
+    prune: bool = False,
+    replace: bool = False,
 ) -> RunReport:
     """Ingest the case's logs, run the investigation, enrich the downloaders' addresses and write
-    every output into out_dir."""
+    every output into out_dir.
+
+    Everything after the load is rebuilt from the case database on every run, in one transaction,
+    so a rerun after an interruption, new files or a changed setting gives the outputs a clean run
+    on the same files gives."""
     if case.exposure is None or not case.resources:
         raise CaseFileError(
             "`run` needs [exposure] and at least one [[resources]] in the case file",
@@ -185,21 +197,26 @@ def run_case(
             path=case.path,
         )
     out_dir = Path(out_dir)
+    check_output_folder(case, out_dir)
     # IP databases and lists are checked before the (long) load, so a typo stops the run at once.
     db_paths, enrich_notes = _database_paths(case, databases, out_dir)
     _lists_dir(case)
-    report = ingest(case, out_dir, progress=progress, workers=workers)
+    report = ingest(case, out_dir, progress=progress, workers=workers, prune=prune, replace=replace)
     con = connect(report.database)
     try:
+        # The investigation's tables are replaced whole or not at all: a run stopped half-way
+        # leaves the previous answer, which the next run replaces.
+        con.execute("BEGIN TRANSACTION")
         result = investigate(con, case)
         enrichment = enrich_downloaders(con, case, db_paths, enrich_notes, rdns)
+        from forensics.followup import run_follow_up, settings_from_case, write_operator_export
+
+        follow_up = run_follow_up(con, settings_from_case(case), [h for r in case.resources for h in r.hosts])
+        con.execute("COMMIT")
         rows = run_stage(con, "downloaders", outcome=None)
         names = [d[0] for d in rows.description or []]
         frame = pl.DataFrame(rows.fetchall(), schema=names, orient="row").select(DOWNLOADER_COLUMNS)
         outputs = write_downloaders(frame, out_dir)
-        from forensics.followup import run_follow_up, settings_from_case, write_operator_export
-
-        follow_up = run_follow_up(con, settings_from_case(case), [h for r in case.resources for h in r.hosts])
         follow_up_outputs = write_operator_export(con, out_dir)
         exposure = case.exposure
         extra = {

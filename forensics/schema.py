@@ -11,6 +11,10 @@ from dataclasses import dataclass
 
 import polars as pl
 
+# Bumped whenever a table or column changes meaning, so that a case folder written by another
+# version is refused instead of being read with the wrong columns.
+SCHEMA_VERSION = 2
+
 
 @dataclass(frozen=True)
 class Column:
@@ -118,10 +122,26 @@ SOURCES = Table(
     "One row per input file, with its hash and how every line of it was accounted for.",
     (
         Column("source_id", "INTEGER", "Identifier used by requests.source_id and rejects.source_id."),
-        Column("path", "VARCHAR", "The file as the case file named it (relative to the case file)."),
-        Column("abs_path", "VARCHAR", "Absolute path at ingest time."),
-        Column("sha256", "VARCHAR", "SHA-256 of the file as stored (compressed bytes)."),
-        Column("size_bytes", "BIGINT", "Size of the file as stored."),
+        Column(
+            "path",
+            "VARCHAR",
+            "The file, relative to the case file's folder (never an absolute path of the investigator's machine).",
+        ),
+        Column(
+            "status",
+            "VARCHAR",
+            "loaded (its lines are in requests, rejects and skipped_lines), empty (no bytes), or duplicate "
+            "(the same bytes as the file duplicate_of; not loaded twice).",
+        ),
+        Column("duplicate_of", "INTEGER", "For a duplicate: the source_id of the file with the same bytes."),
+        Column(
+            "settings",
+            "JSON",
+            "The case-file settings that shaped the file's rows (format as named and as resolved, time zone, "
+            "fields, role); a change reloads the file.",
+        ),
+        Column("sha256", "VARCHAR", "SHA-256 of exactly the bytes that were read (compressed bytes as stored)."),
+        Column("size_bytes", "BIGINT", "Number of bytes that were read (the file as stored)."),
         Column("compression", "VARCHAR", "none, gzip, bzip2, xz or zstd."),
         Column("format", "VARCHAR", "Format name used to read it."),
         Column("format_detected", "BOOLEAN", "True when the format was detected, false when named."),
@@ -141,6 +161,12 @@ SOURCES = Table(
         Column("note", "VARCHAR", "What went wrong reading the file, if anything."),
         Column("ingested_at", "TIMESTAMPTZ", "When the file was loaded."),
         Column("requests", "BIGINT", "Rows of requests from the file (a JSON line can hold several records)."),
+        Column(
+            "last_line_complete",
+            "BOOLEAN",
+            "True when the file's last line ended with a newline; a grown file is then loaded from the next line on.",
+        ),
+        Column("mtime", "TIMESTAMPTZ", "The file's modification time when it was read."),
     ),
 )
 
