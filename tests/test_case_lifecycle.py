@@ -11,6 +11,7 @@ and byte for byte.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import shutil
@@ -527,9 +528,13 @@ def test_a_file_that_changes_while_it_is_read_says_so(tmp_path):
     con.close()
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert "changed while it was read" in manifest["sources"][0]["note"]
-    # The next run loads what was added while it was read.
+    # The hash and size describe exactly the bytes read, here the file with its added line, so
+    # the next run finds it unchanged and every line is in the case once.
+    assert manifest["sources"][0]["sha256"] == hashlib.sha256(log.read_bytes()).hexdigest()
+    assert manifest["sources"][0]["size_bytes"] == log.stat().st_size
+    assert manifest["sources"][0]["lines_read"] == 51
     rep = ingest(load_case(case), tmp_path / "out")
-    assert [r.action for r in rep.loaded] == ["append"]
+    assert rep.loaded == [] and not rep.changed
 
 
 # ---------------------------------------------------------------------------------------------
