@@ -38,6 +38,7 @@ from forensics.terminal import printable, printable_json
 
 FORMATS = ("table", "csv", "json", "parquet")
 PROMPT = "forensics> "
+HISTORY_LINES = 2000
 CONTINUE_PROMPT = "      ...> "
 
 
@@ -83,7 +84,9 @@ def _lock_down(con: duckdb.DuckDBPyConnection, folder: Path, spill: Path) -> Non
         "SELECT count(*) FROM duckdb_views() WHERE NOT internal AND NOT temporary"
     ).fetchone()
     if views and views[0]:
-        con.execute("SET allowed_directories = [$dir]", {"dir": str(folder.resolve()) + os.sep})
+        # As given and with links resolved: DuckDB compares the paths as text.
+        folders = sorted({str(folder.absolute()) + os.sep, str(folder.resolve()) + os.sep})
+        con.execute("SET allowed_directories = $dirs", {"dirs": folders})
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
 
@@ -518,6 +521,7 @@ def sql_prompt(
         with suppress(ImportError):
             import readline  # only for the interactive prompt; absent on some systems
         if readline is not None:
+            readline.set_history_length(HISTORY_LINES)
             with suppress(OSError):
                 readline.read_history_file(str(history))
     with open_case(case_dir) as con:
@@ -528,6 +532,8 @@ def sql_prompt(
                 try:
                     line = read_line(CONTINUE_PROMPT if buffer else PROMPT)
                 except EOFError:
+                    if readline is not None:
+                        write("")  # Ctrl-D: the shell's prompt starts on a line of its own
                     break
                 except KeyboardInterrupt:
                     buffer = []
@@ -546,7 +552,7 @@ def sql_prompt(
                 buffer = []
                 try:
                     run_statements(con, statements, write)
-                except QueryCancelled:
+                except (QueryCancelled, KeyboardInterrupt):  # also a Ctrl-C while a result is drawn
                     write("Cancelled.")
                 except QueryError as exc:
                     write(f"Error: {exc.render()}")

@@ -6,8 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import select
 import shutil
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -395,3 +397,59 @@ def test_history_lives_in_the_state_folder_not_the_case(
         else:
             monkeypatch.setenv("XDG_STATE_HOME", value)
         assert history_file() == tmp_path / "home" / ".local" / "state" / "forensics" / "sql_history"
+
+
+class _Terminal:
+    """`forensics sql` run on a pseudo-terminal, as an investigator runs it."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        import pty
+
+        self.output = b""
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child: becomes forensics
+            os.environ.update(env)
+            os.execv(sys.executable, [sys.executable, "-m", "forensics", *args])
+
+    def read_until(self, text: bytes, timeout: float = 60) -> bool:
+        end = time.monotonic() + timeout
+        while text not in self.output and time.monotonic() < end:
+            ready, _, _ = select.select([self.fd], [], [], 0.2)
+            if ready:
+                try:
+                    self.output += os.read(self.fd, 65536)
+                except OSError:  # the child has gone
+                    break
+        return text in self.output
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.fd, keys)
+
+    def exit_code(self, timeout: float = 60) -> int | None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            done, status = os.waitpid(self.pid, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(status)
+            self.read_until(b"\0never\0", 0.1)
+        os.kill(self.pid, signal.SIGKILL)
+        os.waitpid(self.pid, 0)
+        return None
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs a POSIX pseudo-terminal")
+def test_ctrl_c_in_a_real_terminal(demo_case: Path, tmp_path: Path) -> None:
+    term = _Terminal(["sql", str(demo_case)], {"XDG_STATE_HOME": str(tmp_path / "state")})
+    assert term.read_until(b"forensics> "), term.output
+    term.type(LONG_QUERY.encode() + b";\r")
+    time.sleep(1.5)  # the query is running
+    term.type(b"\x03")  # Ctrl-C, sent by the terminal as SIGINT
+    assert term.read_until(b"Cancelled.\r\nforensics> "), term.output
+    term.type(b"SELECT 40 + 2 AS answer;\r")
+    assert term.read_until(b"42"), term.output
+    assert term.read_until(b"(1 row)\r\nforensics> "), term.output
+    term.type(b"\x04")  # Ctrl-D leaves
+    assert term.exit_code() == 0, term.output
+    assert b"Internal error" not in term.output and b"Traceback" not in term.output
+    history = (tmp_path / "state" / "forensics" / "sql_history").read_text()
+    assert "SELECT 40 + 2 AS answer;" in history
