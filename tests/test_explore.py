@@ -225,6 +225,8 @@ REFUSED = {
     "attach_case_rw": ("ATTACH '{case}/case.duckdb' AS rw", "ATTACH is not allowed"),
     "attach_other_ro": ("ATTACH '{outside}/other.duckdb' AS o (READ_ONLY)", "ATTACH is not allowed"),
     "read_csv_passwd": ("SELECT * FROM read_csv('/etc/passwd')", "file system operations are disabled"),
+    "read_duckdb_other": ("SELECT * FROM read_duckdb('{outside}/other.duckdb', table_name='t')",
+                          "file system operations are disabled"),
     "read_text_outside": ("SELECT * FROM read_text('{outside}/secret.txt')", "file system operations are disabled"),
     "read_text_in_case": ("SELECT * FROM read_text('{case}/manifest.json')", "file system operations are disabled"),
     "glob": ("SELECT * FROM glob('/etc/*')", "file system operations are disabled"),
