@@ -256,7 +256,7 @@ def run_case(
     from forensics.report import write_report
     from forensics.spreadsheet import write_downloaders_xlsx
 
-    outputs["downloaders.xlsx"] = write_downloaders_xlsx(frame, out_dir / "downloaders.xlsx")
+    outputs["downloaders.xlsx"] = write_downloaders_xlsx(frame, out_dir / "downloaders.xlsx", timezone=case.timezone)
     all_outputs = {
         **outputs,
         **follow_up_outputs,

@@ -7,15 +7,12 @@ fetch nothing: no script, style, font or image from anywhere but the file itself
 from __future__ import annotations
 
 import csv
-import html
 import re
 import shutil
-import zipfile
 from html.parser import HTMLParser
 from pathlib import Path
 
 import duckdb
-import polars as pl
 import pytest
 from typer.testing import CliRunner
 
@@ -24,7 +21,6 @@ from forensics.cli import app
 from forensics.investigate import run_stage
 from forensics.pipeline import run_case
 from forensics.report import write_report
-from forensics.spreadsheet import write_downloaders_xlsx
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT_UA = "<script>alert(1)</script>"
@@ -208,31 +204,3 @@ def test_report_command_rewrites_the_report(case_copy: Path) -> None:
 def test_report_command_on_a_folder_without_a_case(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["report", str(tmp_path)])
     assert res.exit_code == 1 and "Error:" in res.output and "Traceback" not in res.output
-
-
-# --- downloaders.xlsx ----------------------------------------------------------------------------
-
-
-def _sheet(path: Path) -> tuple[str, str]:
-    with zipfile.ZipFile(path) as z:
-        sheet = z.read("xl/worksheets/sheet1.xml").decode()
-        strings = z.read("xl/sharedStrings.xml").decode() if "xl/sharedStrings.xml" in z.namelist() else ""
-    return sheet, strings
-
-
-def test_xlsx_has_a_frozen_header_and_widths(demo_case: Path) -> None:
-    sheet, strings = _sheet(demo_case / "downloaders.xlsx")
-    assert '<pane ySplit="1"' in sheet and 'state="frozen"' in sheet
-    assert "<cols>" in sheet and 'customWidth="1"' in sheet
-    assert "client_ip" in strings and "95.216.142.33" in strings
-
-
-@pytest.mark.parametrize("value", ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd"])
-def test_xlsx_neutralises_formulas(tmp_path: Path, value: str) -> None:
-    frame = pl.DataFrame({"client_ip": ["192.0.2.1"], "user_agents": [[value]], "requests": [1]})
-    path = write_downloaders_xlsx(frame, tmp_path / "d.xlsx")
-    sheet, strings = _sheet(path)
-    assert "<f>" not in sheet  # no formula cell
-    text = html.unescape(strings).replace("_x000D_", "\r")
-    assert f"<t>'{value}</t>" in text or f'<t xml:space="preserve">\'{value}</t>' in text
-    assert "<v>1</v>" in sheet  # numbers stay numbers

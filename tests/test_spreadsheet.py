@@ -1,0 +1,156 @@
+"""downloaders.xlsx as a reviewer opens it: typed cells (dates in the case's zone and in UTC,
+booleans, numbers), text exactly as logged with control characters visible, and long lists split
+across sheets. The workbook is read back from its XML, as a spreadsheet program would."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+import zipfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import polars as pl
+import pytest
+
+from forensics.casefile import load_case
+from forensics.pipeline import run_case
+from forensics.spreadsheet import write_downloaders_xlsx
+
+REPO = Path(__file__).resolve().parent.parent
+NS = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main",
+      "r": "http://schemas.openxmlformats.org/officeDocument/2006/relationships"}
+EPOCH = datetime(1899, 12, 30)
+
+
+def _unescape(text: str) -> str:
+    """XLSX's own escape for characters XML cannot hold (_x0000_), as a spreadsheet decodes it."""
+    return re.sub(r"_x([0-9A-Fa-f]{4})_", lambda m: chr(int(m.group(1), 16)), text.replace("_x005F_", "\0ESC")) \
+        .replace("\0ESC", "_")
+
+
+def read_xlsx(path: Path) -> dict[str, list[list[object]]]:
+    """Every sheet's rows as Python values: str, float, bool, or datetime for date-formatted numbers."""
+    with zipfile.ZipFile(path) as z:
+        workbook = ET.fromstring(z.read("xl/workbook.xml"))
+        rels = ET.fromstring(z.read("xl/_rels/workbook.xml.rels"))
+        targets = {r.get("Id"): r.get("Target") for r in rels}
+        styles = ET.fromstring(z.read("xl/styles.xml"))
+        codes = {f.get("numFmtId"): f.get("formatCode") for f in styles.iter(f"{{{NS['m']}}}numFmt")}
+        xfs = [xf.get("numFmtId") for xf in styles.find("m:cellXfs", NS)]  # type: ignore[union-attr]
+        shared = []
+        if "xl/sharedStrings.xml" in z.namelist():
+            shared = ["".join(t.text or "" for t in si.iter(f"{{{NS['m']}}}t"))
+                      for si in ET.fromstring(z.read("xl/sharedStrings.xml"))]
+        sheets: dict[str, list[list[object]]] = {}
+        for sh in workbook.find("m:sheets", NS):  # type: ignore[union-attr]
+            xml = ET.fromstring(z.read("xl/" + targets[sh.get(f"{{{NS['r']}}}id")]))
+            rows: list[list[object]] = []
+            for row in xml.iter(f"{{{NS['m']}}}row"):
+                values: list[object] = []
+                for c in row:
+                    col = sum((ord(ch) - 64) * 26 ** i for i, ch in enumerate(reversed(re.sub(r"\d", "", c.get("r")))))
+                    values += [None] * (col - 1 - len(values))
+                    kind, v = c.get("t"), c.find("m:v", NS)
+                    assert c.find("m:f", NS) is None, "a formula cell"
+                    if kind == "inlineStr":
+                        value: object = _unescape("".join(t.text or "" for t in c.iter(f"{{{NS['m']}}}t")))
+                    elif kind == "s":
+                        value = _unescape(shared[int(v.text)])  # type: ignore[union-attr,arg-type]
+                    elif kind == "b":
+                        value = v.text == "1"  # type: ignore[union-attr]
+                    elif v is None:
+                        value = None
+                    else:
+                        number = float(v.text)  # type: ignore[arg-type]
+                        code = codes.get(xfs[int(c.get("s", "0"))], "")
+                        value = EPOCH + timedelta(days=number) if "yy" in code else number
+                    values.append(value)
+                rows.append(values)
+            sheets[sh.get("name")] = rows  # type: ignore[index]
+    return sheets
+
+
+def _close(a: object, b: datetime) -> bool:
+    return isinstance(a, datetime) and abs(a - b) < timedelta(milliseconds=1)
+
+
+@pytest.fixture(scope="module")
+def demo_case(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    run_case(load_case(REPO / "sample_logs" / "case.toml"), out)
+    return out
+
+
+def test_demo_workbook_has_typed_cells(demo_case: Path) -> None:
+    sheets = read_xlsx(demo_case / "downloaders.xlsx")
+    assert list(sheets) == ["downloaders", "about"]
+    head, *rows = sheets["downloaders"]
+    frame = pl.read_parquet(demo_case / "downloaders.parquet")
+    assert len(rows) == frame.height == 28
+    assert "first_seen (America/New_York)" in head and "first_seen (UTC)" in head
+    assert "last_seen (America/New_York)" in head and "last_seen (UTC)" in head
+    local, utc = head.index("first_seen (America/New_York)"), head.index("first_seen (UTC)")
+    ny = ZoneInfo("America/New_York")
+    for row, expected in zip(rows, frame.iter_rows(named=True), strict=True):
+        assert row[head.index("client_ip")] == expected["client_ip"]
+        first = expected["first_seen"]
+        assert _close(row[utc], first.astimezone(UTC).replace(tzinfo=None))
+        assert _close(row[local], first.astimezone(ny).replace(tzinfo=None))
+        assert row[head.index("requests")] == expected["requests"]
+        for flag in ("tor_exit", "vpn", "hosting", "crawler_verified"):
+            assert row[head.index(flag)] == expected[flag]  # a boolean or empty, never "true" text
+        assert row[head.index("user_agents")] == " | ".join(expected["user_agents"])
+    # Every first request lies in the examined period, read in New York time: 14:02 to 19:05
+    # EST with 30 minutes either side (a UTC value in the local column would fall outside it).
+    assert all(datetime(2022, 11, 28, 13, 32) <= r[local] <= datetime(2022, 11, 28, 19, 35) for r in rows)  # type: ignore[operator]
+
+
+def test_text_is_as_logged_without_a_formula_guard(tmp_path: Path) -> None:
+    values = ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "123", "0012", "http://example.org/"]
+    frame = pl.DataFrame({"client_ip": ["192.0.2.1"] * len(values), "user_agent": values, "requests": [1] * len(values)})
+    sheets = read_xlsx(write_downloaders_xlsx(frame, tmp_path / "d.xlsx"))
+    rows = sheets["downloaders"][1:]
+    assert [r[1] for r in rows] == values  # strings, unchanged: no ' prefix, not numbers, not links
+    assert all(r[2] == 1.0 for r in rows)
+
+
+def test_control_characters_are_visible(tmp_path: Path) -> None:
+    frame = pl.DataFrame({"user_agent": ["a\x00b", "\x1b[31mred", "tab\there", "line\nbreak", "\u202eevil", "_x0041_"],
+                          "statuses": [["200", "\x07"]] * 6})
+    path = write_downloaders_xlsx(frame, tmp_path / "d.xlsx")
+    rows = read_xlsx(path)["downloaders"][1:]
+    assert [r[0] for r in rows] == ["a\\x00b", "\\x1b[31mred", "tab\\x09here", "line\\x0abreak", "\\u202eevil", "_x0041_"]
+    assert rows[0][1] == "200 | \\x07"
+    about = " ".join(str(r[0]) for r in read_xlsx(path)["about"])
+    assert "\\x00" in about and "control characters" in about
+
+
+def test_long_lists_continue_on_further_sheets(tmp_path: Path) -> None:
+    frame = pl.DataFrame({"client_ip": [f"192.0.2.{i}" for i in range(7)], "requests": list(range(7))})
+    sheets = read_xlsx(write_downloaders_xlsx(frame, tmp_path / "d.xlsx", rows_per_sheet=3))
+    assert list(sheets) == ["downloaders", "downloaders (2)", "downloaders (3)", "about"]
+    assert [len(sheets[n]) for n in ("downloaders", "downloaders (2)", "downloaders (3)")] == [4, 4, 2]
+    assert all(sheets[n][0] == ["client_ip", "requests"] for n in ("downloaders", "downloaders (2)", "downloaders (3)"))
+    ips = [r[0] for n in ("downloaders", "downloaders (2)", "downloaders (3)") for r in sheets[n][1:]]
+    assert ips == frame.get_column("client_ip").to_list()
+    assert "7 rows" in str(sheets["about"][1][0])
+
+
+def test_a_utc_case_has_one_time_column_and_milliseconds_when_logged(tmp_path: Path) -> None:
+    t = datetime(2022, 11, 28, 19, 5, 1, 250_000, tzinfo=UTC)
+    frame = pl.DataFrame({"first_seen": [t, None]}, schema={"first_seen": pl.Datetime("us", "UTC")})
+    sheets = read_xlsx(write_downloaders_xlsx(frame, tmp_path / "d.xlsx"))
+    head, *rows = sheets["downloaders"]
+    assert head == ["first_seen (UTC)"]
+    assert _close(rows[0][0], t.replace(tzinfo=None)) and rows[1] == [None]
+    with zipfile.ZipFile(tmp_path / "d.xlsx") as z:
+        assert "hh:mm:ss.000" in z.read("xl/styles.xml").decode()
+
+
+def test_frozen_heading_and_widths(demo_case: Path) -> None:
+    with zipfile.ZipFile(demo_case / "downloaders.xlsx") as z:
+        sheet = z.read("xl/worksheets/sheet1.xml").decode()
+    assert '<pane ySplit="1"' in sheet and 'state="frozen"' in sheet
+    assert "<cols>" in sheet and 'customWidth="1"' in sheet and "<autoFilter" in sheet
