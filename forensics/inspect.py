@@ -15,6 +15,9 @@ from forensics.inputs import check_readable, head_lines, looks_binary, sniff_com
 from forensics.readers import make_reader
 
 COMPRESSION_NAMES = {"none": "not compressed"}
+# How much of each file `forensics detect` reads.
+HEAD_LINES = 200
+HEAD_BYTES = 1 << 20
 
 
 @dataclass
@@ -49,7 +52,7 @@ def _detect_one(path: Path, fmt: str, rows: int) -> FileDetection:
     if path.stat().st_size == 0:
         return FileDetection(str(path), "empty file", [])
     compression = sniff_compression(path)
-    raw = head_lines(path, compression)
+    raw = head_lines(path, compression, max_lines=HEAD_LINES, max_bytes=HEAD_BYTES)
     if looks_binary(raw):
         raise InputError("this is a binary file, not a text log", path=path)
     lines = [b.decode("utf-8", "backslashreplace") for b in raw]
@@ -59,7 +62,13 @@ def _detect_one(path: Path, fmt: str, rows: int) -> FileDetection:
     # as logged, because their zone is the source's `timezone` in the case file.
     zone_less = found.timezone == "source"
     reader = make_reader(found, "UTC")
-    res = reader.read_lines(1, lines)
+    whole = len(raw) < HEAD_LINES and sum(len(b) + 1 for b in raw) < HEAD_BYTES
+    if whole or not hasattr(reader, "finish"):
+        res = reader.read_lines(1, lines)
+    else:
+        # Only the head of a longer file: a JSON document still open where the head ends
+        # continues in the file, and is not reported as cut short.
+        res = reader.read_chunk(1, "".join(f"{ln}\n" for ln in lines).encode())
     parsed = res.requests
     how = "detected" if detected else "as named"
     summary = (

@@ -410,3 +410,12 @@ def test_chunked_reading_and_whole_reading_agree_for_a_document(tmp_path: Path):
     assert sum(r.requests.height for r in results) == 1
     assert sum(r.rejects.height for r in results) == 0
     assert state.lines == len(lines)
+
+
+def test_forensics_detect_on_a_long_export_does_not_call_its_head_cut_short(tmp_path):
+    # 20 pretty-printed entries are longer than the 200 lines `forensics detect` reads.
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps([GCP_REQUEST] * 20, indent=2) + "\n")
+    res = CliRunner().invoke(app, ["detect", str(path)])
+    assert res.exit_code == 0, res.output
+    assert "gcp_lb (detected" in res.output and "rejected" not in res.output
