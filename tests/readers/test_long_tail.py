@@ -45,9 +45,9 @@ INGRESS_LOG_FORMAT = (
     "$upstream_response_time $upstream_status $req_id"
 )
 INGRESS_LINES = [
-    # One upstream, the controller's default backend (the shape of a line from a cluster).
-    '192.168.64.6 - - [27/Mar/2021:01:55:51 +0000] "GET /apple HTTP/1.1" 404 146 "-" "curl/7.64.1" 78 0.005 '
-    "[upstream-default-backend] [] 127.0.0.1:8181 146 0.005 404 b8fce6c55c43933bba328d25f0f2400b",
+    # One upstream: the controller's default backend answering a host it does not route.
+    '198.51.100.64 - - [28/Nov/2022:19:05:51 +0000] "GET /files/old-roster.xlsx HTTP/1.1" 404 146 "-" "curl/8.4.0" 78 0.005 '
+    "[upstream-default-backend] [] 127.0.0.1:8181 146 0.005 404 4d2f0e6b8a1c9e7f3b5a2d4c6e8f0a1b",
     # A retry: the first pod answered 502, the second served the file.
     '203.0.113.7 - - [28/Nov/2022:14:10:00 -0500] "GET /files/roster.xlsx HTTP/1.1" 200 1572864 "-" '
     '"Mozilla/5.0" 512 0.305 [default-web-80] [] 10.244.1.6:8080, 10.244.2.9:8080 0, 1572864 '
