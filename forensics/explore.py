@@ -506,6 +506,18 @@ def _dot_command(con: duckdb.DuckDBPyConnection, line: str) -> str | None:
     return f"Unknown command {word!r}. The commands are: {known}."
 
 
+def statement_complete(text: str) -> bool:
+    """Whether typed text ends with a ';' that ends a statement, not one inside a string, a quoted
+    name or a comment (read by DuckDB's tokenizer), so `SELECT 'a;` waits for the rest."""
+    if not text.rstrip().endswith(";"):
+        return False
+    tokens = duckdb.tokenize(text)
+    if not tokens:
+        return False
+    pos, kind = tokens[-1]
+    return kind == duckdb.token_type.operator and text[pos:].strip().endswith(";")
+
+
 def sql_prompt(
     case_dir: Path,
     read_line: Callable[[str], str] | None = None,
@@ -546,7 +558,7 @@ def sql_prompt(
                     write(answer)
                     continue
                 buffer.append(line)
-                if not line.rstrip().endswith(";"):
+                if not statement_complete("\n".join(buffer)):
                     continue
                 statements = "\n".join(buffer)
                 buffer = []

@@ -23,7 +23,15 @@ from typer.testing import CliRunner
 from forensics import explore
 from forensics.casefile import load_case
 from forensics.errors import QueryError
-from forensics.explore import history_file, list_queries, open_case, run_query, schema_doc, sql_prompt
+from forensics.explore import (
+    history_file,
+    list_queries,
+    open_case,
+    run_query,
+    schema_doc,
+    sql_prompt,
+    statement_complete,
+)
 from forensics.pipeline import run_case
 from forensics.schema import ALL_TABLES
 
@@ -334,6 +342,14 @@ def test_every_statement_shows_its_result(demo_case: Path) -> None:
     # A failing statement stops the rest and says why.
     res = _sql(demo_case, "SELECT 'first' AS a; SELECT nope; SELECT 'third' AS c")
     assert res.exit_code == 1 and "first" in res.output and "nope" in res.output and "third" not in res.output
+
+
+def test_a_semicolon_inside_a_string_does_not_end_the_statement(demo_case: Path) -> None:
+    shown = _prompt(demo_case, ["SELECT 'one;", "two' AS s;"])
+    assert "│ one; │\n│ two  │" in shown and "Error" not in shown  # one statement, one two-line cell
+    assert statement_complete("SELECT count(*) FROM downloaders;")
+    for typed in ("SELECT 'a;", 'SELECT "a;', "SELECT 1 /* a;", "SELECT 1"):
+        assert not statement_complete(typed)
 
 
 def test_unknown_dot_commands_list_the_known_ones(demo_case: Path) -> None:
