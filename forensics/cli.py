@@ -565,10 +565,12 @@ def query(
     \b
     Example: forensics query client_activity --case case-out -p client_ip 95.216.142.33
     """
-    from forensics.explore import run_query, write_result
+    from forensics.explore import check_output, run_query, write_result
 
     try:
         params = _pairs(ctx.args)
+        if output is not None:
+            check_output(case_dir, output)
         frame = run_query(case_dir, name, params)
         text = write_result(frame, fmt, output)
     except Exception as exc:

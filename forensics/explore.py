@@ -319,20 +319,40 @@ def render_text(frame: pl.DataFrame, fmt: str, terminal: bool = True) -> str:
     raise QueryError(f"unknown format {fmt!r}", hint="use one of: " + ", ".join(FORMATS))
 
 
+def check_output(case_dir: Path, output: Path) -> None:
+    """Refuse, before the query runs, a result file that cannot be written or that would replace
+    a file of the case: the case folder is evidence (its database, manifest and outputs)."""
+    if output.is_dir():
+        raise QueryError("this is a folder", hint="give a file name for the result", path=output)
+    if not output.parent.is_dir():
+        raise QueryError("its folder does not exist", hint="create the folder first or give another path",
+                         path=output)
+    folder = case_database(case_dir).parent.resolve()
+    if output.exists() and output.resolve().is_relative_to(folder):
+        raise QueryError(
+            "this file is in the case folder, which is evidence: it is not replaced",
+            hint="write the result outside the case folder, or under a new name", path=output,
+        )
+
+
 def write_result(frame: pl.DataFrame, fmt: str, output: Path | None) -> str | None:
     """Write the result to `output` with the exact values, or return it as text for the terminal
     (control characters escaped) when no file is given."""
     if fmt not in FORMATS:
         raise QueryError(f"unknown format {fmt!r}", hint="use one of: " + ", ".join(FORMATS))
-    if fmt == "parquet":
-        if output is None:
-            raise QueryError("parquet needs a file", hint="add --out result.parquet")
-        frame.write_parquet(output)
-        return None
     if output is None:
+        if fmt == "parquet":
+            raise QueryError("parquet needs a file", hint="add --out result.parquet")
         return render_text(frame, fmt)
-    text = render_text(frame, fmt, terminal=False)
-    output.write_text(text if fmt != "table" else text + "\n", encoding="utf-8")
+    try:
+        if fmt == "parquet":
+            frame.write_parquet(output)
+        else:
+            text = render_text(frame, fmt, terminal=False)
+            output.write_text(text if fmt != "table" else text + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise QueryError(f"cannot write the result: {exc.strerror or exc}", hint="give a path you can write to",
+                         path=output) from None
     return None
 
 

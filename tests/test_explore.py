@@ -132,6 +132,27 @@ def test_query_formats(demo_case: Path, tmp_path: Path) -> None:
     assert res.exit_code == 1 and "--out result.parquet" in res.output
 
 
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_query_output_that_cannot_be_written_or_would_replace_case_files(
+    case_copy: Path, tmp_path: Path, fmt: str
+) -> None:
+    before = _files(case_copy)
+    for target, words in [
+        (tmp_path, "this is a folder"),
+        (tmp_path / "no" / "such" / "folder" / "x.csv", "its folder does not exist"),
+        (case_copy / "manifest.json", "in the case folder, which is evidence"),
+        (case_copy / "case.duckdb", "in the case folder, which is evidence"),
+    ]:
+        res = runner.invoke(_app(), ["query", "downloaders", "--case", str(case_copy), "-f", fmt, "-o", str(target)])
+        assert res.exit_code == 1 and words in res.output, (target, res.output)
+        assert "Internal error" not in res.output
+    assert _files(case_copy) == before
+    # A new file beside the case is the investigator's to make.
+    res = runner.invoke(_app(), ["query", "downloaders", "--case", str(case_copy), "-f", fmt,
+                                 "-o", str(case_copy / f"mine.{fmt}")])
+    assert res.exit_code == 0 and (case_copy / f"mine.{fmt}").is_file()
+
+
 def test_sql_c_runs_one_statement(demo_case: Path) -> None:
     res = runner.invoke(_app(), ["sql", str(demo_case), "-e",
                                  "SELECT outcome, count(*) AS n FROM downloaders GROUP BY ALL ORDER BY n DESC"])
