@@ -41,6 +41,9 @@ def detect_files(files: list[Path], fmt: str = "auto", rows: int = 3) -> Iterato
             yield _detect_one(path, fmt, rows)
         except ForensicsError as exc:
             yield FileDetection(str(path), "", [], error=exc)
+        except Exception as exc:
+            # A bug, not bad input: still say which file it happened on.
+            raise RuntimeError(f"{path}: {type(exc).__name__}: {exc}") from exc
 
 
 def _detect_one(path: Path, fmt: str, rows: int) -> FileDetection:

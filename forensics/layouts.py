@@ -198,7 +198,8 @@ class CompiledLayout:
     group_targets: list[Directive]
     csv_plan: list[tuple[Directive, str]] | None = field(default=None)
     lenient: bool = False
-    # csv_plan: one entry per CSV column: (directive, role) with role "value", "literal" (the
+    # csv_plan: one entry per CSV column: (directive, role) with role "value" (bare), "quoted"
+    # (between double quotes), "literal" (the
     # column must equal the directive's token) "ts_head" or "ts_tail" (the two halves of a
     # bracketed time that contains a space).
 
@@ -337,7 +338,7 @@ def _csv_plan(parts: list[Part]) -> list[tuple[Directive, str]] | None:
             plan.append((d, "ts_head"))
             plan.append((d, "ts_tail"))
         elif lits in ("", '""'):
-            plan.append((d, "value"))
+            plan.append((d, "quoted" if lits else "value"))
         else:
             return None
     return plan

@@ -31,6 +31,15 @@ _DURATION_MS = {"ns": 1e-6, "us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1e3, "m": 6
 # address alone; `addr_lastport` always splits on the last colon (AWS ALB writes IPv6 clients
 # without brackets, and always with a port).
 ADDR_PORT_KINDS = ("addr_port", "addr_lastport")
+# Byte counts are never negative, and no single response is a petabyte: such a value is a
+# damaged or forged line, rejected rather than read as a small or partial download.
+BYTE_COLUMNS = ("body_bytes", "total_bytes", "range_start", "range_end", "object_size")
+MAX_BYTES = 1 << 50
+# An HTTP status has three digits (RFC 9110 section 15); 0 is CloudFront's 000 (the viewer
+# closed the connection before a status was sent).
+STATUS_RANGE = (100, 999)
+# Times that Python and the report can represent; a year 0 or a negative year is a damaged line.
+YEAR_RANGE = (1, 9999)
 
 
 def _decode_unique(col: pl.Expr, how: str) -> pl.Expr:
@@ -318,6 +327,8 @@ def to_canonical(
         exprs["ts"] = ts
         checks.append((pl.col("_ts").is_null(), "no timestamp"))
         checks.append((pl.col("_ts").is_not_null() & ts.is_null(), "timestamp not readable"))
+        out_of_range = ts.is_not_null() & ~ts.dt.year().is_between(*YEAR_RANGE)
+        checks.append((out_of_range, "timestamp out of range (year before 1 or after 9999)"))
     else:
         checks.append((pl.lit(True), "no timestamp"))
 
@@ -348,6 +359,13 @@ def to_canonical(
         if kind == "int" or kind in ("bytes", "bytes_clf"):
             typed = c.str.strip_chars().cast(pl.Int64, strict=False)
             checks.append((c.is_not_null() & typed.is_null(), f"{col} is not a number"))
+            if col in BYTE_COLUMNS:
+                checks.append((typed < 0, f"{col} is negative"))
+                checks.append((typed > MAX_BYTES, f"{col} is larger than a petabyte"))
+            elif col == "status":
+                checks.append(
+                    ((typed != 0) & ~typed.is_between(*STATUS_RANGE), "status is not an HTTP status (100-999, or 000)")
+                )
             exprs[col] = typed
         elif kind in ("us", "ms", "s"):
             factor = {"us": 0.001, "ms": 1.0, "s": 1000.0}[kind]

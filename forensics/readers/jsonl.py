@@ -47,6 +47,29 @@ _BAD_X_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\x([0-9A-Fa-f]{2})")
 _UNQUOTED = re.compile(r'(:\s*)(-|[0-9][0-9.]*(?:\s*[,:]\s*[0-9][0-9.]*)+)(\s*[,}\]])')
 _RECORDS_OPEN = re.compile(r'\{\s*"(\w+)"\s*:\s*\[')
 _WS = re.compile(r"[\s,]*")
+_STRUCT = re.compile(r'["{}\[\]]')
+_STRING_REST = re.compile(r'(?:[^"\\]|\\.)*"', re.S)
+
+
+def _value_end(buf: str, pos: int) -> int | None:
+    """Where the object or array at `pos` ends, found by counting brackets without recursion
+    (for values nested deeper than the JSON parser can follow); None when it does not end."""
+    depth = 0
+    i = pos
+    while m := _STRUCT.search(buf, i):
+        i = m.end()
+        if m.group() == '"':
+            rest = _STRING_REST.match(buf, i)
+            if rest is None:
+                return None
+            i = rest.end()
+        elif m.group() in "{[":
+            depth += 1
+        else:
+            depth -= 1
+            if depth <= 0:
+                return i
+    return None
 
 
 @dataclass
@@ -331,9 +354,19 @@ class JsonReader:
             try:
                 value, end = decoder.raw_decode(buf, pos)
             except RecursionError:
-                self.pos = pos
-                self.broken = f"JSON document is not readable from line {self._line_of(pos)} ({TOO_DEEP})"
-                break
+                # Too deep to parse: the record is rejected and reading goes on after it.
+                end_deep = _value_end(buf, pos)
+                if end_deep is None:
+                    self.pos = pos
+                    if not final:
+                        break
+                    self.broken = f"JSON document is not readable from line {self._line_of(pos)} ({TOO_DEEP})"
+                    break
+                line_no = self._line_of(pos)
+                self.row_lines.add(line_no)
+                out.rejects.append((line_no, TOO_DEEP, buf[pos : buf.find("\n", pos)]))
+                self.pos = end_deep
+                continue
             except ValueError as exc:
                 incomplete = getattr(exc, "pos", 0) >= len(buf.rstrip())
                 self.pos = pos

@@ -32,6 +32,15 @@ _STRAY_QUOTE = re.compile(rb'"(?<=[^ \n]")(?=[^ \r\n])')
 # engine's literal search is twice as fast. A backslash is rare, so `\"` is looked for only
 # after a memchr for the backslash finds one.
 _DOUBLED_QUOTE = re.compile(rb'""')
+# The CSV reader drops a CR that is not part of a CRLF line end, where the exact path sees it.
+_LONE_CR = re.compile(rb"\r(?!\n)")
+# Whitespace other than the space and a CRLF line end (tab, vertical tab, form feed, a CR inside
+# a line, and the Unicode spaces and line separators, in UTF-8): the exact path's `\S+` stops at
+# them where the CSV reader, which splits on spaces only, reads on. Chunks holding one get a
+# per-row check, and the rows concerned take the exact path.
+_OTHER_SPACE = re.compile(
+    rb"[\t\v\f]|\r(?!\n)|\xc2[\x85\xa0]|\xe1\x9a\x80|\xe2\x80[\x80-\x8a\xa8\xa9\xaf]|\xe2\x81\x9f|\xe3\x80\x80"
+)
 
 
 class TextReader:
@@ -119,6 +128,7 @@ class TextReader:
             plan is None
             or (b"\\" in chunk and b'\\"' in chunk)
             or (_DOUBLED_QUOTE.search(chunk) and _STRAY_QUOTE.search(chunk))
+            or (b"\r" in chunk and _LONE_CR.search(chunk))
         ):
             return None
         n_lines = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
@@ -142,11 +152,16 @@ class TextReader:
         kinds: dict[str, str] = {}
         ok = pl.lit(True)
         head = None
+        spaces = _OTHER_SPACE.search(chunk) is not None
         for name, (d, role) in zip(names, plan, strict=True):
             c = pl.col(name)
             # A quote inside a value means the CSV reader undid a doubled quote (""), which
             # Apache and nginx never write: such a line is read exactly instead.
             ok = ok & c.is_not_null() & ~c.str.contains('"', literal=True)
+            if spaces:
+                # A quoted value may hold any whitespace; a bare one none.
+                if role != "quoted":
+                    ok = ok & ~c.str.contains(r"\s")
             if role == "literal":
                 ok = ok & (c == d.token)
                 continue

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 
@@ -21,6 +22,26 @@ _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 _OFFSET = re.compile(r"^([+-])(\d{2}):?(\d{2})$")
 # A space-separated W3C value: a double-quoted string ("" inside) or a run of non-blanks.
 _SPACED = re.compile(r'"(?:[^"]|"")*"|[^ \t]+')
+# Header field names the reader cannot use as column names: its own working columns (`_line`,
+# `_ts` ...) and canonical columns it fills itself. A field so named is kept as `w3c.<name>`.
+_RESERVED = {"ts", "line_no", "source_id", "extra", "missing_fields"}
+
+
+def _offset_zone(value: str) -> str | None:
+    """The IANA zone for a #GMT-Offset of whole hours (Etc/GMT+8 is UTC-8: the sign is
+    inverted), or None when the value is not such an offset (+05:30, +99:00, junk)."""
+    m = _OFFSET.match(value)
+    if not m or m.group(3) != "00":
+        return None
+    hours = int(m.group(2))
+    if hours == 0:
+        return "UTC"
+    name = f"Etc/GMT{'+' if m.group(1) == '-' else '-'}{hours}"
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+    return name
 
 
 class W3CReader:
@@ -37,6 +58,8 @@ class W3CReader:
         # field; #GMT-Offset says the times are local at that offset (Oracle Web Cache).
         self.directive_date: str | None = None
         self.gmt_zone: str | None = None
+        # A #GMT-Offset that cannot be applied: the lines under it are rejected, saying so.
+        self.gmt_unusable: str | None = None
 
     def _fields(self, run: list[str]) -> list[str]:
         if self.header_fields is not None:
@@ -78,7 +101,7 @@ class W3CReader:
         trials = exact or padded or [default]
 
         def reads(fields: list[str]) -> int:
-            req, _ = self._read_run(fields, list(range(len(head))), head)
+            req, _ = self._read_run(fields, list(range(len(head))), head, self.gmt_zone, self.gmt_unusable)
             return req.height
 
         chosen = trials[0] if len(trials) == 1 else max(trials, key=reads)
@@ -97,12 +120,15 @@ class W3CReader:
         elif key in ("Date", "Start-Date") and _ISO_DATE.match(value):
             self.directive_date = value[:10]
         elif key == "GMT-Offset":
-            m = _OFFSET.match(value)
-            if m and m.group(3) == "00":
-                hours = int(m.group(2))
-                # Etc/GMT zones have the sign inverted: UTC-8 is Etc/GMT+8.
-                self.gmt_zone = "UTC" if hours == 0 else f"Etc/GMT{'+' if m.group(1) == '-' else '-'}{hours}"
+            zone = _offset_zone(value)
+            self.gmt_zone, self.gmt_unusable = zone, None if zone else value
+            if zone:
                 self.notes.append(f"times read as local at #GMT-Offset {value}")
+            else:
+                self.notes.append(
+                    f"#GMT-Offset {value!r} is not a whole-hour offset between UTC-12 and UTC+14: "
+                    "the lines under it are rejected"
+                )
 
     def finish(self) -> ChunkResult:
         """Nothing is held between chunks: every line is read in its own chunk."""
@@ -113,14 +139,14 @@ class W3CReader:
 
     def read_lines(self, start_line: int, lines: list[str]) -> ChunkResult:
         skipped: Counter[str] = Counter()
-        runs: list[tuple[list[str], list[int], list[str]]] = []
+        runs: list[tuple[list[str], list[int], list[str], str | None, str | None]] = []
         cur_nos: list[int] = []
         cur_lines: list[str] = []
         for i, line in enumerate(lines):
             text = line.rstrip("\r")
             if text.startswith("#"):
                 if cur_lines:
-                    runs.append((self._fields(cur_lines), cur_nos, cur_lines))
+                    runs.append((self._fields(cur_lines), cur_nos, cur_lines, self.gmt_zone, self.gmt_unusable))
                     cur_nos, cur_lines = [], []
                 skipped["directive"] += 1
                 self._directive(text)
@@ -131,18 +157,20 @@ class W3CReader:
             cur_nos.append(start_line + i)
             cur_lines.append(text)
         if cur_lines:
-            runs.append((self._fields(cur_lines), cur_nos, cur_lines))
+            runs.append((self._fields(cur_lines), cur_nos, cur_lines, self.gmt_zone, self.gmt_unusable))
         parsed: list[pl.DataFrame] = []
         rejects: list[pl.DataFrame] = []
-        for fields, nos, run in runs:
-            req, rej = self._read_run(fields, nos, run)
+        for fields, nos, run, gmt_zone, gmt_unusable in runs:
+            req, rej = self._read_run(fields, nos, run, gmt_zone, gmt_unusable)
             parsed.append(req)
             rejects.append(rej)
         requests = pl.concat(parsed) if parsed else empty_requests_frame()
         rej_all = pl.concat(rejects) if rejects else empty_rejects()
         return ChunkResult(requests, rej_all, skipped)
 
-    def _read_run(self, fields: list[str], nos: list[int], lines: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    def _read_run(
+        self, fields: list[str], nos: list[int], lines: list[str], gmt_zone: str | None, gmt_unusable: str | None
+    ) -> tuple[pl.DataFrame, pl.DataFrame]:
         frame = pl.DataFrame(
             {"_line_no": pl.Series(nos, dtype=pl.Int64), "_line": pl.Series(lines, dtype=pl.String)}
         )
@@ -212,6 +240,8 @@ class W3CReader:
                 kind = kind or "str"
             if target in cols:
                 target = name
+            if (spec is None and (target.startswith("_") or target in _RESERVED)) or target in cols:
+                target = f"w3c.{name}" if f"w3c.{name}" not in cols else f"w3c.{i}.{name}"
             cols[target] = pl.col("_parts").list.get(i, null_on_oob=True)
             kinds[target] = kind
         cols["missing_fields"] = pl.when(count < n).then((pl.lit(n) - count).cast(pl.String))
@@ -225,10 +255,16 @@ class W3CReader:
         if local:
             cols["_date"], cols["_time"] = cols.pop("date-local"), cols.pop("time-local")
         raw = frame.select(pl.col("_line_no"), pl.col("_line"), **cols)
-        zone = self.source_tz if local else self.gmt_zone
+        zone = self.source_tz if local else gmt_zone
         canon, reasons = to_canonical(raw, kinds, self.fmt, self.source_id, self.source_tz, w3c_zone=zone)
         if local and not self.source_tz:
             why = "time is local (date-local/time-local) and the source gives no timezone"
+            reasons = pl.Series([why] * raw.height, dtype=pl.String)
+        elif not local and gmt_unusable is not None:
+            why = (
+                f"times are local at #GMT-Offset {gmt_unusable!r}, which is not a whole-hour offset "
+                "between UTC-12 and UTC+14"
+            )
             reasons = pl.Series([why] * raw.height, dtype=pl.String)
         failed = reasons.is_not_null()
         conv_bad = raw.filter(failed).select(

@@ -63,3 +63,60 @@ def test_arbitrary_bytes_never_crash(data):
         res = make_reader(get_format(name), "UTC").read_chunk(1, data)
         n = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
         assert res.requests.height + res.rejects.height + sum(res.skipped.values()) == n
+
+
+def _rows_by_line(res) -> dict[int, tuple]:
+    out: dict[int, tuple] = {}
+    for r in res.requests.to_dicts():
+        out[r["line_no"]] = ("row", tuple(sorted((k, str(v)) for k, v in r.items() if k != "line_no")))
+    for r in res.rejects.to_dicts():
+        out[r["line_no"]] = ("reject", r["reason"], r["line"])
+    return out
+
+
+hostile = st.sampled_from(
+    [
+        '192.0.2.9 - - [28/Nov/2022:14:02:00 -0500] "GET /a\\"b HTTP/1.1" 200 5 "-" "x\\"y"',
+        '192.0.2.9 - - [28/Nov/2022:14:02:00 -0500] "GET /\rcr HTTP/1.1" 200 5 "-" "ua"',
+        '192.0.2.9 - - [28/Nov/2022:14:02:00 -0500] "GET / HTTP/1.1" 200 5 "-" "ua"\r',
+        '192.0.2.9 - - [28/Nov/2022:14:02:00 -0500] "GET / HTTP/1.1" 200 5 "-" "u""a"',
+        '192.0.2.9 - - [28/Nov/2022:14:02:00 -0500] "GET / HTTP/1.1" 200 -5 "-" "ua"',
+        '192.0.2.9 - - [28/Nov/0000:14:02:00 -0500] "GET / HTTP/1.1" 200 5 "-" "ua"',
+        '192.0.2.9 - - [28/Nov/2022:14:02:00 -0500] "GET / HTTP/1.1" 200 5 "-" "ua" extra',
+        "",
+        "   ",
+        '192.0.2.9 - - [28/Nov/2022:14:02:00 -0500] "GET / HTTP/1.1" 200 5 "-" "\x00ua"',
+    ]
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    lines=st.lists(st.one_of(log_lines(), hostile), min_size=1, max_size=12),
+    name=st.sampled_from(["combined", "common", "nginx_main", "nginx_combined", "vhost_combined"]),
+)
+@example(
+    lines=[
+        '192.0.2.9 - - [28/Nov/2022:14:02:00 -0500] "GET /\rcr HTTP/1.1" 200 5 "-" "ua"',
+        '192.0.2.9 - - [28/Nov/2022:14:02:00 -0500] "GET / HTTP/1.1" 200 5 "-" "ua"',
+    ],
+    name="combined",
+)
+@example(
+    lines=[
+        '192.0.2.9 - - [28/Nov/2022:14:02:00 -0500] "GET /a\\"b HTTP/1.1" 200 5 "-" "ua"',
+        '192.0.2.9 - - [28/Nov/2022:14:02:00 -0500] "GET / HTTP/1.1" 200 5 "-" "ua"',
+    ],
+    name="combined",
+)
+def test_every_line_reads_the_same_whatever_its_neighbours(lines, name):
+    """A line gives the same row (or reject) in a mixed chunk on the fast path as alone on the
+    exact path: neighbours (an escaped quote, a raw CR elsewhere) change nothing."""
+    reader = make_reader(get_format(name), "UTC")
+    chunk = ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+    mixed = _rows_by_line(reader.read_chunk(1, chunk))
+    reader.fast_enabled = False
+    alone = {}
+    for i, line in enumerate(lines, 1):
+        alone.update(_rows_by_line(reader.read_chunk(i, (line + "\n").encode("utf-8", "surrogateescape"))))
+    assert mixed == alone
