@@ -276,6 +276,37 @@ def _split_addr_port(df: pl.DataFrame, kinds: dict[str, str]) -> tuple[pl.DataFr
     return df, kinds
 
 
+def _out_of_range(df: pl.DataFrame) -> pl.DataFrame:
+    """Reasons for values no real line has: a year outside 1-9999, a negative or petabyte byte
+    count, a status outside 100-999 (0 is CloudFront's 000). The bounds of each column are looked
+    at first, so the per-row test runs only on a chunk that holds such a value."""
+    checks: list[tuple[pl.Expr, str]] = []
+
+    def outside(col: str, lo: int, hi: int) -> bool:
+        values = df.get_column(col)
+        if col == "ts":
+            values = values.dt.year()
+        low, high = values.min(), values.max()
+        return low is not None and (low < lo or high > hi)  # type: ignore[operator]
+
+    if "ts" in df.columns and df.schema["ts"] == pl.Datetime("us", "UTC") and outside("ts", *YEAR_RANGE):
+        why = "timestamp out of range (year before 1 or after 9999)"
+        checks.append((~pl.col("ts").dt.year().is_between(*YEAR_RANGE), why))
+    if "status" in df.columns and df.schema["status"].is_integer() and outside("status", *STATUS_RANGE):
+        c = pl.col("status")
+        checks.append(((c != 0) & ~c.is_between(*STATUS_RANGE), "status is not an HTTP status (100-999, or 000)"))
+    for col in BYTE_COLUMNS:
+        if col in df.columns and df.schema[col].is_integer() and outside(col, 0, MAX_BYTES):
+            checks.append((pl.col(col) < 0, f"{col} is negative"))
+            checks.append((pl.col(col) > MAX_BYTES, f"{col} is larger than a petabyte"))
+    if not checks:
+        return df
+    reason = pl.col("_reason")
+    for cond, text in reversed(checks):
+        reason = pl.when(pl.col("_reason").is_null() & cond.fill_null(False)).then(pl.lit(text)).otherwise(reason)
+    return df.with_columns(_reason=reason)
+
+
 def to_canonical(
     raw: pl.DataFrame,
     kinds: dict[str, str],
@@ -327,8 +358,6 @@ def to_canonical(
         exprs["ts"] = ts
         checks.append((pl.col("_ts").is_null(), "no timestamp"))
         checks.append((pl.col("_ts").is_not_null() & ts.is_null(), "timestamp not readable"))
-        out_of_range = ts.is_not_null() & ~ts.dt.year().is_between(*YEAR_RANGE)
-        checks.append((out_of_range, "timestamp out of range (year before 1 or after 9999)"))
     else:
         checks.append((pl.lit(True), "no timestamp"))
 
@@ -359,13 +388,6 @@ def to_canonical(
         if kind == "int" or kind in ("bytes", "bytes_clf"):
             typed = c.str.strip_chars().cast(pl.Int64, strict=False)
             checks.append((c.is_not_null() & typed.is_null(), f"{col} is not a number"))
-            if col in BYTE_COLUMNS:
-                checks.append((typed < 0, f"{col} is negative"))
-                checks.append((typed > MAX_BYTES, f"{col} is larger than a petabyte"))
-            elif col == "status":
-                checks.append(
-                    ((typed != 0) & ~typed.is_between(*STATUS_RANGE), "status is not an HTTP status (100-999, or 000)")
-                )
             exprs[col] = typed
         elif kind in ("us", "ms", "s"):
             factor = {"us": 0.001, "ms": 1.0, "s": 1000.0}[kind]
@@ -410,7 +432,7 @@ def to_canonical(
     for cond, text in reversed(checks):
         reason = pl.when(cond).then(pl.lit(text)).otherwise(reason)
     exprs["_reason"] = reason
-    df = df.with_columns(**exprs)
+    df = _out_of_range(df.with_columns(**exprs))
 
     extra_cols = [
         c for c in df.columns if not c.startswith("_") and c not in CANONICAL

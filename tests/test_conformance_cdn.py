@@ -29,7 +29,9 @@ CONNECTION = "ALB connection log line (a TLS connection, not an HTTP request)"
 # file -> (format or "auto", SourceSpec extras, {line: reason} of expected rejects)
 CASES: dict[str, tuple[str, dict, dict[int, str]]] = {
     # plaso's ALB file ends with two NLB TLS lines (same bucket, another log).
-    "aws_alb/aws_elb_access.log": ("auto", {}, {15: NLB, 16: NLB}),
+    # Line 14 is a classic ELB TCP listener entry: no request, and -1 for the byte counts, which
+    # a byte count cannot be.
+    "aws_alb/aws_elb_access.log": ("auto", {}, {14: "total_bytes is negative", 15: NLB, 16: NLB}),
     "aws_alb/lnav_src_formats_alb_log.samples.txt": ("auto", {}, {}),
     "aws_alb/lnav_src_formats_elb_log.samples.txt": ("auto", {}, {}),
     # Elastic's file: 2 ALB lines, 4 NLB TLS lines and 3 ALB connection-log lines.
