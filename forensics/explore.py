@@ -38,8 +38,8 @@ from forensics.terminal import printable, printable_json
 
 FORMATS = ("table", "csv", "json", "parquet")
 PROMPT = "forensics> "
-HISTORY_LINES = 2000
 CONTINUE_PROMPT = "      ...> "
+HISTORY_LINES = 2000
 
 
 def case_database(case_dir: Path) -> Path:
@@ -73,9 +73,9 @@ def _lock_down(con: duckdb.DuckDBPyConnection, folder: Path, spill: Path) -> Non
     """No files, no network, no extensions, and a locked configuration (the last SET).
 
     DuckDB spills large TEMP tables and sorts to a folder beside the database by default, which is
-    the evidence folder; a private temporary folder is used instead. Views in the case database
-    may read files kept beside it (Parquet written by the pipeline), so when the case has views its
-    folder is allowed for reading. DuckDB's allowed_directories would also let COPY, EXPORT and
+    the evidence folder; a private temporary folder is used instead. A view in the case database
+    may read files kept beside it (Parquet, say), so when the case has views its folder is allowed
+    for reading. DuckDB's allowed_directories would also let COPY, EXPORT and
     ATTACH write there, so statements that write files are refused before they run
     (`check_statement`).
     """
@@ -472,7 +472,7 @@ def run_statements(con: duckdb.DuckDBPyConnection, sql: str, write: Callable[[st
 
 
 def sql_once(case_dir: Path, sql: str, write: Callable[[str], None]) -> None:
-    """`forensics sql DIR -c SQL`: every statement (separated by ';') runs and shows its result."""
+    """`forensics sql DIR -e SQL`: every statement (separated by ';') runs and shows its result."""
     with open_case(case_dir) as con:
         run_statements(con, sql, write)
 
