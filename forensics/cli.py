@@ -363,16 +363,22 @@ def run(
     _print_ingest(report.ingest, bar.load_seconds())
     for w in report.warnings:
         _say(err, "Warning:", "yellow", f"{w}")
-    for g in report.gaps:
-        _say(err, "Coverage gap:", "yellow", f"{g}")
+    # The limits of the evidence come right before the answer they qualify.
+    for lim in report.limits:
+        if lim.severity == "blocking":
+            _say(err, "Not a complete answer:", "bold red", lim.text())
+        else:
+            _say(err, "Warning:", "yellow", lim.text())
     h = report.headline
-    _say(
-        out,
-        "Who obtained the file:",
-        "bold",
+    counts = (
         f"{h.get('complete', 0)} complete, {h.get('partial', 0)} partial, "
-        f"{h.get('failed', 0)} tried and failed, {h.get('headers_only', 0)} headers only",
+        + (f"{h['undetermined']} undetermined (size unknown), " if h.get("undetermined") else "")
+        + f"{h.get('failed', 0)} tried and failed, {h.get('headers_only', 0)} headers only"
     )
+    if report.limits:
+        n = len(report.limits)
+        counts += f" ({n} limit{'s' if n != 1 else ''} of the evidence: see above)"
+    _say(out, "Who obtained the file:", "bold", counts)
     width = max((len(name) for name in report.outputs), default=0)
     for name, path in report.outputs.items():
         out.print(f"  {name:<{width}}  {path}", soft_wrap=True)

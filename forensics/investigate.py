@@ -10,7 +10,7 @@ and does the two things SQL cannot do cleanly, each over DISTINCT values, never 
   (DuckDB's inet extension is not available offline), over the distinct address combinations.
 
 Stages, in order: candidate paths -> hits -> real client -> edge/origin linking -> size ->
-downloaders -> near misses -> log coverage.
+downloaders -> near misses -> log coverage and gaps -> the limits of the evidence.
 """
 
 from __future__ import annotations
@@ -28,11 +28,30 @@ from urllib.parse import unquote
 import duckdb
 import polars as pl
 
+from forensics import coverage
 from forensics.casefile import Case, Resource
 from forensics.db import NamedQuery, named_queries
 from forensics.errors import CaseFileError, QueryError
+from forensics.limits import BLOCKING, WARNING, Limit, trusted_network_limits
+from forensics.schema import INVESTIGATION_TABLES
 
-OUTCOMES = ("complete", "partial", "failed", "headers_only")
+OUTCOMES = ("complete", "partial", "undetermined", "failed", "headers_only")
+
+# Response headers a server sends with a file download (status line, Date, Server, Content-Type,
+# Content-Length, Last-Modified, ETag, Accept-Ranges, Connection, a CDN's own headers): the
+# last-resort size is total bytes less this, when no HEAD or 304 of the resource shows the real
+# header size. Outcomes judged with it are flagged size_estimated and probable.
+TYPICAL_HEADER_BYTES = 400
+
+# What each size signal is, in the reader's words (forensics/queries/stage_resource_size.sql).
+SIZE_BASIS_TEXT = {
+    "case file": "given in the case file",
+    "object_size": "the object size the server logged",
+    "content_length": "the Content-Length declared on 200 responses",
+    "body_of_200": "the most common body size of complete (200) responses",
+    "total_minus_headers": "total bytes of 200 responses less the response headers (an estimate)",
+    "unknown": "no size in the case file and no log line gives one",
+}
 
 # Formats whose logger percent-encodes the request path on top of what the client sent. CloudFront
 # encodes '%' itself as %25 (AWS "Standard log file format": URL-encoded equivalents for
@@ -312,8 +331,18 @@ def run_stage(con: duckdb.DuckDBPyConnection, name: str, **params: Any) -> duckd
 class ResourceSize:
     size: int | None
     inferred: bool
-    basis: str  # "case file", "object_size", "body_of_200" or "unknown"
+    basis: str  # a key of SIZE_BASIS_TEXT
     responses: int = 0
+    # every signal the logs gave, strongest first: (basis, size, responses)
+    signals: list[tuple[str, int, int]] = field(default_factory=list)
+
+    @property
+    def estimated(self) -> bool:
+        return self.basis == "total_minus_headers"
+
+    @property
+    def basis_text(self) -> str:
+        return SIZE_BASIS_TEXT.get(self.basis, self.basis)
 
 
 @dataclass
@@ -322,6 +351,8 @@ class Investigation:
     sizes: dict[str, ResourceSize]
     gaps: list[str]
     warnings: list[str] = field(default_factory=list)
+    limits: list[Limit] = field(default_factory=list)
+    log_gaps: list[coverage.LogGap] = field(default_factory=list)
 
 
 def _utc(dt: datetime) -> datetime:
@@ -347,8 +378,11 @@ def investigate(con: duckdb.DuckDBPyConnection, case: Case) -> Investigation:
         "examine_from": _utc(exposure.examine_from),
         "examine_to": _utc(exposure.examine_to),
     }
-    for table in ("hits", "downloaders", "near_misses", "coverage"):
-        con.execute(f"DELETE FROM {table}")  # fixed table names, never input
+    # The investigation tables are written afresh from the schema, so a case database from an
+    # earlier version gains the columns this one writes.
+    for table in INVESTIGATION_TABLES:
+        con.execute(f"DROP TABLE IF EXISTS {table.name}")  # names from forensics.schema, never input
+        con.execute(table.ddl())
     roles = {r[0] for r in con.execute("SELECT DISTINCT role FROM sources WHERE lines_parsed > 0").fetchall()}
     has_cdn_logs = "cdn" in roles
     warnings: list[str] = []
@@ -365,7 +399,7 @@ def investigate(con: duckdb.DuckDBPyConnection, case: Case) -> Investigation:
     # Stage 2: hits.
     for r in case.resources:
         run_stage(
-            con, "stage_hits", resource_path=r.path, hosts=list(r.hosts),
+            con, "stage_hits", resource_path=r.path, hosts=[host_without_port(h) for h in r.hosts],
             resource_query=_resource_query(r), **window,
         )
 
@@ -400,66 +434,222 @@ def investigate(con: duckdb.DuckDBPyConnection, case: Case) -> Investigation:
                 if not row or not row[0]:
                     break
 
-    # Stage 5: size, then what each client received.
+    # Stage 5: size, then what each client received. Every client that asked is listed: without a
+    # size, failed and headers_only are still decided, and the rest are `undetermined`.
     sizes: dict[str, ResourceSize] = {}
     for r in case.resources:
         size = _resource_size(con, r)
         sizes[r.path] = size
         if size.size is None:
             warnings.append(
-                f"{r.path}: no size in the case file and no 200 response to infer it from; "
-                "outcomes for it are not judged (add size = <bytes> to the [[resources]] table)"
+                f"{r.path}: no size in the case file and no log line gives it; clients that received "
+                "bytes are `undetermined` (add size = <bytes> to the [[resources]] table)"
             )
-            continue
-        if size.inferred:
+        elif size.inferred:
             warnings.append(
                 f"resource size inferred from the logs: {size.size} bytes for {r.path} "
-                f"({size.basis}, {size.responses} responses); give size in the case file to confirm"
+                f"({size.basis}: {size.basis_text}, {size.responses} responses); give size in the case "
+                "file to confirm"
             )
         run_stage(
             con, "stage_downloaders", resource_path=r.path, resource_size=size.size,
-            size_inferred=size.inferred, has_cdn_logs=has_cdn_logs,
+            size_inferred=size.inferred, size_estimated=size.estimated,
+            undetermined_reason=(
+                "the file's size is unknown (no size in the case file, and no log line gives it), so a "
+                "complete copy cannot be told from part of one; add size = <bytes> to the case file"
+            ),
+            has_cdn_logs=has_cdn_logs,
         )
         run_stage(con, "stage_near_misses", resource_path=r.path, **window)
 
-    # Stage 6: log coverage.
+    # Stage 6: log coverage: the hourly table, then gaps at the logs' own resolution.
     run_stage(con, "stage_log_coverage", examine_from=window["examine_from"], examine_to=window["examine_to"])
     gaps = coverage_gaps(con, window["examine_from"], window["examine_to"])
+    log_gaps = find_log_gaps(con, window["examine_from"], window["examine_to"])
+    coverage.store_gaps(con, log_gaps)
 
     con.unregister("candidate_paths")
     con.unregister("client_map")
     counts = dict(con.execute("SELECT outcome, count(*) FROM downloaders GROUP BY outcome").fetchall())
     headline = {o: int(counts.get(o, 0)) for o in OUTCOMES}
-    return Investigation(headline=headline, sizes=sizes, gaps=gaps, warnings=warnings)
+    limits = evidence_limits(con, case, sizes, log_gaps, window)
+    return Investigation(
+        headline=headline, sizes=sizes, gaps=gaps, warnings=warnings, limits=limits, log_gaps=log_gaps
+    )
+
+
+def host_without_port(host: str) -> str:
+    """A host as the case file or a log writes it, without a port: www.example.gov:443 ->
+    www.example.gov, [2001:db8::1]:443 -> [2001:db8::1] (ALB, Front Door and GCP log the port)."""
+    h = host.strip().lower()
+    if h.startswith("["):
+        return h.split("]", 1)[0] + "]"
+    if h.count(":") == 1:
+        return h.split(":", 1)[0]
+    return h
+
+
+def find_log_gaps(
+    con: duckdb.DuckDBPyConnection, examine_from: datetime, examine_to: datetime
+) -> list[coverage.LogGap]:
+    """Every stretch of the examined period a log may be missing: at the edges, between delivery
+    files, and silent runs of bins (see forensics.coverage)."""
+    cur = con.execute(
+        "SELECT source_id, path, role, format, lines_parsed, first_ts, last_ts FROM sources ORDER BY source_id"
+    )
+    names = [d[0] for d in cur.description or []]
+    files = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    edges = run_stage(con, "log_edges", examine_from=examine_from, examine_to=examine_to).fetchall()
+    silent = run_stage(
+        con, "stage_silent_stretches", examine_from=examine_from, examine_to=examine_to,
+        bin_minutes=coverage.BIN_MINUTES, neighbourhood_minutes=coverage.NEIGHBOURHOOD_MINUTES,
+        min_expected=coverage.MIN_EXPECTED_LINES,
+    ).fetchall()
+    return [
+        *coverage.edge_gaps(edges, examine_from, examine_to),
+        *coverage.missing_delivery_files(files, examine_from, examine_to),
+        *coverage.silent_stretch_gaps(silent, files),
+    ]
+
+
+def evidence_limits(
+    con: duckdb.DuckDBPyConnection,
+    case: Case,
+    sizes: dict[str, ResourceSize],
+    log_gaps: Sequence[coverage.LogGap],
+    window: dict[str, datetime],
+) -> list[Limit]:
+    """What the logs cannot show for this case, blocking first."""
+    limits: list[Limit] = []
+    covered = con.execute(
+        "SELECT count(*) FROM requests WHERE ts BETWEEN $f AND $t",
+        {"f": window["examine_from"], "t": window["examine_to"]},
+    ).fetchone()
+    if not covered or not covered[0]:
+        limits.append(Limit(
+            "no_log", BLOCKING,
+            f"no log covers the window: no log line falls between {coverage.fmt_utc(window['examine_from'])} "
+            f"and {coverage.fmt_utc(window['examine_to'])}, so this answer is empty because there is "
+            "nothing to read, not because nobody asked",
+            "add the logs of the exposure window to [[sources]], or check [exposure] start and end and their offsets",
+        ))
+    fix_gap = "add the missing log files to [[sources]]; until then clients in that stretch may be missing"
+    for gap in log_gaps:
+        limits.append(Limit(f"coverage_{gap.kind}", WARNING, gap.detail, fix_gap))
+    # Empty hours the finer readings did not already explain (a quiet log's lost hour).
+    for role, start, end in hourly_gap_runs(con):
+        if any(g.role == role and g.gap_start < end and g.gap_end > start for g in log_gaps):
+            continue
+        limits.append(Limit("coverage_hour", WARNING, _hourly_gap_text(role, start, end), fix_gap))
+    for r in case.resources:
+        size = sizes[r.path]
+        if size.size is None:
+            limits.append(Limit(
+                "size_unknown", WARNING,
+                f"the size of {r.path} is unknown: no size in the case file and no log line gives it, so "
+                "clients that received bytes are `undetermined` (complete and partial cannot be told apart)",
+                f"add size = <bytes> to the [[resources]] table for {r.path} (the file's size on disk)",
+            ))
+        elif size.estimated:
+            limits.append(Limit(
+                "size_estimated", WARNING,
+                f"the size of {r.path} is an estimate: {size.size:,} bytes from {size.basis_text}; complete and "
+                "partial are probable, not confirmed",
+                f"add size = <bytes> to the [[resources]] table for {r.path}",
+            ))
+        elif size.inferred:
+            limits.append(Limit(
+                "size_inferred", WARNING,
+                f"the size of {r.path} was inferred: {size.size:,} bytes from {size.basis_text} "
+                f"({size.responses} responses)",
+                f"confirm it with size = {size.size} in the [[resources]] table",
+            ))
+    limits.extend(_no_match_limits(con, case, window))
+    file_names = sorted({posixpath.basename(_resource_path_only(r)) for r in case.resources})
+    for role, lines, naming, files in run_stage(
+        con, "rejects_in_window", examine_from=window["examine_from"], examine_to=window["examine_to"],
+        file_name_pattern="|".join(re.escape(n.lower()) for n in file_names),
+    ).fetchall():
+        named = f", {naming:,} of them naming {' or '.join(file_names)}" if naming else ""
+        limits.append(Limit(
+            "rejected_lines", WARNING,
+            f"{lines:,} {role} log lines in {files} file{'s' if files != 1 else ''} covering the examined "
+            f"period could not be read{named}: a request for the file may be among them",
+            "see Rejected lines in the report's data quality section (`forensics query rejects_by_reason`)",
+        ))
+    limits.extend(trusted_network_limits(case.trusted_proxies))
+    return limits
+
+
+def _no_match_limits(con: duckdb.DuckDBPyConnection, case: Case, window: dict[str, datetime]) -> list[Limit]:
+    """A resource no request in the examined period matched, with the near misses that did come."""
+    out = []
+    for r in case.resources:
+        row = con.execute(
+            "SELECT count(*) FROM hits WHERE resource_path = $p AND window_position IN ('exposure', 'margin')",
+            {"p": r.path},
+        ).fetchone()
+        if row and row[0]:
+            continue
+        near = con.execute(
+            "SELECT path, kind, sum(requests) AS n FROM near_misses WHERE resource_path = $p "
+            "GROUP BY path, kind ORDER BY n DESC, path LIMIT 5",
+            {"p": r.path},
+        ).fetchall()
+        near_text = (
+            "; near misses: " + "; ".join(f"{p} ({k.replace('_', ' ')}, {n:,} requests)" for p, k, n in near)
+            if near else "; no near miss either (no request for its folder or a similar name)"
+        )
+        hosts = f" on {', '.join(r.hosts)}" if r.hosts else ""
+        out.append(Limit(
+            "no_match", WARNING,
+            f"no request in the examined period matched {r.path}{hosts}{near_text}",
+            "check the resource's path (as published, decoded) and hosts in the case file",
+        ))
+    return out
 
 
 def _resource_size(con: duckdb.DuckDBPyConnection, resource: Resource) -> ResourceSize:
+    """The size the outcome is judged against: the case file's, else the strongest signal of the
+    logs (forensics/queries/stage_resource_size.sql), else unknown."""
+    signals = [
+        (str(basis), int(size), int(responses))
+        for size, basis, responses, _headers in run_stage(
+            con, "stage_resource_size", resource_path=resource.path, typical_header_bytes=TYPICAL_HEADER_BYTES
+        ).fetchall()
+    ]
     if resource.size is not None:
-        return ResourceSize(resource.size, inferred=False, basis="case file")
-    row = run_stage(con, "stage_resource_size", resource_path=resource.path).fetchone()
-    if row is None:
+        return ResourceSize(resource.size, inferred=False, basis="case file", signals=signals)
+    if not signals:
         return ResourceSize(None, inferred=True, basis="unknown")
-    return ResourceSize(int(row[0]), inferred=True, basis=str(row[1]), responses=int(row[2]))
+    basis, size, responses = signals[0]
+    return ResourceSize(size, inferred=True, basis=basis, responses=responses, signals=signals)
+
+
+def hourly_gap_runs(con: duckdb.DuckDBPyConnection) -> list[tuple[str, datetime, datetime]]:
+    """Runs of consecutive gap hours of the `coverage` table, per role: (role, start, end)."""
+    runs: list[tuple[str, datetime, datetime]] = []
+    for role, hour_start, _lines in run_stage(con, "coverage_gaps").fetchall():
+        if runs and runs[-1][0] == role and runs[-1][2] == hour_start:
+            runs[-1] = (role, runs[-1][1], hour_start + timedelta(hours=1))
+        else:
+            runs.append((role, hour_start, hour_start + timedelta(hours=1)))
+    return runs
+
+
+def _hourly_gap_text(role: str, start: datetime, end: datetime) -> str:
+    hours = int((end - start).total_seconds() // 3600)
+    return (
+        f"no {role} log lines from {_fmt_utc(start)} to {_fmt_utc(end)} ({hours} hour"
+        f"{'s' if hours != 1 else ''}), though {role} logs have lines before and after: "
+        "a log file may be missing"
+    )
 
 
 def coverage_gaps(con: duckdb.DuckDBPyConnection, examine_from: datetime, examine_to: datetime) -> list[str]:
     """Human-readable gaps: runs of empty hours inside a role's logs, and roles whose logs start
     after the examined period begins or end before it ends."""
-    gaps: list[str] = []
-    rows = run_stage(con, "coverage_gaps").fetchall()
-    runs: list[tuple[str, datetime, datetime]] = []
-    for role, hour_start, _lines in rows:
-        if runs and runs[-1][0] == role and runs[-1][2] == hour_start:
-            runs[-1] = (role, runs[-1][1], hour_start + timedelta(hours=1))
-        else:
-            runs.append((role, hour_start, hour_start + timedelta(hours=1)))
-    for role, start, end in runs:
-        hours = int((end - start).total_seconds() // 3600)
-        gaps.append(
-            f"no {role} log lines from {_fmt_utc(start)} to {_fmt_utc(end)} ({hours} hour"
-            f"{'s' if hours != 1 else ''}), though {role} logs have lines before and after: "
-            "a log file may be missing"
-        )
+    gaps = [_hourly_gap_text(role, start, end) for role, start, end in hourly_gap_runs(con)]
     for role, first_ts, last_ts in con.execute(
         "SELECT role, min(first_ts), max(last_ts) FROM sources WHERE first_ts IS NOT NULL GROUP BY role"
         " ORDER BY role"

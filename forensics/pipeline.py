@@ -25,11 +25,13 @@ from forensics.db import connect
 from forensics.errors import CaseFileError, EnrichmentError
 from forensics.ingest import IngestReport, Progress, check_output_folder, ingest, write_atomic, write_manifest
 from forensics.investigate import OUTCOMES, investigate, run_stage
+from forensics.limits import Limit, limits_manifest, source_date_limits
 
 # Columns of the downloader list, in the order an investigator reads them.
 DOWNLOADER_COLUMNS = (
     "resource_path", "client_ip", "outcome", "confidence", "first_seen", "last_seen", "requests",
-    "bytes_received", "coverage_pct", "resource_size", "statuses", "user_agents", "referers",
+    "bytes_received", "file_bytes_covered", "coverage_pct", "resource_size", "outcome_reason",
+    "statuses", "user_agents", "referers",
     "sources", "claimed_forwarded_for", "flags",
     "country", "country_name", "city", "asn", "as_org", "client_kind", "client_name", "cloud_provider",
     "crawler", "crawler_verified", "tor_exit", "vpn", "hosting",
@@ -46,6 +48,7 @@ class RunReport:
     outputs: dict[str, Path]
     gaps: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    limits: list[Limit] = field(default_factory=list)
 
 
 def iso_utc(ts: datetime | None) -> str | None:
@@ -209,6 +212,9 @@ def run_case(
         con.execute("BEGIN TRANSACTION")
         result = investigate(con, case)
         enrichment = enrich_downloaders(con, case, db_paths, enrich_notes, rdns)
+        cur = con.execute("SELECT source, name, built, date_basis FROM enrichment_sources ORDER BY source, name")
+        used = [dict(zip(("source", "name", "built", "date_basis"), row, strict=True)) for row in cur.fetchall()]
+        limits = [*result.limits, *source_date_limits(used, case.exposure.start, case.exposure.end)]
         from forensics.followup import run_follow_up, settings_from_case, write_operator_export
 
         follow_up = run_follow_up(con, settings_from_case(case), [h for r in case.resources for h in r.hosts])
@@ -238,11 +244,20 @@ def run_case(
                         "size": result.sizes[r.path].size,
                         "size_inferred": result.sizes[r.path].inferred,
                         "size_basis": result.sizes[r.path].basis,
+                        "size_basis_text": result.sizes[r.path].basis_text,
+                        "size_signals": [
+                            {"basis": b, "size": n, "responses": k} for b, n, k in result.sizes[r.path].signals
+                        ],
                     }
                     for r in case.resources
                 ],
                 "trusted_proxies": list(case.trusted_proxies),
                 "coverage_gaps": result.gaps,
+                "log_gaps": [
+                    {**g.row(), "gap_start": iso_utc(g.gap_start), "gap_end": iso_utc(g.gap_end)}
+                    for g in result.log_gaps
+                ],
+                "limits": limits_manifest(limits),
                 "warnings": result.warnings,
                 "outputs": {name: path.name for name, path in outputs.items()},
             },
@@ -269,5 +284,7 @@ def run_case(
         headline=result.headline,
         outputs=all_outputs,
         gaps=result.gaps,
-        warnings=[*report.warnings, *result.warnings, *enrich_notes, *follow_up.notes],
+        # the investigation's own warnings are limits (said once, before the headline)
+        warnings=[*report.warnings, *enrich_notes, *follow_up.notes],
+        limits=limits,
     )

@@ -25,16 +25,18 @@ from zoneinfo import ZoneInfo
 import duckdb
 import jinja2
 
+from forensics.coverage import BIN_MINUTES, how_unusual
 from forensics.db import connect, named_queries
 from forensics.errors import InputError
 from forensics.followup import report_context as follow_up_context
 from forensics.schema import ALL_TABLES, DOWNLOADERS
 
 REPORT_NAME = "report.html"
-OUTCOME_ORDER = ("complete", "partial", "failed", "headers_only")
+OUTCOME_ORDER = ("complete", "partial", "undetermined", "failed", "headers_only")
 OUTCOME_LABELS = {
     "complete": "obtained a complete copy",
     "partial": "obtained part of the file",
+    "undetermined": "received bytes of a file of unknown size",
     "failed": "tried and failed",
     "headers_only": "asked for headers only",
 }
@@ -48,6 +50,26 @@ ENRICHMENT_COLUMNS = (
 )
 TIMELINE_BIN_MINUTES = 5
 REJECT_EXAMPLES = 3
+# The answer box names each limit of the evidence (forensics.limits) in the reader's words.
+LIMIT_LABELS = {
+    "no_log": "No log covers the window",
+    "coverage_no_log": "No log of this role covers the window",
+    "coverage_starts_late": "Logs start late",
+    "coverage_ends_early": "Logs end early",
+    "coverage_silent_stretch": "Silent stretch in the logs",
+    "coverage_missing_delivery_file": "Missing delivery file",
+    "coverage_hour": "Empty hour in the logs",
+    "size_unknown": "Size unknown",
+    "size_estimated": "Size estimated",
+    "size_inferred": "Size inferred",
+    "no_match": "No request matched",
+    "rejected_lines": "Rejected lines",
+    "trusted_network_wide": "Very wide trusted network",
+    "source_date": "IP data from another time",
+    "source_undated": "Undated list",
+    "resource_path_decoded": "Resource path decoded",
+    "host_port_removed": "Host port removed",
+}
 
 
 @dataclass(frozen=True)
@@ -214,7 +236,8 @@ def _downloader_rows(con: duckdb.DuckDBPyConnection, have: dict[str, set[str]], 
         SELECT {base}, {", ".join(select)}
         FROM downloaders d {join}
         ORDER BY d.resource_path,
-            CASE d.outcome WHEN 'complete' THEN 1 WHEN 'partial' THEN 2 WHEN 'failed' THEN 3 ELSE 4 END,
+            CASE d.outcome WHEN 'complete' THEN 1 WHEN 'partial' THEN 2 WHEN 'undetermined' THEN 3
+                WHEN 'failed' THEN 4 ELSE 5 END,
             d.first_seen, d.client_ip
     """
     out = []
@@ -320,7 +343,18 @@ def gather(case_dir: Path) -> dict[str, Any]:
             "SELECT s.path, k.kind, k.lines FROM skipped_lines k JOIN sources s USING (source_id) "
             "ORDER BY s.source_id, k.kind",
         )
-        gaps = _named(con, "coverage_gaps")
+        gaps = [{**g, "hour_end": g["hour_start"] + timedelta(hours=1)} for g in _named(con, "coverage_gaps")]
+        log_gaps = [
+            {**g,
+             "expected_text": "" if g["expected_lines"] is None else f"{g['expected_lines']:,.0f}",
+             "chance_text": how_unusual(g["expected_lines"]).split(", ", 1)[-1] if g["expected_lines"] is not None
+             else ("no rate: the log has no lines near it" if g["kind"] == "no_log" else "")}
+            for g in _rows(con, "SELECT * FROM log_gaps ORDER BY role, gap_start, kind")
+        ]
+        limits = inv.get("limits")
+        if limits is None:  # a case written before limits were recorded: its warnings and gaps
+            limits = [{"kind": "warning", "severity": "warning", "message": w, "fix": None}
+                      for w in [*inv.get("warnings", []), *inv.get("coverage_gaps", [])]]
         coverage_hours = _rows(
             con,
             "SELECT role, count(*) AS hours, sum(lines) AS lines, count(*) FILTER (WHERE is_gap) AS gaps "
@@ -336,6 +370,8 @@ def gather(case_dir: Path) -> dict[str, Any]:
             "headline": [
                 {"outcome": o, "label": OUTCOME_LABELS[o], "count": int(headline.get(o, counts_db.get(o, 0)))}
                 for o in OUTCOME_ORDER
+                # undetermined only exists when a size is unknown; a zero card would only puzzle
+                if o != "undetermined" or headline.get(o) or counts_db.get(o)
             ],
             "counts_db": counts_db,
             "total_clients": len(downloaders),
@@ -364,6 +400,11 @@ def gather(case_dir: Path) -> dict[str, Any]:
             "skipped": skipped,
             "rejects": _rejects(con),
             "gaps": gaps,
+            "log_gaps": log_gaps,
+            "bin_minutes": BIN_MINUTES,
+            "limits": [lim for lim in limits if lim["severity"] != "blocking"],
+            "blocking": [lim for lim in limits if lim["severity"] == "blocking"],
+            "limit_labels": LIMIT_LABELS,
             "coverage_hours": coverage_hours,
             "warnings": inv.get("warnings", []),
             "trusted_proxies": inv.get("trusted_proxies", []),

@@ -263,7 +263,12 @@ DOWNLOADERS = Table(
     (
         Column("resource_path", "VARCHAR", "The resource as the case file names it."),
         Column("client_ip", "VARCHAR", "The resolved client address (NULL when it is unknown)."),
-        Column("outcome", "VARCHAR", "complete, partial, failed or headers_only."),
+        Column(
+            "outcome",
+            "VARCHAR",
+            "complete, partial, failed, headers_only, or undetermined when the client received "
+            "bytes but the file's size is unknown (outcome_reason says why).",
+        ),
         Column(
             "confidence",
             "VARCHAR",
@@ -276,12 +281,27 @@ DOWNLOADERS = Table(
         Column(
             "bytes_received",
             "BIGINT",
-            "Body bytes of the resource sent to the client, summed over its requests (overlapping "
-            "ranges and repeat downloads count again; at a CloudFront edge an estimate, see "
-            "forensics/queries/stage_downloaders.sql). coverage_pct says how much of the file that was.",
+            "Bytes transferred: body bytes of the resource sent to the client, summed over its "
+            "requests (overlapping ranges and repeat downloads count again, so this can exceed the "
+            "size; at a CloudFront edge an estimate, see forensics/queries/stage_downloaders.sql).",
         ),
-        Column("coverage_pct", "DOUBLE", "Share of the file's bytes the client received, 0-100."),
-        Column("resource_size", "BIGINT", "The size the outcome was judged against."),
+        Column(
+            "file_bytes_covered",
+            "BIGINT",
+            "Distinct bytes of the file received: the union of the byte ranges sent, never more "
+            "than the size. coverage_pct is this share of the file.",
+        ),
+        Column(
+            "coverage_pct",
+            "DOUBLE",
+            "Share of the file's bytes the client received, 0-100 (NULL when the size is unknown).",
+        ),
+        Column("resource_size", "BIGINT", "The size the outcome was judged against (NULL when unknown)."),
+        Column(
+            "outcome_reason",
+            "VARCHAR",
+            "Why the outcome could not be decided (undetermined), and what would decide it; NULL otherwise.",
+        ),
         Column("statuses", "VARCHAR[]", "Distinct HTTP statuses of the counted requests."),
         Column("user_agents", "VARCHAR[]", "Distinct User-Agent values."),
         Column("referers", "VARCHAR[]", "Distinct Referer values."),
@@ -343,7 +363,38 @@ COVERAGE = Table(
     ),
 )
 
-INVESTIGATION_TABLES: tuple[Table, ...] = (HITS, DOWNLOADERS, NEAR_MISSES, COVERAGE)
+LOG_GAPS = Table(
+    "log_gaps",
+    "Stretches of the examined period that a log role or format may be missing, at the logs' own "
+    "resolution: silent runs of 5-minute bins where the log's neighbouring rate expects lines, "
+    "delivery files missing from a named series, and logs that start late or end early.",
+    (
+        Column("role", "VARCHAR", "cdn or origin."),
+        Column("format", "VARCHAR", "The log format (NULL when the gap concerns every format of the role)."),
+        Column(
+            "kind",
+            "VARCHAR",
+            "silent_stretch (no lines in consecutive bins), missing_delivery_file (a file of a "
+            "time-named series is absent), starts_late, ends_early, no_log (nothing covers the period).",
+        ),
+        Column("gap_start", "TIMESTAMPTZ", "Start of the stretch, UTC."),
+        Column("gap_end", "TIMESTAMPTZ", "End of the stretch, UTC."),
+        Column(
+            "expected_lines",
+            "DOUBLE",
+            "Lines the log's own neighbouring rate expects in the stretch (NULL when it has no rate).",
+        ),
+        Column(
+            "chance",
+            "DOUBLE",
+            "Chance of seeing no line at all in the stretch at that rate (Poisson, exp(-expected)): "
+            "how unusual the silence is. NULL when there is no rate.",
+        ),
+        Column("detail", "VARCHAR", "The gap in words, for the report and the terminal."),
+    ),
+)
+
+INVESTIGATION_TABLES: tuple[Table, ...] = (HITS, DOWNLOADERS, NEAR_MISSES, COVERAGE, LOG_GAPS)
 
 IP_ENRICHMENT = Table(
     "ip_enrichment",

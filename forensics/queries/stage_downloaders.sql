@@ -1,6 +1,6 @@
 -- name: stage_downloaders
--- purpose: One row per resource and resolved client over the exposure window and margin, with what the client received: complete, partial, failed or headers_only, and how sure (issue 3, rule 5).
--- params: resource_path, resource_size, size_inferred, has_cdn_logs
+-- purpose: One row per resource and resolved client over the exposure window and margin, with what the client received: complete, partial, failed, headers_only or undetermined, and how sure (issue 3, rule 5).
+-- params: resource_path, resource_size, size_inferred, size_estimated, undetermined_reason, has_cdn_logs
 -- Body bytes received per counted request:
 --   origin (nginx, Apache %B ...): body_bytes as logged, exact;
 --   CloudFront edge: no body count is logged, only sc-bytes (total, headers included) and
@@ -18,7 +18,13 @@
 --   complete/probable   all intervals, plus the bytes of 206s with no logged range, reach the size;
 --   partial             some body bytes, not the whole file (probable when no byte count is exact);
 --   failed              a request other than HEAD or 304 that received no body bytes;
---   headers_only        only HEAD requests or 304s (a 304 after a complete copy is already complete).
+--   headers_only        only HEAD requests or 304s (a 304 after a complete copy is already complete);
+--   undetermined        body bytes were received but the size is unknown (resource_size NULL), so
+--                       complete and partial cannot be told apart; failed and headers_only never
+--                       need the size and are decided as usual.
+-- A size estimated from total bytes less headers (size_estimated) makes complete and partial probable.
+-- file_bytes_covered is the union of the intervals (distinct bytes of the file, never above the
+-- size); bytes_received the sum of every body (bytes transferred, repeat and overlap included).
 INSERT INTO downloaders BY NAME
 WITH counted AS (
     SELECT
@@ -60,10 +66,11 @@ intervals AS (
     SELECT
         client_key,
         coalesce(range_start, 0) AS first_byte,
+        -- the bytes sent from the first byte, cut at the logged range end and at the size (when known)
         least(
             coalesce(range_start, 0) + body_received - 1,
-            CASE WHEN status = 206 THEN coalesce(range_end, $resource_size - 1) ELSE $resource_size - 1 END,
-            $resource_size - 1
+            coalesce(CASE WHEN status = 206 THEN range_end END, coalesce(range_start, 0) + body_received - 1),
+            coalesce($resource_size::BIGINT - 1, coalesce(range_start, 0) + body_received - 1)
         ) AS last_byte,
         body_exact AND (status IN (200, 206) OR range_start IS NOT NULL) AS exact
     FROM counted
@@ -147,15 +154,18 @@ judged AS (
         coalesce(v.covered_all, 0) AS covered_all,
         coalesce(v.covered_exact, 0) AS covered_exact,
         CASE
-            WHEN coalesce(v.covered_exact, 0) >= $resource_size THEN 'complete'
-            WHEN coalesce(v.covered_all, 0) + p.unranged_bytes >= $resource_size THEN 'complete'
+            WHEN $resource_size::BIGINT IS NULL AND p.bytes_received > 0 THEN 'undetermined'
+            WHEN coalesce(v.covered_exact, 0) >= $resource_size::BIGINT THEN 'complete'
+            WHEN coalesce(v.covered_all, 0) + p.unranged_bytes >= $resource_size::BIGINT THEN 'complete'
             WHEN p.bytes_received > 0 THEN 'partial'
             WHEN p.asked_and_got_nothing THEN 'failed'
             ELSE 'headers_only'
         END AS outcome,
         CASE
-            WHEN coalesce(v.covered_exact, 0) >= $resource_size THEN 'confirmed'
-            WHEN coalesce(v.covered_all, 0) + p.unranged_bytes >= $resource_size THEN 'probable'
+            WHEN $resource_size::BIGINT IS NULL AND p.bytes_received > 0 THEN NULL
+            WHEN $size_estimated AND p.bytes_received > 0 THEN 'probable'
+            WHEN coalesce(v.covered_exact, 0) >= $resource_size::BIGINT THEN 'confirmed'
+            WHEN coalesce(v.covered_all, 0) + p.unranged_bytes >= $resource_size::BIGINT THEN 'probable'
             WHEN p.bytes_received > 0 AND NOT p.any_exact_body THEN 'probable'
             ELSE 'confirmed'
         END AS confidence
@@ -171,9 +181,14 @@ SELECT
     j.last_seen,
     j.requests,
     j.bytes_received,
-    round(100.0 * least($resource_size, j.covered_all + j.unranged_bytes)
-          / $resource_size, 2) AS coverage_pct,
-    $resource_size AS resource_size,
+    CASE
+        WHEN $resource_size::BIGINT IS NULL THEN j.covered_all + j.unranged_bytes
+        ELSE least($resource_size::BIGINT, j.covered_all + j.unranged_bytes)
+    END AS file_bytes_covered,
+    round(100.0 * least($resource_size::BIGINT, j.covered_all + j.unranged_bytes)
+          / $resource_size::BIGINT, 2) AS coverage_pct,
+    $resource_size::BIGINT AS resource_size,
+    CASE WHEN j.outcome = 'undetermined' THEN $undetermined_reason::VARCHAR END AS outcome_reason,
     j.statuses,
     j.user_agents,
     j.referers,
@@ -188,7 +203,9 @@ SELECT
         CASE WHEN j.double_encoded_path THEN ['double_encoded_path']
              WHEN j.encoded_path THEN ['encoded_path'] ELSE [] END,
         CASE WHEN j.normalised_path THEN ['normalised_path'] ELSE [] END,
-        CASE WHEN $size_inferred THEN ['size_inferred'] ELSE [] END
+        CASE WHEN $size_inferred AND $resource_size::BIGINT IS NOT NULL THEN ['size_inferred'] ELSE [] END,
+        CASE WHEN $size_estimated THEN ['size_estimated'] ELSE [] END,
+        CASE WHEN $resource_size::BIGINT IS NULL THEN ['size_unknown'] ELSE [] END
     )::VARCHAR[])) AS flags
 FROM judged AS j
 LEFT JOIN seen_in AS s ON s.client_key = j.client_key
