@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -26,6 +27,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictBool,
     StrictInt,
     StrictStr,
@@ -115,6 +117,28 @@ def _resource_path(value: str) -> str:
     return value
 
 
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+def decoded_resource_path(value: str) -> str:
+    """The resource path with percent-escapes decoded once: a path copied from a browser's address
+    bar (/files/logstash%5FOSCON.pdf) names the same file as the decoded one, and the matching
+    compares decoded paths. A path without escapes is returned as written."""
+    return unquote(value, errors="surrogateescape") if _PERCENT_ESCAPE.search(value) else value
+
+
+def host_without_port(host: str) -> str:
+    """A host without a port: www.example.gov:443 -> www.example.gov, [2001:db8::1]:443 ->
+    [2001:db8::1]. ALB, Front Door and GCP log the port with the host, and a host copied from such
+    a log names the same site as one without."""
+    h = host.strip().lower()
+    if h.startswith("["):
+        return h.split("]", 1)[0] + "]"
+    if h.count(":") == 1:
+        return h.split(":", 1)[0]
+    return h
+
+
 Text = Annotated[StrictStr, AfterValidator(_non_empty)]
 TimeZoneName = Annotated[StrictStr, AfterValidator(_zone)]
 Instant = Annotated[datetime, BeforeValidator(_instant)]
@@ -193,12 +217,59 @@ class Resource(_Table):
     match_query: StrictBool = Field(
         default=False, description="whether a query string is part of the path", examples=["true"]
     )
+    # What the case file wrote, when reading it changed the path or a host (said in the outputs).
+    _written_path: str | None = PrivateAttr(default=None)
+    _written_hosts: tuple[str, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _decode_and_strip(cls, data: Any, handler: Any) -> Resource:
+        model: Resource = handler(data)
+        path = decoded_resource_path(model.path)
+        hosts = tuple(dict.fromkeys(host_without_port(h) for h in model.hosts))
+        if path == model.path and hosts == model.hosts:
+            return model
+        out = model.model_copy(update={"path": path, "hosts": hosts})
+        out._written_path = model.path if path != model.path else None
+        out._written_hosts = tuple(h for h in model.hosts if host_without_port(h) != h)
+        return out
+
+    @property
+    def reading_notes(self) -> list[str]:
+        """How the case file's path and hosts were read, when that changed them."""
+        notes = []
+        if self._written_path:
+            notes.append(
+                f"the resource path {self._written_path} is percent-encoded; it was decoded to {self.path}, "
+                "the file a server serves for it, and requests are matched against that"
+            )
+        for h in self._written_hosts:
+            notes.append(f"the host {h} was compared without its port ({host_without_port(h)})")
+        return notes
 
 
 class Proxies(_Table):
     trusted: tuple[Network, ...] = Field(
         default=(), description="networks whose X-Forwarded-For entries are believed", examples=['["130.176.0.0/16"]']
     )
+    allow_any: StrictBool = Field(
+        default=False,
+        description="accept 0.0.0.0/0 or ::/0 in trusted (every peer a trusted proxy)",
+        examples=["true"],
+    )
+
+    @model_validator(mode="after")
+    def _no_network_trusts_everyone(self) -> Proxies:
+        # Trusting every address believes every client's own X-Forwarded-For: a client names any
+        # address as itself, and every origin line becomes its own "unknown" downloader.
+        anywhere = [n for n in self.trusted if ipaddress.ip_network(n).prefixlen == 0]
+        if anywhere and not self.allow_any:
+            raise _problem(
+                f"trusts every address ({', '.join(anywhere)})",
+                "list only the CDN's and load balancer's networks; set allow_any = true in [proxies] "
+                "only if every peer of the origin really is a trusted proxy",
+            )
+        return self
 
 
 class Enrich(_Table):

@@ -367,6 +367,8 @@ def run(
     for lim in report.limits:
         if lim.severity == "blocking":
             _say(err, "Not a complete answer:", "bold red", lim.text())
+        elif lim.severity == "note":
+            _say(err, "Note:", "cyan", lim.text())
         else:
             _say(err, "Warning:", "yellow", lim.text())
     h = report.headline
@@ -375,8 +377,8 @@ def run(
         + (f"{h['undetermined']} undetermined (size unknown), " if h.get("undetermined") else "")
         + f"{h.get('failed', 0)} tried and failed, {h.get('headers_only', 0)} headers only"
     )
-    if report.limits:
-        n = len(report.limits)
+    n = sum(lim.severity != "note" for lim in report.limits)
+    if n:
         counts += f" ({n} limit{'s' if n != 1 else ''} of the evidence: see above)"
     _say(out, "Who obtained the file:", "bold", counts)
     width = max((len(name) for name in report.outputs), default=0)

@@ -29,10 +29,10 @@ import duckdb
 import polars as pl
 
 from forensics import coverage
-from forensics.casefile import Case, Resource
+from forensics.casefile import Case, Resource, host_without_port
 from forensics.db import NamedQuery, named_queries
 from forensics.errors import CaseFileError, QueryError
-from forensics.limits import BLOCKING, WARNING, Limit, trusted_network_limits
+from forensics.limits import BLOCKING, NOTE, WARNING, Limit, trusted_network_limits
 from forensics.schema import INVESTIGATION_TABLES
 
 OUTCOMES = ("complete", "partial", "undetermined", "failed", "headers_only")
@@ -478,17 +478,6 @@ def investigate(con: duckdb.DuckDBPyConnection, case: Case) -> Investigation:
     )
 
 
-def host_without_port(host: str) -> str:
-    """A host as the case file or a log writes it, without a port: www.example.gov:443 ->
-    www.example.gov, [2001:db8::1]:443 -> [2001:db8::1] (ALB, Front Door and GCP log the port)."""
-    h = host.strip().lower()
-    if h.startswith("["):
-        return h.split("]", 1)[0] + "]"
-    if h.count(":") == 1:
-        return h.split(":", 1)[0]
-    return h
-
-
 def find_log_gaps(
     con: duckdb.DuckDBPyConnection, examine_from: datetime, examine_to: datetime
 ) -> list[coverage.LogGap]:
@@ -499,7 +488,7 @@ def find_log_gaps(
     )
     names = [d[0] for d in cur.description or []]
     files = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-    edges = run_stage(con, "log_edges", examine_from=examine_from, examine_to=examine_to).fetchall()
+    edges = run_stage(con, "stage_log_edges", examine_from=examine_from, examine_to=examine_to).fetchall()
     silent = run_stage(
         con, "stage_silent_stretches", examine_from=examine_from, examine_to=examine_to,
         bin_minutes=coverage.BIN_MINUTES, neighbourhood_minutes=coverage.NEIGHBOURHOOD_MINUTES,
@@ -567,7 +556,7 @@ def evidence_limits(
     limits.extend(_no_match_limits(con, case, window))
     file_names = sorted({posixpath.basename(_resource_path_only(r)) for r in case.resources})
     for role, lines, naming, files in run_stage(
-        con, "rejects_in_window", examine_from=window["examine_from"], examine_to=window["examine_to"],
+        con, "stage_rejects_in_window", examine_from=window["examine_from"], examine_to=window["examine_to"],
         file_name_pattern="|".join(re.escape(n.lower()) for n in file_names),
     ).fetchall():
         named = f", {naming:,} of them naming {' or '.join(file_names)}" if naming else ""
@@ -578,6 +567,11 @@ def evidence_limits(
             "see Rejected lines in the report's data quality section (`forensics query rejects_by_reason`)",
         ))
     limits.extend(trusted_network_limits(case.trusted_proxies))
+    for r in case.resources:
+        limits.extend(
+            Limit("resource_path_decoded" if "percent-encoded" in note else "host_port_removed", NOTE, note)
+            for note in r.reading_notes
+        )
     return limits
 
 

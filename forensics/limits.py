@@ -15,9 +15,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 # Severity: `blocking` means the answer cannot be taken as it stands (no log covers the window);
-# `warning` means the answer holds only with the limit said beside it.
+# `warning` means the answer holds only with the limit said beside it;
 BLOCKING = "blocking"
 WARNING = "warning"
+# `note`: how the case file was read where that changed it (a decoded path, a host's port dropped).
+NOTE = "note"
 
 # Trusted proxy networks wider than these hand the client's own X-Forwarded-For a say in who the
 # client is: a /8 is 16 million addresses; an IPv6 /32 is a whole provider's allocation.

@@ -216,7 +216,7 @@ def test_forged_forwarded_for_through_cdn_and_origin(write_case: Any, tmp_path: 
     assert row["sources"] == ["cdn", "origin"]
     assert row["claimed_forwarded_for"] == ["203.0.113.77"]
     assert "forwarded_for_claimed" in row["flags"]
-    assert report.headline == {"complete": 1, "partial": 0, "failed": 0, "headers_only": 0}
+    assert report.headline == {"complete": 1, "partial": 0, "undetermined": 0, "failed": 0, "headers_only": 0}
 
 
 def test_ipv6_client_behind_the_cdn(write_case: Any, tmp_path: Path) -> None:
@@ -387,7 +387,7 @@ def test_origin_only_case(write_case: Any, tmp_path: Path) -> None:
     }
     # With only origin logs nothing went "around" a CDN.
     assert not any("went_around_cdn" in r["flags"] for r in rows.values())
-    assert report.headline == {"complete": 1, "partial": 1, "failed": 1, "headers_only": 2}
+    assert report.headline == {"complete": 1, "partial": 1, "undetermined": 0, "failed": 1, "headers_only": 2}
     order = list(csv.DictReader((tmp_path / "out" / "downloaders.csv").open()))
     assert [r["outcome"] for r in order] == ["complete", "partial", "failed", "headers_only", "headers_only"]
 
@@ -422,7 +422,7 @@ def test_size_is_inferred_and_flagged(write_case: Any, tmp_path: Path) -> None:
     assert rows["198.51.100.60"]["outcome"] == "complete"
     assert rows["198.51.100.62"]["outcome"] == "partial"
     assert all("size_inferred" in r["flags"] for r in rows.values())
-    assert any("777777 bytes" in w for w in report.warnings)
+    assert any(lim.kind == "size_inferred" and "777,777 bytes" in lim.message for lim in report.limits)
     manifest = json.loads(report.outputs["manifest.json"].read_text())
     assert manifest["investigation"]["resources"][0]["size_inferred"] is True
 
@@ -463,7 +463,7 @@ def test_a_missing_hour_of_logs_is_a_coverage_gap(write_case: Any, tmp_path: Pat
 def test_outputs_have_utc_times_and_every_outcome(write_case: Any, tmp_path: Path) -> None:
     origin = [nginx_line("2022-11-28 20:00:00", "198.51.100.100", 200, SIZE)]
     report, rows = run(write_case, tmp_path, origin=origin)
-    assert set(report.headline) == {"complete", "partial", "failed", "headers_only"}
+    assert set(report.headline) == {"complete", "partial", "undetermined", "failed", "headers_only"}
     for name in ("downloaders.csv", "downloaders.parquet", "downloaders.json", "case.duckdb", "manifest.json"):
         assert report.outputs[name].exists()
     assert rows["198.51.100.100"]["last_seen"].endswith("Z")

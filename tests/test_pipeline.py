@@ -62,7 +62,7 @@ def test_demo_matches_the_generators_intent(demo_run) -> None:
 def test_demo_headline_and_manifest(demo_run) -> None:
     report, out = demo_run
     intended = _rows(REPO / "sample_logs" / "expected_downloaders.csv")
-    expected = {o: sum(r["outcome"] == o for r in intended) for o in ("complete", "partial", "failed", "headers_only")}
+    expected = {o: sum(r["outcome"] == o for r in intended) for o in ("complete", "partial", "undetermined", "failed", "headers_only")}
     assert report.headline == expected
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["investigation"]["headline"] == expected
