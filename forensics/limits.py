@@ -84,13 +84,15 @@ def source_date_limits(sources: Sequence[dict[str, Any]], exposure_start: dateti
         if built is None:
             continue
         if built < exposure_start - tolerance or built > exposure_end + tolerance:
-            days = (built - exposure_start).days if built < exposure_start else (built - exposure_end).days
-            side = "before" if days < 0 else "after"
+            before = built < exposure_start
+            days = (exposure_start - built).days if before else (built - exposure_end).days
+            side = "before" if before else "after"
             out.append(Limit(
                 "source_date", WARNING,
-                f"the {what} {s['name']} was built {built:%Y-%m-%d} ({basis}), {abs(days):,} days {side} "
+                f"the {what} {s['name']} was built {built:%Y-%m-%d} ({basis}), {days:,} days {side} "
                 f"the exposure: its locations and networks may not be those of the time",
-                f"use a {what} built within {tolerance.days} days of the exposure",
+                f"use {'an' if what[0] in 'aeiouAEIOU' else 'a'} {what} built within {tolerance.days} days "
+                "of the exposure",
             ))
     return out
 

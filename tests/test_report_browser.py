@@ -81,6 +81,9 @@ def test_report_opens_offline_without_errors(report: Path, tmp_path: Path) -> No
     dom = res.stdout
     # The page loaded and its sorting script ran (it makes sortable headings focusable).
     assert "The answer" in dom and 'tabindex="0"' in dom
+    # The limits of the evidence are in the answer box as the browser shows it.
+    answer = dom[dom.index('id="answer"'):dom.index('id="timeline"')]
+    assert "What the evidence cannot show" in answer and "Undated list:" in answer
     console = [ln for ln in res.stderr.splitlines() if ":CONSOLE" in ln]
     assert not console, "console messages:\n" + "\n".join(console)
     assert not re.search(r"Content Security Policy|Uncaught|net::ERR_", res.stderr), res.stderr[-2000:]
@@ -96,3 +99,24 @@ def test_report_screenshot(report: Path, tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr[-2000:]
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+def test_a_window_without_logs_is_a_blocking_warning_in_the_browser(write_case, tmp_path: Path) -> None:
+    browser = _browser()
+    log = "\n".join(
+        f'198.51.100.9 - - [27/Nov/2022:10:{m:02d}:00 +0000] "GET /index.html HTTP/1.1" 200 512 "-" "curl/8" "-"'
+        for m in range(30)
+    )
+    case = write_case(
+        [{"path": "access.log", "format": "nginx_main", "role": "origin"}],
+        extra='[exposure]\nstart = "2022-11-28T19:00:00Z"\nend = "2022-11-28T23:00:00Z"\n\n'
+              '[[resources]]\npath = "/files/roster.xlsx"\nsize = 1000\n',
+        files={"access.log": log + "\n"},
+    )
+    run_case(load_case(case), tmp_path / "out")
+    res = _chromium(browser, tmp_path, "--virtual-time-budget=3000", "--dump-dom",
+                    (tmp_path / "out" / "report.html").as_uri())
+    assert res.returncode == 0, res.stderr[-2000:]
+    answer = res.stdout[res.stdout.index('id="answer"'):res.stdout.index('id="timeline"')]
+    assert 'role="alert"' in answer and "Not a complete answer:" in answer
+    assert "no log covers the window" in answer
