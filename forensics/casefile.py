@@ -288,6 +288,40 @@ class Enrich(_Table):
     )
 
 
+class SameDownloader(_Table):
+    """The rules that suggest several addresses are one downloader (forensics/followup.py)."""
+
+    ipv6_prefix: Annotated[StrictInt, Field(ge=16, le=128)] = Field(
+        default=64,
+        description="IPv6 addresses in one prefix of this many bits are suggested as one downloader "
+        "(privacy addresses rotate inside a subscriber's /64)",
+        examples=["64"],
+    )
+    agent_network_within: Duration = Field(
+        default=timedelta(minutes=10),
+        description="addresses of one network (ASN) sending the same user agent this close in time",
+        examples=['"10m"'],
+    )
+    ranges_within: Duration = Field(
+        default=timedelta(hours=1),
+        description="byte ranges from two addresses that continue each other this close in time",
+        examples=['"1h"'],
+    )
+
+
+class Agency(_Table):
+    """Who is the agency itself, so that the spread of the link is told from the first outsider."""
+
+    networks: tuple[Network, ...] = Field(
+        default=(), description="the agency's own addresses: their downloads are not outsiders'",
+        examples=['["4.31.166.0/24"]'],
+    )
+    sites: tuple[Annotated[Text, AfterValidator(str.lower)], ...] = Field(
+        default=(), description="the agency's web sites besides the resources' hosts: referers from them are "
+        "the agency's own pages", examples=['["intranet.agency.gov"]'],
+    )
+
+
 class CaseFile(_Table):
     """The whole file, table by table, as written."""
 
@@ -299,6 +333,10 @@ class CaseFile(_Table):
     resources: tuple[Resource, ...] = Field(default=(), description="the leaked files")
     proxies: Proxies = Field(default=Proxies(), description="trusted proxies")
     enrich: Enrich = Field(default=Enrich(), description="address enrichment")
+    same_downloader: SameDownloader = Field(
+        default=SameDownloader(), description="rules that suggest several addresses are one downloader"
+    )
+    agency: Agency = Field(default=Agency(), description="the agency's own addresses and sites")
 
     @model_validator(mode="after")
     def _resources_need_exposure(self) -> CaseFile:
@@ -319,6 +357,8 @@ class Case:
     resources: tuple[Resource, ...] = ()
     proxies: Proxies = field(default_factory=Proxies)
     enrich: Enrich = field(default_factory=Enrich)
+    same_downloader: SameDownloader = field(default_factory=SameDownloader)
+    agency: Agency = field(default_factory=Agency)
     sha256: str | None = None
 
     @property
@@ -403,6 +443,8 @@ def parse_case(data: dict[str, Any], path: Path | None = None, sha256: str | Non
         resources=model.resources,
         proxies=model.proxies,
         enrich=model.enrich,
+        same_downloader=model.same_downloader,
+        agency=model.agency,
         sha256=sha256,
     )
 

@@ -1,32 +1,59 @@
-"""Beyond the downloader list: requests to network operators.
+"""Beyond the downloader list: who to contact, who is probably the same person, how the link spread.
 
-A follow-up is a set of tables in the case database written by SQL stages
-(forensics/queries/stage_*.sql, each one SELECT in a portable subset, parameters bound) so that
-another engine can run the same stages.
+Three follow-ups an investigator does after the downloader list, each a set of tables in the case
+database written by SQL stages (forensics/queries/stage_*.sql, each one SELECT in a portable
+subset, parameters bound) so that another engine can run the same stages:
 
-**Requests to network operators** (`operator_requests`): every counted request of every downloader
-with the address, the client port where the log has one, the UTC time (to the millisecond where the
-log has fractions), the outcome and the log line (file, line, SHA-256), grouped by network operator
-(ASN). Behind carrier-grade NAT many subscribers share an address at the same second; only the
-source port tells them apart, so the report says which formats log it.
+- **Requests to network operators** (`operator_requests`): every counted request of every
+  downloader with the address, the client port where the log has one, the UTC time (to the
+  millisecond where the log has fractions), the outcome and the log line (file, line, SHA-256),
+  grouped by network operator (ASN). Behind carrier-grade NAT many subscribers share an address at
+  the same second; only the source port tells them apart, so the report says which formats log it.
+- **Likely the same downloader** (`downloader_links`, `downloader_groups`): addresses joined by
+  documented rules (same IPv6 prefix, same user agent and network within a short interval, byte
+  ranges that continue each other across addresses). Groups are suggestions; no address's own
+  outcome changes. A group whose members' ranges together cover the file is a complete copy at
+  group level.
+- **How the link spread** (`referrer_spread`, `spread_hourly`, `spread_milestones`,
+  `crawler_fetches`): referring pages in order of first appearance, deliveries per hour by
+  referring site, the first download by an outsider, and the crawlers, archives and preview bots
+  that fetched the file, with where their operators take removal requests (crawler_operators.toml).
+
+Python does only what SQL cannot do portably, over distinct addresses, never per request: the IPv6
+prefix of each address and whether it is in the agency's networks (`client_facts`), and the
+connected components of the links (`group_map`).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import polars as pl
 
+from forensics.casefile import Case
 from forensics.db import named_queries
 from forensics.formats import FormatDef, builtin_formats
 from forensics.investigate import stage_query
-from forensics.schema import FOLLOW_UP_TABLES, OPERATOR_REQUESTS, Table
+from forensics.schema import (
+    CRAWLER_FETCHES,
+    DOWNLOADER_GROUPS,
+    DOWNLOADER_LINKS,
+    FOLLOW_UP_TABLES,
+    OPERATOR_REQUESTS,
+    REFERRER_SPREAD,
+    SPREAD_HOURLY,
+    SPREAD_MILESTONES,
+    SPREAD_REQUESTS,
+    Table,
+)
 
 # Each output of the follow-up, as the run writes it beside the downloader list.
 OPERATOR_EXPORT = "operator_requests"
@@ -39,7 +66,7 @@ _PORT_LAYOUT_TOKENS = ("client_port", "client_addr:addr_port", "client_addr:addr
 
 @dataclass(frozen=True)
 class FollowUpSettings:
-    """The rules' parameters, from the case file's [same_downloader] and [spread] tables."""
+    """The rules' parameters, from the case file's [same_downloader] and [agency] tables."""
 
     ipv6_prefix: int = 64  # privacy addresses rotate inside one /64 (RFC 8981), the usual subscriber prefix
     agent_network_within: timedelta = timedelta(minutes=10)
@@ -55,12 +82,21 @@ class FollowUp:
     operator_rows: int = 0
     operators: int = 0
     rows_with_port: int = 0
+    links: int = 0
+    groups: int = 0
+    complete_only_together: int = 0
+    first_external_download: dict[str, Any] | None = None
+    crawler_fetches: int = 0
     notes: list[str] = field(default_factory=list)
 
     def manifest(self) -> dict[str, Any]:
         return {
             "operator_requests": {"rows": self.operator_rows, "operators": self.operators,
                                   "rows_with_client_port": self.rows_with_port},
+            "same_downloader": {"links": self.links, "groups": self.groups,
+                                "complete_only_together": self.complete_only_together},
+            "spread": {"first_external_download": self.first_external_download,
+                       "crawler_fetches": self.crawler_fetches},
             "notes": list(self.notes),
         }
 
@@ -76,8 +112,7 @@ def insert_stage(con: duckdb.DuckDBPyConnection, table: Table, stage: str, **par
     select, bound = stage_query(stage, **params)
     cols = ", ".join(table.column_names)
     con.execute(f"INSERT INTO {table.name} ({cols})\nSELECT {cols} FROM (\n{select}\n) AS stage", bound)
-    row = con.execute(f"SELECT count(*) FROM {table.name}").fetchone()
-    return int(row[0]) if row else 0
+    return int(con.execute(f"SELECT count(*) FROM {table.name}").fetchall()[0][0])
 
 
 def run_follow_up(
@@ -89,10 +124,12 @@ def run_follow_up(
     for table in FOLLOW_UP_TABLES:
         con.execute(f"DELETE FROM {table.name}")  # fixed table names from the schema, never input
     result = FollowUp()
+
+    # Requests to network operators.
     result.operator_rows = insert_stage(con, OPERATOR_REQUESTS, "stage_operator_requests")
     row = con.execute(
         "SELECT count(DISTINCT coalesce(CAST(asn AS VARCHAR), 'unknown')), count(client_port) FROM operator_requests"
-    ).fetchone()
+    ).fetchall()[0]
     if row:
         result.operators, result.rows_with_port = int(row[0]), int(row[1])
     if result.operator_rows and not result.rows_with_port:
@@ -100,7 +137,116 @@ def run_follow_up(
             "no log of this case records the client's source port: behind carrier-grade NAT an "
             "address and time alone may not identify a subscriber"
         )
+
+    # Likely the same downloader: pairs by rule, then groups (connected components, in Python).
+    addresses = [r[0] for r in con.execute(
+        "SELECT DISTINCT client_ip FROM downloaders WHERE client_ip IS NOT NULL ORDER BY 1"
+    ).fetchall()]
+    con.register("client_facts", client_facts(addresses, settings).to_arrow())
+    sites = sorted({h.lower() for h in (*resource_hosts, *settings.agency_sites)})
+    con.register("agency_sites", pl.DataFrame({"site": sites}, schema={"site": pl.String}).to_arrow())
+    con.register("crawler_operators", pl.DataFrame(crawler_operators(), schema=_OPERATOR_SCHEMA).to_arrow())
+    try:
+        result.links = insert_stage(
+            con, DOWNLOADER_LINKS, "stage_downloader_links",
+            agent_network_within_s=settings.agent_network_within.total_seconds(),
+            ranges_within_s=settings.ranges_within.total_seconds(),
+        )
+        links = con.execute("SELECT resource_path, client_a, client_b FROM downloader_links").fetchall()
+        first_seen = {
+            (r, ip): ts for r, ip, ts in con.execute(
+                "SELECT resource_path, client_ip, first_seen FROM downloaders WHERE client_ip IS NOT NULL"
+            ).fetchall()
+        }
+        con.register("group_map", group_map(links, first_seen).to_arrow())
+        insert_stage(con, DOWNLOADER_GROUPS, "stage_downloader_groups")
+        con.unregister("group_map")
+        row = con.execute(
+            "SELECT count(DISTINCT resource_path || ' ' || group_id), "
+            "count(DISTINCT CASE WHEN group_complete_by = 'ranges_together' THEN resource_path || ' ' || group_id END) "
+            "FROM downloader_groups"
+        ).fetchall()[0]
+        if row:
+            result.groups, result.complete_only_together = int(row[0]), int(row[1])
+
+        # How the link spread.
+        insert_stage(con, SPREAD_REQUESTS, "stage_spread_requests")
+        insert_stage(con, REFERRER_SPREAD, "stage_referrer_spread")
+        insert_stage(con, SPREAD_HOURLY, "stage_spread_hourly")
+        insert_stage(con, SPREAD_MILESTONES, "stage_spread_milestones")
+        result.crawler_fetches = insert_stage(con, CRAWLER_FETCHES, "stage_crawler_fetches")
+    finally:
+        for view in ("client_facts", "agency_sites", "crawler_operators"):
+            con.unregister(view)
+    first = con.execute(
+        "SELECT resource_path, ts, client_ip, referer FROM spread_milestones "
+        "WHERE milestone = 'first_external_download' ORDER BY ts LIMIT 1"
+    ).fetchall()
+    for resource_path, ts, client_ip, referer in first:
+        result.first_external_download = {
+            "resource_path": resource_path, "ts": _iso(ts), "client_ip": client_ip, "referer": referer,
+        }
+    if not settings.agency_networks:
+        result.notes.append(
+            "no [agency] networks in the case file: the agency's own downloads count as outsiders' "
+            "in the spread of the link"
+        )
     return result
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return ts.isoformat().replace("+00:00", "Z") if ts else None
+
+
+def client_facts(addresses: Iterable[str], settings: FollowUpSettings) -> pl.DataFrame:
+    """Per distinct address: its IPv6 prefix (the configured length) and whether it is the agency's."""
+    networks = [ipaddress.ip_network(n, strict=False) for n in settings.agency_networks]
+    rows = []
+    for address in addresses:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            ip = None
+        agency = ip is not None and any(ip.version == n.version and ip in n for n in networks)
+        rows.append({"client_ip": address, "ipv6_prefix": ipv6_prefix(address, settings.ipv6_prefix),
+                     "agency": agency})
+    return pl.DataFrame(rows, schema={"client_ip": pl.String, "ipv6_prefix": pl.String, "agency": pl.Boolean})
+
+
+def group_map(
+    links: Iterable[tuple[str, str, str]], first_seen: dict[tuple[str, str], datetime]
+) -> pl.DataFrame:
+    """Connected components of the links per resource, numbered G1, G2, ... in order of each
+    group's first request (then its smallest address), so a rerun numbers them the same."""
+    parent: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def find(node: tuple[str, str]) -> tuple[str, str]:
+        parent.setdefault(node, node)
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    for resource, a, b in links:
+        ra, rb = find((resource, a)), find((resource, b))
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    components: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for node in list(parent):
+        components.setdefault(find(node), []).append(node)
+    rows: list[dict[str, str]] = []
+    by_resource: dict[str, list[list[tuple[str, str]]]] = {}
+    for members in components.values():
+        by_resource.setdefault(members[0][0], []).append(members)
+    far = datetime.max.replace(tzinfo=None)
+    for resource, groups in sorted(by_resource.items()):
+        def order(members: list[tuple[str, str]]) -> tuple[datetime, str]:
+            times = [first_seen[m].replace(tzinfo=None) for m in members if m in first_seen]
+            return (min(times, default=far), min(ip for _, ip in members))
+
+        for i, members in enumerate(sorted(groups, key=order), start=1):
+            rows.extend({"resource_path": resource, "client_ip": ip, "group_id": f"G{i}"} for _, ip in sorted(members))
+    return pl.DataFrame(rows, schema={"resource_path": pl.String, "client_ip": pl.String, "group_id": pl.String})
 
 
 # --- formats and ports ---------------------------------------------------------------------------
@@ -158,6 +304,38 @@ def write_operator_export(con: duckdb.DuckDBPyConnection, out_dir: Path) -> dict
     return {csv_path.name: csv_path, xlsx_path.name: xlsx_path}
 
 
+# --- data shipped with the package ---------------------------------------------------------------
+
+
+_OPERATOR_SCHEMA = {
+    "crawler": pl.String, "verifiable": pl.Boolean, "operator": pl.String, "removal_url": pl.String,
+    "removal_note": pl.String, "removal_source": pl.String,
+}
+
+
+def crawler_operators() -> list[dict[str, Any]]:
+    """Every crawler, archive and preview bot the user-agent rules name: whether its claim can be
+    checked against published ranges (verifiable), who runs it and where it takes removal requests
+    (forensics/crawler_operators.toml, each entry with the page that documents it)."""
+    from forensics.enrich import useragent
+
+    text = resources.files("forensics").joinpath("crawler_operators.toml").read_text(encoding="utf-8")
+    entries = tomllib.loads(text).get("crawlers", {})
+    names = [r.name for r in useragent.CLIENT_RULES if r.kind in (useragent.CRAWLER, useragent.LINK_PREVIEW)]
+    out = []
+    for name in sorted({*names, *entries}):
+        entry = entries.get(name, {})
+        out.append({
+            "crawler": name,
+            "verifiable": useragent.CRAWLER_OWNERS.get(name) is not None,
+            "operator": entry.get("operator"),
+            "removal_url": entry.get("removal_url"),
+            "removal_note": entry.get("note"),
+            "removal_source": entry.get("source"),
+        })
+    return out
+
+
 # --- addresses ---------------------------------------------------------------------------------
 
 
@@ -172,9 +350,16 @@ def ipv6_prefix(address: str, length: int) -> str | None:
     return str(ipaddress.ip_network(f"{ip}/{length}", strict=False))
 
 
-def settings_from_case(case: Any) -> FollowUpSettings:
-    """The follow-up rules' parameters from the case file (defaults where it says nothing)."""
-    return FollowUpSettings()
+def settings_from_case(case: Case) -> FollowUpSettings:
+    """The follow-up rules' parameters from the case file's [same_downloader] and [agency] tables."""
+    same, agency = case.same_downloader, case.agency
+    return FollowUpSettings(
+        ipv6_prefix=same.ipv6_prefix,
+        agent_network_within=same.agent_network_within,
+        ranges_within=same.ranges_within,
+        agency_networks=tuple(agency.networks),
+        agency_sites=tuple(agency.sites),
+    )
 
 
 # --- the report's sections -----------------------------------------------------------------------
@@ -212,4 +397,52 @@ def report_context(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         "operator_port_sources": port_sources,
         "formats_with_port": with_port,
         "formats_without_port": without_port,
+        "groups": _groups(con),
+        **_spread(con),
+    }
+
+
+def _groups(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    members = _rows(con, "SELECT * FROM downloader_groups ORDER BY resource_path, group_id, first_seen, client_ip")
+    links = _rows(con, "SELECT * FROM downloader_links ORDER BY resource_path, client_a, client_b, rule")
+    groups: list[dict[str, Any]] = []
+    for m in members:
+        if not groups or (groups[-1]["resource_path"], groups[-1]["group_id"]) != (m["resource_path"], m["group_id"]):
+            groups.append({**m, "members": [], "links": []})
+        groups[-1]["members"].append(m)
+    for g in groups:
+        addresses = {m["client_ip"] for m in g["members"]}
+        g["links"] = [x for x in links if x["resource_path"] == g["resource_path"] and x["client_a"] in addresses]
+        g["rules"] = sorted({x["rule"] for x in g["links"]})
+    return groups
+
+
+def _spread(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    referrers = _rows(con, "SELECT * FROM referrer_spread ORDER BY resource_path, appearance")
+    milestones = _rows(
+        con,
+        """
+        SELECT * FROM spread_milestones
+        ORDER BY resource_path, CASE milestone WHEN 'first_request' THEN 1 WHEN 'first_download' THEN 2
+            WHEN 'first_crawler_fetch' THEN 3 WHEN 'first_external_request' THEN 4
+            WHEN 'first_external_download' THEN 5 ELSE 6 END
+        """,
+    )
+    hourly = _rows(con, "SELECT * FROM spread_hourly ORDER BY resource_path, hour_start, referer_site")
+    # Sites as columns in order of first appearance; hours as rows.
+    sites: list[str] = []
+    for r in referrers:
+        if r["referer_site"] not in sites:
+            sites.append(r["referer_site"])
+    hours: dict[Any, dict[str, int]] = {}
+    for h in hourly:
+        hours.setdefault(h["hour_start"], {})[h["referer_site"]] = int(h["deliveries"])
+    return {
+        "referrers": referrers,
+        "milestones": milestones,
+        "hourly_sites": sites,
+        "hourly": [{"hour_start": k, "by_site": v, "total": sum(v.values())} for k, v in sorted(hours.items())],
+        "crawler_fetches": _rows(
+            con, "SELECT * FROM crawler_fetches ORDER BY resource_path, first_seen, client_ip"
+        ),
     }

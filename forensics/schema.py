@@ -516,7 +516,181 @@ OPERATOR_REQUESTS = Table(
     ),
 )
 
-FOLLOW_UP_TABLES: tuple[Table, ...] = (OPERATOR_REQUESTS,)
+DOWNLOADER_LINKS = Table(
+    "downloader_links",
+    "Pairs of downloader addresses that a documented rule says are probably one downloader: a "
+    "suggestion for the investigator, never a change to either address's outcome.",
+    (
+        Column("resource_path", "VARCHAR", "The resource as the case file names it."),
+        Column("client_a", "VARCHAR", "One address (the smaller in text order)."),
+        Column("client_b", "VARCHAR", "The other address."),
+        Column(
+            "rule",
+            "VARCHAR",
+            "same_ipv6_prefix (both in one IPv6 prefix of the configured length), "
+            "same_agent_and_network (same user agent and autonomous system within the configured "
+            "interval) or complementary_ranges (byte ranges that continue each other and never "
+            "overlap, same user agent, within the configured interval).",
+        ),
+        Column("evidence", "VARCHAR", "What the rule saw: the prefix, the network and gap, or the two ranges."),
+        Column("seconds_apart", "DOUBLE", "Time between the two addresses' requests the rule compared."),
+    ),
+)
+
+DOWNLOADER_GROUPS = Table(
+    "downloader_groups",
+    "Addresses joined by downloader_links (transitively), one row per member: groups are "
+    "suggestions; each member keeps its own outcome, and the group says whether the members "
+    "together obtained a complete copy.",
+    (
+        Column("resource_path", "VARCHAR", "The resource as the case file names it."),
+        Column("group_id", "VARCHAR", "G1, G2, ... in order of the group's first request."),
+        Column("client_ip", "VARCHAR", "A member address."),
+        Column("outcome", "VARCHAR", "The member's own outcome (unchanged)."),
+        Column("coverage_pct", "DOUBLE", "The member's own share of the file."),
+        Column("first_seen", "TIMESTAMPTZ", "The member's first counted request, UTC."),
+        Column("members", "BIGINT", "Addresses in the group."),
+        Column(
+            "group_outcome",
+            "VARCHAR",
+            "complete when a member is complete or the members' byte ranges together cover the "
+            "file; else the best member outcome (partial, failed, headers_only).",
+        ),
+        Column(
+            "group_complete_by",
+            "VARCHAR",
+            "member (one member has the whole file), ranges_together (only the members' ranges "
+            "together cover it), or NULL.",
+        ),
+        Column("group_coverage_pct", "DOUBLE", "Share of the file covered by the members' byte ranges together."),
+        Column("group_first_seen", "TIMESTAMPTZ", "The group's first counted request, UTC."),
+        Column("group_last_seen", "TIMESTAMPTZ", "The group's last counted request, UTC."),
+    ),
+)
+
+SPREAD_REQUESTS = Table(
+    "spread_requests",
+    "Every counted request for the resource over the exposure window and margin, with its "
+    "referring site and who sent it (the agency, a crawler or preview bot, or an outsider): the "
+    "rows the spread tables are counted from.",
+    (
+        Column("resource_path", "VARCHAR", "The resource as the case file names it."),
+        Column("ts", "TIMESTAMPTZ", "When, UTC."),
+        Column("client_ip", "VARCHAR", "The resolved client address (NULL when unknown)."),
+        Column("source_id", "INTEGER", "The log file (sources.source_id)."),
+        Column("line_no", "BIGINT", "The line."),
+        Column("method", "VARCHAR", "HTTP method."),
+        Column("status", "SMALLINT", "HTTP status."),
+        Column(
+            "delivered",
+            "BOOLEAN",
+            "The response sent bytes of the file: a GET answered 200, 206, 000 (viewer closed) or "
+            "499 with a body.",
+        ),
+        Column("referer", "VARCHAR", "The Referer as logged; '(none)' without one."),
+        Column("referer_host", "VARCHAR", "The referer URL's host name, lower case."),
+        Column("referer_site", "VARCHAR", "referer_host without a leading www.; '(none)' without a referer."),
+        Column(
+            "referer_kind",
+            "VARCHAR",
+            "agency (a page on the resource's hosts or the case's [agency] sites), external, or none.",
+        ),
+        Column(
+            "client_party",
+            "VARCHAR",
+            "agency (an address in [agency] networks), crawler (a crawler, archive or preview bot by "
+            "its user agent), or outsider.",
+        ),
+    ),
+)
+
+REFERRER_SPREAD = Table(
+    "referrer_spread",
+    "The pages and sites that sent people to the resource, in order of first appearance over the "
+    "exposure window and margin.",
+    (
+        Column("resource_path", "VARCHAR", "The resource as the case file names it."),
+        Column("appearance", "BIGINT", "1 for the first referring page seen, 2 for the next, ..."),
+        Column("referer", "VARCHAR", "The Referer as logged; '(none)' for requests without one."),
+        Column("referer_site", "VARCHAR", "The referer's host name, lower case, without a leading www."),
+        Column(
+            "referer_kind",
+            "VARCHAR",
+            "agency (a page on the resource's hosts or the case's agency sites), external, or none.",
+        ),
+        Column("first_seen", "TIMESTAMPTZ", "First counted request with this referer, UTC."),
+        Column("last_seen", "TIMESTAMPTZ", "Last one, UTC."),
+        Column("first_client", "VARCHAR", "The address that sent it first."),
+        Column("requests", "BIGINT", "Counted requests with this referer."),
+        Column("clients", "BIGINT", "Distinct addresses that sent it."),
+        Column("deliveries", "BIGINT", "Of the requests, those that sent bytes of the file (200, 206, 000, 499)."),
+    ),
+)
+
+SPREAD_HOURLY = Table(
+    "spread_hourly",
+    "Requests and deliveries of the resource per UTC hour and referring site over the exposure "
+    "window and margin.",
+    (
+        Column("resource_path", "VARCHAR", "The resource as the case file names it."),
+        Column("hour_start", "TIMESTAMPTZ", "Start of the hour, UTC."),
+        Column("referer_site", "VARCHAR", "Referring site (referrer_spread.referer_site), '(none)' without a referer."),
+        Column("requests", "BIGINT", "Counted requests."),
+        Column("deliveries", "BIGINT", "Of them, those that sent bytes of the file."),
+        Column("clients", "BIGINT", "Distinct addresses."),
+    ),
+)
+
+SPREAD_MILESTONES = Table(
+    "spread_milestones",
+    "Moments of the spread: the first request, the first download, the first request and the "
+    "first download by an outsider (not an agency address, not a crawler or preview bot), the "
+    "first crawler, and the last download.",
+    (
+        Column("resource_path", "VARCHAR", "The resource as the case file names it."),
+        Column(
+            "milestone",
+            "VARCHAR",
+            "first_request, first_download, first_external_request, first_external_download, "
+            "first_crawler_fetch, last_download.",
+        ),
+        Column("ts", "TIMESTAMPTZ", "When, UTC."),
+        Column("client_ip", "VARCHAR", "Who."),
+        Column("referer", "VARCHAR", "The Referer of that request."),
+        Column("status", "SMALLINT", "Its HTTP status."),
+        Column("source_file", "VARCHAR", "The log file (sources.path)."),
+        Column("line_no", "BIGINT", "The line."),
+    ),
+)
+
+CRAWLER_FETCHES = Table(
+    "crawler_fetches",
+    "Crawlers, archives and link-preview bots that requested the resource, with the operator "
+    "and the page where the operator takes removal requests, where one is published.",
+    (
+        Column("resource_path", "VARCHAR", "The resource as the case file names it."),
+        Column("client_ip", "VARCHAR", "The address."),
+        Column("client_kind", "VARCHAR", "crawler or link_preview (from the user agent)."),
+        Column("crawler", "VARCHAR", "Which crawler or bot (the user agent's claim)."),
+        Column("verified", "BOOLEAN", "True when the address is in the operator's published ranges."),
+        Column("outcome", "VARCHAR", "What it obtained."),
+        Column("first_seen", "TIMESTAMPTZ", "First counted request, UTC."),
+        Column("requests", "BIGINT", "Counted requests."),
+        Column("operator", "VARCHAR", "Who runs it (forensics/crawler_operators.toml)."),
+        Column(
+            "removal_url",
+            "VARCHAR",
+            "Where the operator takes removal or refresh requests; NULL where none is known here.",
+        ),
+        Column("removal_note", "VARCHAR", "What to ask there."),
+        Column("removal_source", "VARCHAR", "The page that documents it."),
+    ),
+)
+
+FOLLOW_UP_TABLES: tuple[Table, ...] = (
+    OPERATOR_REQUESTS, DOWNLOADER_LINKS, DOWNLOADER_GROUPS, SPREAD_REQUESTS, REFERRER_SPREAD, SPREAD_HOURLY,
+    SPREAD_MILESTONES, CRAWLER_FETCHES,
+)
 
 ALL_TABLES: list[Table] = [*INGEST_TABLES, *INVESTIGATION_TABLES, *ENRICHMENT_TABLES, *FOLLOW_UP_TABLES]
 

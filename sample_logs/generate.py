@@ -30,6 +30,7 @@ import csv
 import gzip
 import io
 import ipaddress
+import itertools
 import random
 import re
 import zlib
@@ -139,6 +140,15 @@ WGET_OLD = "Wget/1.21.2"
 PY_REQUESTS = "python-requests/2.28.1"
 GO_HTTP = "Go-http-client/1.1"
 ARIA2 = "aria2/1.36.0"
+FIREFOX_MAC = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:107.0) Gecko/20100101 Firefox/107.0"
+SAMSUNG_S22 = (
+    "Mozilla/5.0 (Linux; Android 13; SM-S901U) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "SamsungBrowser/19.0 Chrome/102.0.5005.125 Mobile Safari/537.36"
+)
+ARCHIVE_BOT = (
+    "Mozilla/5.0 (compatible; archive.org_bot; Wayback Machine Live Record; "
+    "+http://archive.org/details/archive.org_bot)"
+)
 CENSYS = "Mozilla/5.0 (compatible; CensysInspect/1.1; +https://about.censys.io/)"
 ZGRAB = "Mozilla/5.0 zgrab/0.x"
 EXPANSE = (
@@ -188,6 +198,14 @@ class Actor:
     http: str = "HTTP/2.0"
     xff: str = ""  # X-Forwarded-For the client itself sent
     prelude: tuple[str, str, str] | None = None  # (page, local time, referer) viewed before
+    # One person behind several addresses (the follow-up's "likely the same downloader" groups).
+    person: str = ""
+    # Actors added after the demo's first release draw their random details (ports, header sizes,
+    # request ids, origin delays, order in the file) from their own seeded stream, so adding them
+    # leaves every other line of the demo byte-identical.
+    own_stream: bool = False
+    agency: bool = False  # the agency's own address: not an outsider in the spread of the link
+    bot: bool = False  # a crawler, archive or preview bot by its user agent
 
 
 S = Step
@@ -218,6 +236,7 @@ ACTORS: list[Actor] = [
             S("14:03:17", pop="IAD89-C1", expect="Miss", status="200", referer=NEWS_URL),
         ],
         prelude=(NEWS_PAGE, "14:03:02", f"https://{SITE_HOST}/node/4812/edit"),
+        agency=True,
     ),
     Actor(
         "googlebot",
@@ -228,6 +247,7 @@ ACTORS: list[Actor] = [
         "Genuine Googlebot (forward-confirmed range) fetched the file.",
         [S("14:21:09", pop="SFO53-C1", expect="Miss", status="200")],
         http="HTTP/1.1",
+        bot=True,
     ),
     Actor(
         "slackbot",
@@ -238,6 +258,7 @@ ACTORS: list[Actor] = [
         "Slack link preview: HEAD only. sc-content-len shows 1572864 (the Content-Length header) but no body was sent.",
         [S("14:52:30", method="HEAD", pop="IAD89-C1", expect="Hit", status="200")],
         http="HTTP/1.1",
+        bot=True,
     ),
     Actor(
         "reddit_v6",
@@ -315,6 +336,19 @@ ACTORS: list[Actor] = [
         http="HTTP/1.1",
     ),
     Actor(
+        "archive_org",
+        "207.241.225.14",
+        "Internet Archive (Wayback Machine), US",
+        ARCHIVE_BOT,
+        COMPLETE,
+        "Someone asked the Wayback Machine to save the link: the Internet Archive's crawler fetched "
+        "the file, so a copy sits in the archive until the agency asks for its removal.",
+        [S("16:20:40", pop="SFO53-C1", expect="Hit", status="200")],
+        http="HTTP/1.1",
+        own_stream=True,
+        bot=True,
+    ),
+    Actor(
         "russia",
         "95.24.117.203",
         "PJSC VimpelCom (Beeline) residential, RU",
@@ -341,6 +375,31 @@ ACTORS: list[Actor] = [
         COMPLETE,
         "WeChat in-app browser. Cache fill at NRT57-P2.",
         [S("16:44:09", pop="NRT57-P2", expect="Miss", status="200")],
+    ),
+    Actor(
+        "v6_rotating_a",
+        "2601:14d:8300:7a20:d4c3:91ff:2b17:6e05",
+        "Comcast Cable residential (IPv6), US",
+        FIREFOX_MAC,
+        PARTIAL,
+        "Came from Hacker News; the connection dropped after 401408 bytes (CloudFront 000) when the "
+        "laptop's IPv6 privacy address rotated. Partial on its own; the next row is the same laptop.",
+        [S("16:48:12", pop="ORD58-P3", abort_at=401408, expect="Error", status="000",
+           referer="https://news.ycombinator.com/")],
+        person="comcast_laptop",
+        own_stream=True,
+    ),
+    Actor(
+        "v6_rotating_b",
+        "2601:14d:8300:7a20:8e1:5ab2:7f40:c39d",
+        "Comcast Cable residential (IPv6), US",
+        FIREFOX_MAC,
+        COMPLETE,
+        "The same laptop 3 minutes later with its new privacy address in the same /64: a full copy "
+        "(the edge had cached the file on the first, cut-short request).",
+        [S("16:51:40", pop="ORD58-P3", expect="Hit", status="200", referer="https://news.ycombinator.com/")],
+        person="comcast_laptop",
+        own_stream=True,
     ),
     Actor(
         "forged_xff",
@@ -404,6 +463,32 @@ ACTORS: list[Actor] = [
         http="HTTP/1.1",
     ),
     Actor(
+        "split_home",
+        "90.214.17.88",
+        "Sky Broadband residential, GB",
+        ARIA2,
+        PARTIAL,
+        "aria2 on a laptop fetched the first half (bytes 0-786431) over home Wi-Fi, then the Wi-Fi "
+        "dropped. Partial on its own.",
+        [S("17:40:05", pop="LHR62-C2", byte_range=(0, 786431), expect="Hit", status="206")],
+        http="HTTP/1.1",
+        person="aria2_laptop",
+        own_stream=True,
+    ),
+    Actor(
+        "split_mobile",
+        "31.94.7.201",
+        "EE mobile (phone hotspot), GB",
+        ARIA2,
+        PARTIAL,
+        "The same aria2 resumed over the phone's hotspot with the second half (786432-1572863). "
+        "Partial on its own; with the previous row the two ranges make a complete copy.",
+        [S("17:46:31", pop="LHR62-C2", byte_range=(786432, 1572863), expect="Hit", status="206")],
+        http="HTTP/1.1",
+        person="aria2_laptop",
+        own_stream=True,
+    ),
+    Actor(
         "overlap_ranges",
         "102.89.34.118",
         "MTN Nigeria (mobile), NG",
@@ -427,6 +512,31 @@ ACTORS: list[Actor] = [
         "d3abc.cloudfront.net host name (x-host-header).",
         [S("18:05:44", pop="FRA56-P5", host=CF_HOST, expect="Hit", status="200")],
         http="HTTP/1.1",
+        bot=True,
+    ),
+    Actor(
+        "cgnat_a",
+        "172.56.21.7",
+        "T-Mobile USA mobile (carrier-grade NAT), US",
+        SAMSUNG_S22,
+        PARTIAL,
+        "A phone from a Facebook post; the download broke off after 210000 bytes (000) when the "
+        "carrier moved it to another shared address. Partial on its own.",
+        [S("18:10:02", pop="DFW56-P1", abort_at=210000, expect="Error", status="000",
+           referer="https://lm.facebook.com/")],
+        person="tmobile_phone",
+        own_stream=True,
+    ),
+    Actor(
+        "cgnat_b",
+        "172.58.97.140",
+        "T-Mobile USA mobile (carrier-grade NAT), US",
+        SAMSUNG_S22,
+        COMPLETE,
+        "The same phone 2 minutes later from another T-Mobile address, same browser: a full copy.",
+        [S("18:12:48", pop="DFW56-P1", expect="Hit", status="200", referer="https://lm.facebook.com/")],
+        person="tmobile_phone",
+        own_stream=True,
     ),
     Actor(
         "cut_short_000",
@@ -900,6 +1010,7 @@ class Req:
     late: bool = False
     actor: str = ""
     step: Step | None = None
+    own_stream: bool = False  # random details from the actor's own stream (Actor.own_stream)
     raw_request: bytes | None = None  # direct junk request lines
     seq: int = 0
     # filled by the simulation
@@ -973,6 +1084,7 @@ class Simulation:
     def __init__(self, rng: random.Random):
         self.rng = rng
         self.cache: dict[tuple[str, str], float] = {}
+        self.streams: dict[str, random.Random] = {}
         self.invalidated = False
         self.origin_addrs = self._origin_addrs()
 
@@ -992,6 +1104,12 @@ class Simulation:
                 net = nets[self.rng.randrange(2)]
                 out[pop].append(str(net[self.rng.randrange(256, net.num_addresses - 256)]))
         return out
+
+    def rng_for(self, r: Req) -> random.Random:
+        """The shared stream, or the actor's own (Actor.own_stream)."""
+        if not r.own_stream:
+            return self.rng
+        return self.streams.setdefault(r.actor, random.Random(f"{SEED}-edge-{r.actor}"))
 
     def run(self, reqs: list[Req]) -> None:
         for r in reqs:
@@ -1021,11 +1139,12 @@ class Simulation:
         r.origin = OriginLine(r.t, r.client, f"{r.method} {target} HTTP/1.1", status, body, r.referer, r.ua, r.xff, r)
 
     def to_origin(self, r: Req, method: str, status: int, body: int) -> None:
-        delay = self.rng.uniform(0.05, 0.95)
+        rng = self.rng_for(r)
+        delay = rng.uniform(0.05, 0.95)
         xff = f"{r.xff}, {r.client}" if r.xff else r.client
         r.origin = OriginLine(
             r.t + delay,
-            self.rng.choice(self.origin_addrs[r.pop]),
+            rng.choice(self.origin_addrs[r.pop]),
             f"{method} {origin_target(r.path, r.query)} HTTP/1.1",
             status,
             body,
@@ -1093,7 +1212,7 @@ class Simulation:
             r.result, r.detailed = "Error", "ClientCommError"
 
     def render_edge(self, r: Req) -> str:
-        rng = self.rng
+        rng = self.rng_for(r)
         dt = datetime.fromtimestamp(int(r.t), UTC)
         if r.status in ("304",):
             header = rng.randint(240, 330)
@@ -1451,6 +1570,7 @@ def actor_requests(rng: random.Random, traffic: Traffic) -> list[Req]:
                     late=s.late,
                     actor=a.key,
                     step=s,
+                    own_stream=a.own_stream,
                 )
             )
     return out
@@ -1494,8 +1614,9 @@ def write_all(reqs: list[Req], sim: Simulation, rng: random.Random) -> dict[str,
         if r.late or r.seq in late_ids:
             hour += 3600
             key = hour + rng.uniform(0, 3600)  # delivered with the next batch, anywhere in it
-        else:
-            key = r.t + rng.uniform(0, 40)  # records are not in time order within a file
+        else:  # records are not in time order within a file
+            order = random.Random(f"{SEED}-files-{r.actor}-{r.t}") if r.own_stream else rng
+            key = r.t + order.uniform(0, 40)
         buckets[hour].append((key, r.edge_line, r))
     for h in hours:
         stamp = datetime.fromtimestamp(h, UTC).strftime("%Y-%m-%d-%H")
@@ -1540,6 +1661,9 @@ size = 1572864
 
 [proxies]
 trusted = ["130.176.0.0/16", "64.252.64.0/18"]
+
+[agency]
+networks = ["4.31.166.0/24"]    # the agency's own egress: its downloads are not outsiders'
 
 [enrich]
 lists = "lists"                 # published crawler, cloud and Tor lists (sample_logs/lists/)
@@ -1684,6 +1808,13 @@ def check(reqs: list[Req], files: dict[str, bytes]) -> None:
     assert outcomes == expected, "derived != intended: " + repr(sorted(set(outcomes.items()) ^ set(expected.items())))
     assert sorted(a.addr for a in ACTORS if a.outcome == NEAR_MISS) == near, near
     assert "203.0.113.77" not in outcomes
+    # the follow-up's rules join exactly the addresses declared to be one person
+    declared: dict[str, set[str]] = {}
+    for a in ACTORS:
+        if a.person:
+            declared.setdefault(a.person, set()).add(a.addr)
+    groups = derive_groups(derive_links(reqs))
+    assert sorted(map(sorted, groups)) == sorted(map(sorted, declared.values())), groups
     # what SCENARIO.md says about X-Forwarded-For: the edge column shows what the viewer sent,
     # the origin line appends the viewer
     for a in ACTORS:
@@ -1721,6 +1852,123 @@ def check(reqs: list[Req], files: dict[str, bytes]) -> None:
             matched += 1
     assert matched == len(to_origin), (matched, len(to_origin))
     assert not any(v for v in pending.values()), "origin lines from CloudFront with no edge record"
+
+
+# --------------------------------------------------------------------------------------------
+# Beyond the list: the follow-up's expected answers, derived here from the actors with the same
+# documented rules (forensics/followup.py), and checked against the persons declared above.
+# --------------------------------------------------------------------------------------------
+IPV6_PREFIX = 64  # [same_downloader] defaults
+AGENT_NETWORK_WITHIN = 600
+RANGES_WITHIN = 3600
+AGENCY_SITES = (SITE_HOST, CF_HOST)
+
+
+def seed_networks() -> list[tuple[Any, int, str]]:
+    """(network, ASN, organisation) from the demo's IP database seed."""
+    rows = [line for line in (HERE / "enrich_seed.csv").read_text().splitlines() if line and not line.startswith("#")]
+    out = []
+    for row in csv.DictReader(rows):
+        out.append((ipaddress.ip_network(row["network"]), int(row["asn"]), row["as_org"]))
+    return out
+
+
+def network_of(addr: str, nets: list[tuple[Any, int, str]]) -> tuple[int, str] | None:
+    ip = ipaddress.ip_address(addr)
+    found = [(n, asn, org) for n, asn, org in nets if n.version == ip.version and ip in n]
+    if not found:
+        return None
+    _net, asn, org = max(found, key=lambda x: x[0].prefixlen)
+    return asn, org
+
+
+def resource_requests(reqs: list[Req], actor: str) -> list[Req]:
+    """The actor's requests for the resource over the window and margin, as the tool counts them."""
+    lo, hi = WINDOW_START - MARGIN, WINDOW_END + MARGIN
+    return [r for r in reqs if r.actor == actor and unquote(r.path) == LEAK and lo <= r.t <= hi and r.proto == "https"]
+
+
+def delivered(r: Req) -> bool:
+    return r.method != "HEAD" and r.status in ("200", "206", "000", "499") and r.body > 0
+
+
+def derive_links(reqs: list[Req]) -> list[tuple[str, str, str]]:
+    """(address, address, rule) for every pair of downloaders the three rules join."""
+    nets = seed_networks()
+    people = [a for a in ACTORS if a.outcome != NEAR_MISS]
+    own = {a.key: resource_requests(reqs, a.key) for a in people}
+
+    def placed(a: Actor) -> list[tuple[int, int]]:
+        out = []
+        for r in own[a.key]:
+            if r.status == "206" and r.out_range:
+                out.append(r.out_range)
+            elif r.status == "200" and r.method != "HEAD":
+                out.append((0, LEAK_SIZE - 1))
+        return out
+
+    links = []
+    for a, b in itertools.combinations(people, 2):
+        x, y = sorted((a.addr, b.addr))
+        ia, ib = ipaddress.ip_address(a.addr), ipaddress.ip_address(b.addr)
+        if ia.version == ib.version == 6:
+            pa = ipaddress.ip_network(f"{ia}/{IPV6_PREFIX}", strict=False)
+            if ib in pa:
+                links.append((x, y, "same_ipv6_prefix"))
+        na, nb = network_of(a.addr, nets), network_of(b.addr, nets)
+        close = min(abs(ra.t - rb.t) for ra in own[a.key] for rb in own[b.key])
+        if not (a.bot or b.bot) and a.ua == b.ua and na and nb and na[0] == nb[0] and close <= AGENT_NETWORK_WITHIN:
+            links.append((x, y, "same_agent_and_network"))
+        overlap = any(p[0] <= q[1] and q[0] <= p[1] for p in placed(a) for q in placed(b))
+        continues = any(
+            ra.out_range and rb.out_range and abs(ra.t - rb.t) <= RANGES_WITHIN
+            and (rb.out_range[0] == ra.out_range[1] + 1 or ra.out_range[0] == rb.out_range[1] + 1)
+            for ra in own[a.key] for rb in own[b.key] if ra.status == rb.status == "206"
+        )
+        if a.ua == b.ua and continues and not overlap:
+            links.append((x, y, "complementary_ranges"))
+    return links
+
+
+def derive_groups(links: list[tuple[str, str, str]]) -> list[set[str]]:
+    groups: list[set[str]] = []
+    for x, y, _ in links:
+        joined = [g for g in groups if x in g or y in g]
+        merged = {x, y}.union(*joined)
+        groups = [g for g in groups if g not in joined] + [merged]
+    return groups
+
+
+def referer_site(referer: str) -> str:
+    if not referer:
+        return "(none)"
+    host = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://([^/?#:]+)", referer)
+    return re.sub(r"^www\.", "", host.group(1).lower()) if host else referer
+
+
+def spread(reqs: list[Req]) -> dict[str, Any]:
+    """Referers in order of first appearance, the first outsider's download, deliveries per UTC
+    hour and referring site, and the bots that fetched the file."""
+    by_actor = {a.key: a for a in ACTORS}
+    counted = sorted((r for a in ACTORS if a.outcome != NEAR_MISS for r in resource_requests(reqs, a.key)),
+                     key=lambda r: (r.t, r.seq))
+    referers: dict[str, tuple[float, str]] = {}
+    for r in counted:
+        referers.setdefault(r.referer or "(none)", (r.t, r.client))
+    outsiders = [r for r in counted if not by_actor[r.actor].agency and not by_actor[r.actor].bot]
+    first_download = next(r for r in outsiders if delivered(r))
+    hourly: dict[tuple[str, str], int] = {}
+    for r in counted:
+        if delivered(r):
+            hour = datetime.fromtimestamp(int(r.t) // 3600 * 3600, UTC).strftime("%Y-%m-%d %H:00Z")
+            key = (hour, referer_site(r.referer))
+            hourly[key] = hourly.get(key, 0) + 1
+    return {
+        "referers": sorted(referers.items(), key=lambda kv: kv[1][0]),
+        "first_external_download": first_download,
+        "hourly": sorted(hourly.items()),
+        "bots": [a for a in ACTORS if a.bot and a.outcome != NEAR_MISS],
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -1860,6 +2108,7 @@ def scenario(reqs: list[Req], files: dict[str, bytes]) -> str:
         "some viewer aborts (000)."
     )
     w(f"- {roster_search} site searches for `keys=detention+roster` in the evening.\n")
+    follow_up_section(reqs, w)
     w("## Traps and conventions a tester should know\n")
     cf_ranges = ", ".join(CF_ORIGIN_NETS)
     late_n = sum(
@@ -1920,10 +2169,98 @@ def scenario(reqs: list[Req], files: dict[str, bytes]) -> str:
     return "\n".join(out)
 
 
+def follow_up_section(reqs: list[Req], w: Any) -> None:
+    """SCENARIO.md's expected follow-up: operators, likely the same downloader, the spread."""
+    nets = seed_networks()
+    people = [a for a in ACTORS if a.outcome != NEAR_MISS]
+    own = {a.key: resource_requests(reqs, a.key) for a in people}
+    w("## Beyond the list: expected follow-up\n")
+    w("### Requests to network operators\n")
+    per_net: dict[tuple[int, str], tuple[set[str], int]] = {}
+    for a in people:
+        net = network_of(a.addr, nets) or (0, "unknown")
+        addrs, n = per_net.get(net, (set(), 0))
+        per_net[net] = (addrs | {a.addr}, n + len(own[a.key]))
+    direct = [a.addr for a in people if all(r.via == "direct" for r in own[a.key])]
+    total = sum(len(v) for v in own.values())
+    w(
+        f"{total} counted requests from {len(people)} addresses in {len(per_net)} networks (the demo seed's "
+        "autonomous systems), one row each in `operator_requests.csv`. CloudFront logs the viewer's "
+        "`c-port`, so every edge row has a port; nginx's `main` format logs none, so the "
+        f"{len(direct)} direct-to-origin rows ({', '.join(f'`{d}`' for d in direct)}) have no port, and "
+        "the report says that without a port a carrier-grade-NAT address may not identify a subscriber. "
+        "Times are whole seconds (CloudFront's `time`, nginx's `$time_local`).\n"
+    )
+    w("| network | addresses | requests |")
+    w("|---|---|---|")
+    for (asn, org), (addrs, n) in sorted(per_net.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        w(f"| AS{asn} {org} | {len(addrs)} | {n} |")
+    w("")
+    w("### Likely the same downloader (suggestions)\n")
+    w(
+        f"Rules at their defaults: same IPv6 /{IPV6_PREFIX}; same user agent and network (ASN) within "
+        f"{AGENT_NETWORK_WITHIN // 60} min (crawlers and preview bots left out); byte ranges that continue each "
+        f"other within {RANGES_WITHIN // 60} min with the same user agent and never overlap. Each address keeps its "
+        "own outcome; the group is complete when a member is, or when the members' ranges together cover "
+        "the file.\n"
+    )
+    w("| group | addresses (own outcome) | joined by | group outcome |")
+    w("|---|---|---|---|")
+    links = derive_links(reqs)
+    by_addr = {a.addr: a for a in people}
+    for group in sorted(derive_groups(links), key=lambda g: min(own[by_addr[x].key][0].t for x in g)):
+        members = sorted(group, key=lambda x: own[by_addr[x].key][0].t)
+        rules = sorted({rule for x, y, rule in links if x in group})
+        outcomes = [by_addr[x].outcome for x in members]
+        ranges = sorted(r.out_range for x in members for r in own[by_addr[x].key] if r.status == "206" and r.out_range)
+        reach = -1
+        for first, last in ranges:
+            if first <= reach + 1:
+                reach = max(reach, last)
+        if COMPLETE in outcomes:
+            verdict = "**complete** (a member has the whole file)"
+        elif reach >= LEAK_SIZE - 1:
+            verdict = "**complete** (only the ranges together cover the file)"
+        else:
+            verdict = PARTIAL if PARTIAL in outcomes else outcomes[0]
+        person = by_addr[members[0]].person
+        addrs = "<br>".join(f"`{x}` ({by_addr[x].outcome})" for x in members)
+        w(f"| {person} | {addrs} | {', '.join(f'`{r}`' for r in rules)} | {verdict} |")
+    w("")
+    w("### How the link spread\n")
+    sp = spread(reqs)
+    w(
+        "Referring pages of the counted requests for the file over the window and margin, in order of "
+        "first appearance (`agency` = the resource's hosts; `[agency] networks` in case.toml names the "
+        "agency's own egress `4.31.166.0/24`):\n"
+    )
+    w("| # | referer | first seen | first address |")
+    w("|---|---|---|---|")
+    for i, (ref, (t, addr)) in enumerate(sp["referers"], start=1):
+        w(f"| {i} | `{ref}` | {hms(t)} ({utc_hms(t)}) | `{addr}` |")
+    w("")
+    f = sp["first_external_download"]
+    w(
+        f"First download by an outsider (not an agency address, not a crawler or preview bot): "
+        f"`{f.client}` at {hms(f.t)} ({utc_hms(f.t)}), referer `{f.referer or '(none)'}`. Before it, the agency "
+        "editor and Googlebot had the file, and Slackbot asked for headers.\n"
+    )
+    w("Deliveries (requests that sent bytes of the file) per UTC hour and referring site:\n")
+    w("| hour (UTC) | referring site | deliveries |")
+    w("|---|---|---|")
+    for (hour, site), n in sp["hourly"]:
+        w(f"| {hour} | `{site}` | {n} |")
+    w("")
+    w("Crawlers, archives and preview bots that requested the file:\n")
+    for a in sp["bots"]:
+        w(f"- `{a.addr}` ({a.network}): {a.outcome}. {a.story}")
+    w("")
+
+
 def expected_csv(reqs: list[Req]) -> str:
     buf = io.StringIO()
     wr = csv.writer(buf, lineterminator="\n")
-    wr.writerow(["client", "outcome", "actor", "first_request_utc", "last_request_utc", "requests"])
+    wr.writerow(["client", "outcome", "actor", "first_request_utc", "last_request_utc", "requests", "person"])
     lo, hi = WINDOW_START - MARGIN, WINDOW_END + MARGIN
     for a in ACTORS:
         if a.outcome == NEAR_MISS:
@@ -1940,6 +2277,7 @@ def expected_csv(reqs: list[Req]) -> str:
                 datetime.fromtimestamp(int(own[0].t), UTC).strftime(fmt),
                 datetime.fromtimestamp(int(own[-1].t), UTC).strftime(fmt),
                 len(own),
+                a.person,
             ]
         )
     return buf.getvalue()

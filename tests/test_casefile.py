@@ -147,9 +147,19 @@ def test_typed_values_are_kept(tmp_path):
 
 def test_every_key_documents_itself():
     """Each key has a description and an example, which the error messages quote."""
-    from forensics.casefile import CaseFile, CaseInfo, Enrich, Exposure, Proxies, Resource, SourceSpec
+    from forensics.casefile import (
+        Agency,
+        CaseFile,
+        CaseInfo,
+        Enrich,
+        Exposure,
+        Proxies,
+        Resource,
+        SameDownloader,
+        SourceSpec,
+    )
 
-    for model in (CaseFile, CaseInfo, SourceSpec, Exposure, Resource, Proxies, Enrich):
+    for model in (CaseFile, CaseInfo, SourceSpec, Exposure, Resource, Proxies, Enrich, SameDownloader, Agency):
         for name, info in model.model_fields.items():
             assert info.description, f"{model.__name__}.{name}"
             if model is not CaseFile or name == "sources":

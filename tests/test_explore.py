@@ -85,7 +85,7 @@ def test_queries_command_lists_every_query(demo_case: Path) -> None:
 
 
 def test_known_answers(demo_case: Path) -> None:
-    assert run_query(demo_case, "downloaders", {"outcome": "partial"}).height == 3
+    assert run_query(demo_case, "downloaders", {"outcome": "partial"}).height == 7
     activity = run_query(demo_case, "client_activity", {"client_ip": "65.108.75.12"})
     # The scraper: folder listing, three similar names, then the file (SCENARIO.md).
     paths = activity.filter(pl.col("role") == "cdn")["path"].to_list()
@@ -95,7 +95,7 @@ def test_known_answers(demo_case: Path) -> None:
                                                               "end": "2022-11-29T00:05:00Z"})
     assert per_minute["resource_requests"].sum() > 0
     countries = run_query(demo_case, "countries")
-    assert countries["clients"].sum() == 28  # every downloader, 'unknown' without IP databases
+    assert countries["clients"].sum() == 35  # every downloader, 'unknown' without IP databases
 
 
 def test_missing_parameter_is_a_clear_error(demo_case: Path) -> None:
@@ -127,7 +127,7 @@ def test_query_formats(demo_case: Path, tmp_path: Path) -> None:
     out = tmp_path / "d.parquet"
     res = runner.invoke(_app(), ["query", "downloaders", "--case", str(demo_case), "-f", "parquet", "-o", str(out)])
     assert res.exit_code == 0, res.output
-    assert pl.read_parquet(out).height == 28
+    assert pl.read_parquet(out).height == 35
     res = runner.invoke(_app(), ["query", "downloaders", "--case", str(demo_case), "-f", "parquet"])
     assert res.exit_code == 1 and "--out result.parquet" in res.output
 
@@ -157,7 +157,7 @@ def test_sql_c_runs_one_statement(demo_case: Path) -> None:
     res = runner.invoke(_app(), ["sql", str(demo_case), "-e",
                                  "SELECT outcome, count(*) AS n FROM downloaders GROUP BY ALL ORDER BY n DESC"])
     assert res.exit_code == 0, res.output
-    assert "complete" in res.output and "19" in res.output
+    assert "complete" in res.output and "22" in res.output
     res = runner.invoke(_app(), ["sql", str(demo_case), "-e", "SELECT nope FROM downloaders"])
     assert res.exit_code == 1 and "Error:" in res.output and "Traceback" not in res.output
 
@@ -186,7 +186,7 @@ def test_sql_prompt_multiline_and_errors(demo_case: Path, tmp_path: Path) -> Non
     shutil.copytree(demo_case, case)
     text = _prompt(case, ["SELECT count(*) AS n", "FROM downloaders;", "SELECT oops;", ".tables",
                           "CREATE TEMP TABLE mine AS SELECT 1 AS x;", "SELECT x FROM mine;"])
-    assert "28" in text  # the multi-line statement ran
+    assert "35" in text  # the multi-line statement ran
     assert "Error:" in text and "oops" in text  # the error is shown and the prompt went on
     assert "downloaders" in text and "requests" in text  # .tables
     assert "│ x │" in text  # a TEMP table the analyst made
@@ -203,7 +203,7 @@ def test_schema_lists_every_table(demo_case: Path) -> None:
     for table in ALL_TABLES:
         assert table.name in docs
         assert [c.name for c in docs[table.name].columns][: len(table.columns)] == table.column_names
-    assert docs["downloaders"].rows == 28
+    assert docs["downloaders"].rows == 35
     res = runner.invoke(_app(), ["schema", str(demo_case)])
     assert res.exit_code == 0
     for table in ALL_TABLES:

@@ -4,6 +4,7 @@ link spread. Each rule on hand-made log lines read through the real ingest and i
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +180,296 @@ def test_port_formats_have_a_port_in_their_samples(name: str) -> None:
     fmt = get_format(name)
     assert format_logs_port(fmt)
     assert any("client_port" in s.expect for s in fmt.samples)
+
+
+# --- likely the same downloader ------------------------------------------------------------------
+
+V6_A = "2601:14d:8300:7a20:d4c3:91ff:2b17:6e05"
+V6_B = "2601:14d:8300:7a20:8e1:5ab2:7f40:c39d"
+V6_OTHER = "2601:14d:8300:7b00::9"  # same /48, another /64
+PHONE = "Mozilla/5.0 (Linux; Android 13; SM-S901U) AppleWebKit/537.36 (KHTML, like Gecko) Mobile Safari/537.36"
+LAPTOP = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:107.0) Gecko/20100101 Firefox/107.0"
+GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+HALF = SIZE // 2
+
+
+def with_referer(line: str, referer: str) -> str:
+    fields = line.split("\t")
+    fields[9] = referer
+    return "\t".join(fields)
+
+
+def links(out: Path) -> set[tuple[str, str, str]]:
+    return {(r["client_a"], r["client_b"], r["rule"]) for r in table(out, "SELECT * FROM downloader_links")}
+
+
+def groups(out: Path) -> dict[str, dict[str, Any]]:
+    rows = table(out, "SELECT * FROM downloader_groups ORDER BY group_id, client_ip")
+    out_groups: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        g = out_groups.setdefault(r["group_id"], {**r, "addresses": set(), "outcomes": {}})
+        g["addresses"].add(r["client_ip"])
+        g["outcomes"][r["client_ip"]] = r["outcome"]
+    return out_groups
+
+
+def test_same_ipv6_prefix_joins_rotating_privacy_addresses(write_case: Any, tmp_path: Path) -> None:
+    cdn = [
+        cf_line("2022-11-28 20:10:00", V6_A, 0, 300_000, result="Error", ua=LAPTOP),
+        cf_line("2022-11-28 21:50:00", V6_B, 200, SIZE + 400, ua="another browser"),
+        cf_line("2022-11-28 20:30:00", V6_OTHER, 200, SIZE + 400, ua="a third browser"),
+        cf_line("2022-11-28 20:31:00", "172.58.1.10", 200, SIZE + 400, ua="a fourth"),
+    ]
+    out = run_follow_up_case(write_case, tmp_path / "a", cdn=cdn)
+    # Rotation can take hours: the prefix rule has no time limit inside the examined period.
+    assert links(out) == {(V6_B, V6_A, "same_ipv6_prefix")}
+    (g,) = groups(out).values()
+    assert g["addresses"] == {V6_A, V6_B}
+    assert g["outcomes"] == {V6_A: "partial", V6_B: "complete"}  # each keeps its own outcome
+    assert (g["group_outcome"], g["group_complete_by"]) == ("complete", "member")
+    evidence = table(out, "SELECT evidence FROM downloader_links")[0]["evidence"]
+    assert evidence == "both in 2601:14d:8300:7a20::/64"
+    # The prefix length is the case file's: at /48 the third address joins too.
+    wide = run_follow_up_case(write_case, tmp_path / "b", cdn=cdn, extra="[same_downloader]\nipv6_prefix = 48\n")
+    (g,) = groups(wide).values()
+    assert g["addresses"] == {V6_A, V6_B, V6_OTHER}
+
+
+def test_same_agent_and_network_within_the_interval(write_case: Any, tmp_path: Path) -> None:
+    cdn = [
+        cf_line("2022-11-28 20:10:00", "172.56.21.7", 0, 200_000, result="Error", ua=PHONE),
+        cf_line("2022-11-28 20:14:00", "172.58.97.140", 200, SIZE + 400, ua=PHONE),  # 4 min later: joined
+        cf_line("2022-11-28 20:34:00", "172.58.5.5", 200, SIZE + 400, ua=PHONE),  # 20 min after the last
+        cf_line("2022-11-28 20:14:30", "172.58.8.8", 200, SIZE + 400, ua=LAPTOP),  # other user agent
+        cf_line("2022-11-28 20:15:00", "31.94.7.201", 200, SIZE + 400, ua=PHONE),  # other network
+        # A crawler fleet shares agent and network by design: never joined by this rule.
+        cf_line("2022-11-28 21:00:00", "172.58.9.1", 200, SIZE + 400, ua=GOOGLEBOT),
+        cf_line("2022-11-28 21:01:00", "172.58.9.2", 200, SIZE + 400, ua=GOOGLEBOT),
+    ]
+    out = run_follow_up_case(write_case, tmp_path / "a", cdn=cdn)
+    assert links(out) == {("172.56.21.7", "172.58.97.140", "same_agent_and_network")}
+    link = table(out, "SELECT * FROM downloader_links")[0]
+    assert link["seconds_apart"] == 240
+    assert link["evidence"].startswith("AS21928 T-Mobile USA (test), user agent Mozilla/5.0 (Linux; Android 13")
+    # The interval is the case file's.
+    wide = run_follow_up_case(write_case, tmp_path / "b", cdn=cdn, extra='[same_downloader]\nagent_network_within = "30m"\n')
+    assert {g_["addresses"].__len__() for g_ in groups(wide).values()} == {3}
+    assert ("172.58.5.5", "172.58.97.140", "same_agent_and_network") in links(wide)
+
+
+def test_complementary_ranges_make_a_complete_copy_for_the_group_only(write_case: Any, tmp_path: Path) -> None:
+    first = cf_line("2022-11-28 20:40:05", "90.214.17.88", 206, HALF + 400, content_len=HALF,
+                    ranges=(0, HALF - 1), ua="aria2/1.36.0")
+    second = cf_line("2022-11-28 20:46:31", "31.94.7.201", 206, HALF + 400, content_len=HALF,
+                     ranges=(HALF, SIZE - 1), ua="aria2/1.36.0")
+    out = run_follow_up_case(write_case, tmp_path / "a", cdn=[first, second])
+    assert links(out) == {("31.94.7.201", "90.214.17.88", "complementary_ranges")}
+    (g,) = groups(out).values()
+    assert g["outcomes"] == {"90.214.17.88": "partial", "31.94.7.201": "partial"}
+    assert (g["group_outcome"], g["group_complete_by"], g["group_coverage_pct"]) == ("complete", "ranges_together", 100.0)
+    assert table(out, "SELECT evidence FROM downloader_links")[0]["evidence"] == (
+        f"bytes 0-{HALF - 1} from 90.214.17.88, then {HALF}-{SIZE - 1} from 31.94.7.201, same user agent"
+    )
+    # The downloader list is unchanged: both addresses stay partial.
+    assert {r["outcome"] for r in table(out, "SELECT outcome FROM downloaders")} == {"partial"}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["follow_up"]["same_downloader"] == {"links": 1, "groups": 1, "complete_only_together": 1}
+
+
+@pytest.mark.parametrize(
+    ("second", "why"),
+    [
+        (dict(ranges=(HALF - 100, SIZE - 1), content_len=SIZE - HALF + 100), "overlapping ranges"),
+        (dict(ranges=(HALF, SIZE - 1), content_len=SIZE - HALF, ua="another downloader"), "another user agent"),
+        (dict(ranges=(HALF, SIZE - 1), content_len=SIZE - HALF, ts="2022-11-28 22:50:00"), "two hours later"),
+    ],
+)
+def test_ranges_that_do_not_complement(write_case: Any, tmp_path: Path, second: dict[str, Any], why: str) -> None:
+    first = cf_line("2022-11-28 20:40:05", "90.214.17.88", 206, HALF + 400, content_len=HALF,
+                    ranges=(0, HALF - 1), ua="aria2/1.36.0")
+    ts = second.pop("ts", "2022-11-28 20:46:31")
+    ua = second.pop("ua", "aria2/1.36.0")
+    other = cf_line(ts, "31.94.7.201", 206, second["content_len"] + 400, ua=ua, **second)
+    out = run_follow_up_case(write_case, tmp_path, cdn=[first, other])
+    assert links(out) == set(), why
+
+
+def test_a_full_copy_never_complements_a_range(write_case: Any, tmp_path: Path) -> None:
+    out = run_follow_up_case(write_case, tmp_path, cdn=[
+        cf_line("2022-11-28 20:40:05", "90.214.17.88", 206, HALF + 400, content_len=HALF,
+                ranges=(0, HALF - 1), ua="aria2/1.36.0"),
+        cf_line("2022-11-28 20:41:00", "31.94.7.201", 200, SIZE + 400, ua="aria2/1.36.0"),
+        cf_line("2022-11-28 20:46:31", "31.94.7.201", 206, HALF + 400, content_len=HALF,
+                ranges=(HALF, SIZE - 1), ua="aria2/1.36.0"),
+    ])
+    assert links(out) == set()
+
+
+def test_groups_are_transitive_and_numbered_by_first_request(write_case: Any, tmp_path: Path) -> None:
+    out = run_follow_up_case(write_case, tmp_path, cdn=[
+        # G2: a /64 pair, then the same phone agent on its carrier
+        cf_line("2022-11-28 21:00:00", V6_A, 200, SIZE + 400, ua=LAPTOP),
+        cf_line("2022-11-28 21:30:00", V6_B, 200, SIZE + 400, ua=LAPTOP),
+        # G1: earlier, two carrier addresses of one phone
+        cf_line("2022-11-28 20:10:00", "172.56.21.7", 0, 200_000, result="Error", ua=PHONE),
+        cf_line("2022-11-28 20:12:00", "172.58.97.140", 200, SIZE + 400, ua=PHONE),
+        cf_line("2022-11-28 20:16:00", "172.58.97.141", 200, SIZE + 400, ua=PHONE),
+    ])
+    got = groups(out)
+    assert got["G1"]["addresses"] == {"172.56.21.7", "172.58.97.140", "172.58.97.141"}
+    assert got["G2"]["addresses"] == {V6_A, V6_B}
+    assert got["G1"]["members"] == 3
+    # A rerun numbers them the same.
+    again = run_follow_up_case(write_case, tmp_path / "again", cdn=[
+        cf_line("2022-11-28 20:12:00", "172.58.97.140", 200, SIZE + 400, ua=PHONE),
+        cf_line("2022-11-28 21:30:00", V6_B, 200, SIZE + 400, ua=LAPTOP),
+        cf_line("2022-11-28 20:16:00", "172.58.97.141", 200, SIZE + 400, ua=PHONE),
+        cf_line("2022-11-28 20:10:00", "172.56.21.7", 0, 200_000, result="Error", ua=PHONE),
+        cf_line("2022-11-28 21:00:00", V6_A, 200, SIZE + 400, ua=LAPTOP),
+    ])
+    assert {k: v["addresses"] for k, v in groups(again).items()} == {k: v["addresses"] for k, v in got.items()}
+
+
+# --- how the link spread -------------------------------------------------------------------------
+
+AGENCY = '[agency]\nnetworks = ["4.31.166.0/24"]\nsites = ["intranet.agency.gov"]\n'
+
+
+def test_spread_referrers_milestones_and_hours(write_case: Any, tmp_path: Path) -> None:
+    out = run_follow_up_case(write_case, tmp_path, extra=AGENCY, cdn=[
+        # the agency's own: an editor from its egress, a page on its intranet
+        with_referer(cf_line("2022-11-28 19:05:00", "4.31.166.20", 200, SIZE + 400), "https://intranet.agency.gov/x"),
+        # a crawler fetches it before any outsider
+        cf_line("2022-11-28 19:20:00", "66.249.66.83", 200, SIZE + 400, ua=GOOGLEBOT),
+        # an outsider asks for headers, then the first outsider download, from a forum
+        cf_line("2022-11-28 19:30:00", "172.58.1.1", 200, 400, method="HEAD"),
+        with_referer(cf_line("2022-11-28 19:45:00", "172.58.1.2", 200, SIZE + 400), "https://www.reddit.com/r/x"),
+        with_referer(cf_line("2022-11-28 20:05:00", "172.58.1.3", 200, SIZE + 400), "https://www.reddit.com/r/x"),
+        with_referer(cf_line("2022-11-28 20:10:00", "172.58.1.4", 404, 500, content_len=153),
+                     "https://www.agency.gov/news"),
+    ])
+    milestones = {r["milestone"]: r for r in table(out, "SELECT * FROM spread_milestones")}
+    assert milestones["first_request"]["client_ip"] == "4.31.166.20"
+    assert milestones["first_download"]["client_ip"] == "4.31.166.20"
+    assert milestones["first_crawler_fetch"]["client_ip"] == "66.249.66.83"
+    assert milestones["first_external_request"]["client_ip"] == "172.58.1.1"
+    first = milestones["first_external_download"]
+    assert (first["client_ip"], first["referer"], first["status"]) == ("172.58.1.2", "https://www.reddit.com/r/x", 200)
+    assert first["source_file"] == "cdn/E1.2022-11-28-20.a.gz" and first["line_no"] == 6
+    assert milestones["last_download"]["client_ip"] == "172.58.1.3"
+    referrers = table(out, "SELECT * FROM referrer_spread ORDER BY appearance")
+    assert [(r["referer"], r["referer_site"], r["referer_kind"], r["requests"], r["deliveries"]) for r in referrers] == [
+        ("https://intranet.agency.gov/x", "intranet.agency.gov", "agency", 1, 1),
+        ("(none)", "(none)", "none", 2, 1),
+        ("https://www.reddit.com/r/x", "reddit.com", "external", 2, 2),
+        ("https://www.agency.gov/news", "agency.gov", "agency", 1, 0),
+    ]
+    assert referrers[2]["first_client"] == "172.58.1.2"
+    hourly = {(r["hour_start"].hour, r["referer_site"]): r["deliveries"] for r in table(out, "SELECT * FROM spread_hourly")}
+    assert hourly == {(19, "intranet.agency.gov"): 1, (19, "(none)"): 1, (19, "reddit.com"): 1,
+                      (20, "reddit.com"): 1, (20, "agency.gov"): 0}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["follow_up"]["spread"]["first_external_download"]["client_ip"] == "172.58.1.2"
+
+
+def test_without_agency_networks_the_agency_counts_as_an_outsider_and_the_run_says_so(
+    write_case: Any, tmp_path: Path
+) -> None:
+    out = run_follow_up_case(write_case, tmp_path, cdn=[cf_line("2022-11-28 19:05:00", "4.31.166.20", 200, SIZE + 400)])
+    milestones = {r["milestone"]: r for r in table(out, "SELECT * FROM spread_milestones")}
+    assert milestones["first_external_download"]["client_ip"] == "4.31.166.20"
+    notes = json.loads((out / "manifest.json").read_text())["follow_up"]["notes"]
+    assert any("no [agency] networks" in n for n in notes)
+
+
+def test_crawlers_with_their_operators_removal_pages(write_case: Any, tmp_path: Path) -> None:
+    out = run_follow_up_case(write_case, tmp_path, cdn=[
+        cf_line("2022-11-28 19:20:00", "172.58.9.1", 200, SIZE + 400, ua=GOOGLEBOT),  # a claim from a phone network
+        cf_line("2022-11-28 19:21:00", "95.216.1.1", 200, 400, method="HEAD",
+                ua="Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)"),
+        cf_line("2022-11-28 19:22:00", "95.216.1.2", 200, SIZE + 400,
+                ua="Mozilla/5.0 (compatible; archive.org_bot; Wayback Machine Live Record; "
+                   "+http://archive.org/details/archive.org_bot)"),
+        cf_line("2022-11-28 19:23:00", "172.58.1.1", 200, SIZE + 400, ua=PHONE),
+    ])
+    got = {r["client_ip"]: r for r in table(out, "SELECT * FROM crawler_fetches")}
+    assert set(got) == {"172.58.9.1", "95.216.1.1", "95.216.1.2"}
+    fake = got["172.58.9.1"]
+    assert fake["verified"] is False and fake["operator"] is None and fake["removal_url"] is None
+    assert "not in Google LLC's published ranges" in fake["removal_note"] and "T-Mobile USA (test)" in fake["removal_note"]
+    slack = got["95.216.1.1"]
+    assert (slack["client_kind"], slack["crawler"], slack["verified"], slack["outcome"]) == (
+        "link_preview", "slackbot", None, "headers_only")
+    archive = got["95.216.1.2"]
+    assert (archive["crawler"], archive["operator"], archive["removal_url"]) == (
+        "archive.org_bot", "Internet Archive", "mailto:info@archive.org")
+    assert archive["removal_source"].startswith("https://")
+
+
+def test_every_crawler_operator_entry_names_a_known_bot_and_a_source() -> None:
+    from forensics.enrich import useragent
+    from forensics.followup import crawler_operators
+
+    names = {r.name for r in useragent.CLIENT_RULES}
+    entries = [e for e in crawler_operators() if e["operator"]]
+    assert entries
+    for e in entries:
+        assert e["crawler"] in names, e["crawler"]
+        assert str(e["removal_source"]).startswith("https://"), e["crawler"]
+        assert e["removal_url"] is None or str(e["removal_url"]).startswith(("https://", "mailto:"))
+
+
+# --- the demo incident (sample_logs/SCENARIO.md, "Beyond the list") --------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    run_case(load_case(REPO / "sample_logs" / "case.toml"), out)
+    return out
+
+
+def test_demo_groups_are_the_scenario_s_persons(demo: Path) -> None:
+    intended = csv_rows(REPO / "sample_logs" / "expected_downloaders.csv")
+    persons: dict[str, set[str]] = {}
+    for r in intended:
+        if r["person"]:
+            persons.setdefault(r["person"], set()).add(r["client"])
+    got = groups(demo)
+    assert sorted(map(sorted, (g["addresses"] for g in got.values()))) == sorted(map(sorted, persons.values()))
+    by_members = {frozenset(g["addresses"]): g for g in got.values()}
+    # The split download: neither address has the whole file, the two ranges together do.
+    split = by_members[frozenset(persons["aria2_laptop"])]
+    assert (split["group_outcome"], split["group_complete_by"]) == ("complete", "ranges_together")
+    assert set(split["outcomes"].values()) == {"partial"}
+    rotating = by_members[frozenset(persons["comcast_laptop"])]
+    assert (rotating["group_outcome"], rotating["group_complete_by"]) == ("complete", "member")
+    rules = {r["rule"] for r in table(demo, "SELECT rule FROM downloader_links")}
+    assert rules == {"same_ipv6_prefix", "same_agent_and_network", "complementary_ranges"}
+
+
+def test_demo_spread_and_operators_follow_from_the_scenario(demo: Path) -> None:
+    milestones = {r["milestone"]: r for r in table(demo, "SELECT * FROM spread_milestones")}
+    # SCENARIO.md: the reddit reader at 15:12:40 local is the first outsider to download it.
+    first = milestones["first_external_download"]
+    assert (first["client_ip"], first["referer"]) == ("2a02:908:1a3:4e00:9c1d:7f2b:33e1:5a02", "https://www.reddit.com/")
+    assert first["ts"].isoformat() == "2022-11-28T20:12:40+00:00"
+    order = [r["referer"] for r in table(demo, "SELECT referer FROM referrer_spread ORDER BY appearance")]
+    assert order == [
+        "https://www.agency.gov/node/4812/edit", "https://www.agency.gov/news/2022/11/detention-oversight-report-released",
+        "(none)", "https://www.reddit.com/", "https://www.google.fr/", "https://t.co/Xk3mQ9vR2L",
+        "https://www.google.com/", "https://yandex.ru/", "https://news.ycombinator.com/", "https://lm.facebook.com/",
+    ]
+    bots = {r["client_ip"]: r for r in table(demo, "SELECT * FROM crawler_fetches")}
+    assert set(bots) == {"66.249.66.83", "54.209.87.143", "207.241.225.14", "51.178.93.214"}
+    assert bots["66.249.66.83"]["verified"] is True and bots["51.178.93.214"]["verified"] is False
+    intended = csv_rows(REPO / "sample_logs" / "expected_downloaders.csv")
+    rows = csv_rows(demo / "operator_requests.csv")
+    assert len(rows) == sum(int(r["requests"]) for r in intended)
+    assert {r["client_ip"] for r in rows if not r["client_port"]} == {"95.216.142.33", "3.89.217.64"}
+    page = (demo / "report.html").read_text(encoding="utf-8")
+    for section in ("operators", "same-downloader", "spread"):
+        assert f'id="{section}"' in page, section
+    assert "may not identify a subscriber" in page and "suggestions for the investigator" in page

@@ -61,7 +61,7 @@ def test_demo_enrichment_shows_countries_networks_and_kinds(tmp_path):
     got = {r[0]: r[1:] for r in con.execute(
         "SELECT address, country, asn, cloud_provider, crawler_verified, tor_exit, client_kind, flags "
         "FROM ip_enrichment").fetchall()}
-    assert len(got) == 28
+    assert len(got) == 35
     assert all(r[0] and r[1] for r in got.values())  # every address has a country and an ASN
     assert all("demo_geography" in r[6] for r in got.values())
     assert {got[a][0] for a in ("2.182.47.139", "95.24.117.203", "117.136.38.92")} == {"IR", "RU", "CN"}

@@ -1,0 +1,129 @@
+-- name: stage_downloader_links
+-- purpose: Pairs of downloader addresses that are probably one downloader, each with the rule that joined them and what it saw: same IPv6 prefix, same user agent and network within a short interval, byte ranges that continue each other across addresses. Suggestions only; no outcome changes.
+-- params: agent_network_within_s, ranges_within_s
+-- `client_facts` (client_ip, ipv6_prefix, agency) is written by forensics.followup over the distinct
+-- downloader addresses (the IPv6 prefix of the case's [same_downloader] ipv6_prefix length).
+-- Rules (each documented in the README, "Beyond the list"):
+--   same_ipv6_prefix        both addresses in one IPv6 prefix: privacy addresses (RFC 8981) rotate
+--                           inside the subscriber's prefix, so one device shows several addresses.
+--   same_agent_and_network  the same user agent from two addresses of one autonomous system within
+--                           $agent_network_within_s seconds: a phone whose carrier gave it a new
+--                           address, a laptop moving between access points. Crawlers and preview
+--                           bots are left out: a fleet shares one agent and network by design.
+--   complementary_ranges    a logged 206 range of one address starts on the byte after a logged 206
+--                           range of the other ends, within $ranges_within_s seconds, with the same
+--                           user agent, and none of the two addresses' ranges or full responses
+--                           overlap: a download manager that resumed on another connection.
+-- Portable subset: joins, GROUP BY, CASE, NOT EXISTS; epoch() gives seconds (Spark: unix_micros/1e6).
+WITH members AS (
+    SELECT d.resource_path, d.client_ip, d.resource_size, f.ipv6_prefix, e.asn, e.as_org,
+           coalesce(e.client_kind, 'unknown') AS client_kind
+    FROM downloaders AS d
+    JOIN client_facts AS f ON f.client_ip = d.client_ip
+    LEFT JOIN ip_enrichment AS e ON e.address = d.client_ip
+),
+counted AS (
+    SELECT h.resource_path, h.client_ip, h.ts, r.user_agent, r.status, upper(r.method) AS method,
+           r.range_start, r.range_end
+    FROM hits AS h
+    JOIN requests AS r ON r.source_id = h.source_id AND r.line_no = h.line_no
+    WHERE h.counts
+      AND h.window_position IN ('exposure', 'margin')
+      AND h.client_ip IS NOT NULL
+),
+prefix_pairs AS (
+    SELECT a.resource_path, a.client_ip AS client_a, b.client_ip AS client_b,
+           'same_ipv6_prefix' AS rule,
+           'both in ' || a.ipv6_prefix AS evidence
+    FROM members AS a
+    JOIN members AS b
+      ON b.resource_path = a.resource_path
+     AND b.ipv6_prefix = a.ipv6_prefix
+     AND a.client_ip < b.client_ip
+),
+agent_pairs AS (
+    SELECT x.resource_path, x.client_ip AS client_a, y.client_ip AS client_b,
+           'same_agent_and_network' AS rule,
+           'AS' || CAST(min(ma.asn) AS STRING) || ' ' || coalesce(min(ma.as_org), '')
+               || ', user agent ' || min(x.user_agent) AS evidence
+    FROM counted AS x
+    JOIN counted AS y
+      ON y.resource_path = x.resource_path
+     AND x.client_ip < y.client_ip
+     AND y.user_agent = x.user_agent
+    JOIN members AS ma ON ma.resource_path = x.resource_path AND ma.client_ip = x.client_ip
+    JOIN members AS mb ON mb.resource_path = y.resource_path AND mb.client_ip = y.client_ip
+    WHERE ma.asn = mb.asn
+      AND abs(epoch(x.ts) - epoch(y.ts)) <= CAST($agent_network_within_s AS DOUBLE)
+      AND x.user_agent NOT IN ('', '-')
+      AND ma.client_kind NOT IN ('crawler', 'link_preview')
+      AND mb.client_kind NOT IN ('crawler', 'link_preview')
+    GROUP BY x.resource_path, x.client_ip, y.client_ip
+),
+ranged AS (
+    SELECT resource_path, client_ip, ts, user_agent, range_start, range_end
+    FROM counted
+    WHERE status = 206 AND method <> 'HEAD' AND range_start IS NOT NULL AND range_end IS NOT NULL
+),
+-- Everything an address received whose place in the file is known: logged ranges and full 200s.
+placed AS (
+    SELECT resource_path, client_ip, range_start AS first_byte, range_end AS last_byte FROM ranged
+    UNION ALL
+    SELECT c.resource_path, c.client_ip, 0 AS first_byte, m.resource_size - 1 AS last_byte
+    FROM counted AS c
+    JOIN members AS m ON m.resource_path = c.resource_path AND m.client_ip = c.client_ip
+    WHERE c.status = 200 AND c.method <> 'HEAD'
+),
+continued AS (
+    SELECT x.resource_path, x.client_ip AS earlier, y.client_ip AS later,
+           'bytes ' || CAST(x.range_start AS STRING) || '-' || CAST(x.range_end AS STRING) || ' from '
+               || x.client_ip || ', then ' || CAST(y.range_start AS STRING) || '-'
+               || CAST(y.range_end AS STRING) || ' from ' || y.client_ip || ', same user agent' AS evidence
+    FROM ranged AS x
+    JOIN ranged AS y
+      ON y.resource_path = x.resource_path
+     AND y.client_ip <> x.client_ip
+     AND y.range_start = x.range_end + 1
+     AND y.user_agent = x.user_agent
+    WHERE abs(epoch(x.ts) - epoch(y.ts)) <= CAST($ranges_within_s AS DOUBLE)
+      AND NOT EXISTS (
+          SELECT 1
+          FROM placed AS px
+          JOIN placed AS py ON py.resource_path = px.resource_path
+          WHERE px.resource_path = x.resource_path
+            AND px.client_ip = x.client_ip
+            AND py.client_ip = y.client_ip
+            AND px.first_byte <= py.last_byte
+            AND py.first_byte <= px.last_byte
+      )
+),
+range_pairs AS (
+    SELECT resource_path,
+           CASE WHEN earlier < later THEN earlier ELSE later END AS client_a,
+           CASE WHEN earlier < later THEN later ELSE earlier END AS client_b,
+           'complementary_ranges' AS rule,
+           min(evidence) AS evidence
+    FROM continued
+    GROUP BY resource_path,
+             CASE WHEN earlier < later THEN earlier ELSE later END,
+             CASE WHEN earlier < later THEN later ELSE earlier END
+),
+pairs AS (
+    SELECT * FROM prefix_pairs
+    UNION ALL
+    SELECT * FROM agent_pairs
+    UNION ALL
+    SELECT * FROM range_pairs
+),
+-- How far apart the two addresses' nearest counted requests are.
+gaps AS (
+    SELECT p.resource_path, p.client_a, p.client_b, min(abs(epoch(a.ts) - epoch(b.ts))) AS seconds_apart
+    FROM (SELECT DISTINCT resource_path, client_a, client_b FROM pairs) AS p
+    JOIN counted AS a ON a.resource_path = p.resource_path AND a.client_ip = p.client_a
+    JOIN counted AS b ON b.resource_path = p.resource_path AND b.client_ip = p.client_b
+    GROUP BY p.resource_path, p.client_a, p.client_b
+)
+SELECT p.resource_path, p.client_a, p.client_b, p.rule, p.evidence, g.seconds_apart
+FROM pairs AS p
+LEFT JOIN gaps AS g
+  ON g.resource_path = p.resource_path AND g.client_a = p.client_a AND g.client_b = p.client_b
