@@ -75,7 +75,7 @@ def test_wheel_runs_the_demo_case_from_another_folder(installed: Path, tmp_path:
 
     res = _run([installed / "forensics", "run", logs / "case.toml", "--out", "case-out", "--quiet"], cwd=elsewhere)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "Who obtained the file: 19 complete, 3 partial, 4 tried and failed, 2 headers only" in res.stdout
+    assert "Who obtained the file: 22 complete, 7 partial, 4 tried and failed, 2 headers only" in res.stdout
     for name in ("report.html", "downloaders.csv", "downloaders.xlsx", "manifest.json", "case.duckdb"):
         assert (elsewhere / "case-out" / name).stat().st_size > 0, name
 
@@ -86,7 +86,7 @@ def test_wheel_runs_the_demo_case_from_another_folder(installed: Path, tmp_path:
     res = _run([installed / "forensics", "query", "downloaders", "--case", "case-out", "-p", "outcome", "complete",
                 "--format", "csv"], cwd=elsewhere)
     assert res.returncode == 0, res.stderr
-    assert len(res.stdout.strip().splitlines()) == 1 + 19
+    assert len(res.stdout.strip().splitlines()) == 1 + 22
 
     res = _run([installed / "python", "-m", "forensics", "formats"], cwd=elsewhere)
     assert res.returncode == 0, res.stderr
