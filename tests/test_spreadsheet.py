@@ -88,7 +88,7 @@ def test_demo_workbook_has_typed_cells(demo_case: Path) -> None:
     assert list(sheets) == ["downloaders", "about"]
     head, *rows = sheets["downloaders"]
     frame = pl.read_parquet(demo_case / "downloaders.parquet")
-    assert len(rows) == frame.height == 28
+    assert len(rows) == frame.height == 35
     assert "first_seen (America/New_York)" in head and "first_seen (UTC)" in head
     assert "last_seen (America/New_York)" in head and "last_seen (UTC)" in head
     local, utc = head.index("first_seen (America/New_York)"), head.index("first_seen (UTC)")
