@@ -13,6 +13,7 @@ import re
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from forensics.decompress import (
     DamageLog,
@@ -332,20 +333,44 @@ def parquet_records(path: Path, state: ReadState, limit: int | None = None) -> I
         raise InputError(
             f"not a readable Parquet file ({exc})", hint="check the file was copied whole", path=path
         ) from None
+    import pyarrow as pa
+
     row = 1
     try:
         for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS if limit is None else limit):
-            lines = [json.dumps(r, default=str, ensure_ascii=False) for r in batch.to_pylist()]
+            columns = [_parquet_values(col) for col in batch.columns]
+            names = batch.schema.names
+            lines = [
+                json.dumps(dict(zip(names, values, strict=True)), default=str, ensure_ascii=False)
+                for values in zip(*columns, strict=True)
+            ]
             yield row, lines
             row += len(lines)
             if limit is not None:
                 break
-    except OSError as exc:
+    except (OSError, ValueError, pa.ArrowException) as exc:
         state.truncated = True
         state.notes.append(f"Parquet data is damaged ({exc}): kept the rows read before it")
     state.lines = row - 1
+    if limit is None:
+        state.sha256, state.bytes_read = Hasher().finish(path)
     if state.notes:
         state.note = "; ".join(state.notes)
+
+
+def _parquet_values(col: Any) -> list[Any]:
+    """A column's values as Python objects; a column Python cannot hold (a date past the year
+    9999) as Arrow's own text for each value, so that no value stops the read."""
+    import pyarrow as pa
+
+    try:
+        return list(col.to_pylist())
+    except (ValueError, OverflowError, pa.ArrowException):
+        pass
+    try:
+        return list(col.cast(pa.string()).to_pylist())
+    except (ValueError, OverflowError, pa.ArrowException):
+        return [f"<{col.type} value that cannot be read>"] * len(col)
 
 
 HEAD_SCAN_BYTES = 64 << 20

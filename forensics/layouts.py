@@ -175,9 +175,14 @@ def _nginx_directive(token: str, name: str) -> Directive:
         return Directive(token, _HEADER_TARGETS.get(header, f"req_{header}"), "str")
     if name.startswith("sent_http_"):
         return Directive(token, f"resp_{name[10:].replace('_', '-')}", "str")
-    # Any other variable ($upstream_addr, $ssl_protocol, $connection ...) is kept by its name.
-    return Directive(token, name, "str")
+    # Any other variable ($upstream_addr, $ssl_protocol, $connection ...) is kept by its name;
+    # one that starts with "_" as nginx_<name>, since "_" names are the readers' own columns.
+    return Directive(token, name if not name.startswith("_") else f"nginx{name}", "str")
 
+
+# Targets starting with "_" that normalize.py reads (a time, a request line or URL to split, a
+# Content-Range to parse); any other "_" name would clash with the readers' working columns.
+_INTERMEDIATE_TARGETS = {"_ts", "_request", "_request_uri", "_url", "_content_range", "_date", "_time"}
 
 _APACHE_TOKEN = re.compile(r"%[!\d,]*[<>]?(?:\{([^}]*)\})?(\^t[io]|[a-zA-Z%])")
 _NGINX_TOKEN = re.compile(r"\$(?:\{(\w+)(?::(\w+))?\}|(\w+))")
@@ -223,6 +228,13 @@ def parse_parts(text: str, dialect: str) -> list[Part]:
                 parts.append(Part(directive=_apache_directive(m.group(0), name, arg)))
         elif m.group(2):
             # ${target:kind}: a vendor field with its target and kind named in the layout.
+            reserved = m.group(1) in ("ts", "line_no", "source_id", "extra")
+            if reserved or (m.group(1).startswith("_") and m.group(1) not in _INTERMEDIATE_TARGETS):
+                raise FormatError(
+                    f"the layout names the target {m.group(1)!r}, which is not a field this tool can fill",
+                    hint="ts, line_no, source_id and extra are filled by the readers, and of the "
+                    "targets starting with '_' only these can be named: " + ", ".join(sorted(_INTERMEDIATE_TARGETS)),
+                )
             parts.append(Part(directive=Directive(m.group(0), m.group(1), m.group(2))))
         else:
             name = m.group(1) or m.group(3)

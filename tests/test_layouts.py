@@ -38,3 +38,11 @@ def test_unknown_apache_directive_is_a_clear_error():
 def test_layout_without_directives():
     with pytest.raises(FormatError, match="no"):
         compile_layout("just text", "nginx")
+
+
+def test_layout_targets_cannot_clash_with_the_readers_columns():
+    layout = compile_layout('$remote_addr $_line [$time_local] "$request" $status', "nginx")
+    assert [d.target for d in layout.group_targets][1] == "nginx_line"
+    for text in ("${_line:str} $remote_addr", "${ts:str} $remote_addr", "${line_no:int} $remote_addr"):
+        with pytest.raises(FormatError, match="not a field this tool can fill"):
+            compile_layout(text, "nginx")

@@ -318,3 +318,32 @@ def test_json_document_line_over_4_mb_keeps_the_records_after_it(tmp_path):
     # Under a higher limit the big record is read too, in its place.
     state, rows, rejected, skipped = read_like_ingest(path, "azure_frontdoor", max_line_bytes=8 << 20)
     assert sorted(rows) == [2, 3, 4, 5] and not rejected and skipped == 2
+
+
+def test_the_corpus_ingests_end_to_end(tmp_path, write_case):
+    """The real ingest, one source per regression file: the run finishes and every file's lines
+    add up (ingest stops on a file whose lines do not)."""
+    import shutil
+
+    from forensics.casefile import load_case
+    from forensics.ingest import ingest
+
+    sources = []
+    for i, path in enumerate(CASES):
+        shutil.copy(path, tmp_path / f"{i}_{path.name}")
+        sources.append({"path": f"{i}_{path.name}", "format": _format_of(path)})
+    report = ingest(load_case(write_case(sources)), tmp_path / "out")
+    assert len(report.loaded) == len(CASES)
+    for r in report.loaded:
+        assert r.lines_read == r.lines_parsed + r.lines_rejected + r.lines_skipped
+
+
+def test_detect_names_the_file_and_never_fails_inside(tmp_path):
+    from typer.testing import CliRunner
+
+    from forensics.cli import app
+
+    for path in CASES:
+        result = CliRunner().invoke(app, ["detect", str(path)])
+        assert "Internal error" not in result.output, (path, result.output)
+        assert path.name in result.output, (path, result.output)
