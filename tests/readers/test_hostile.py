@@ -18,9 +18,11 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from forensics.errors import InputError
 from forensics.formats import builtin_formats, get_format
 from forensics.inputs import ReadState, parquet_records, read_chunks, sniff_compression
 from forensics.readers import long_line_rejects, make_reader
@@ -252,10 +254,17 @@ def test_parquet_rows_account_for_every_row(tmp_path_factory, rows):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@example(data=b"PAR1", name="combined")
 @given(data=st.binary(max_size=600), name=st.sampled_from(["combined", "iis", "cloudfront", "caddy", "azure_frontdoor", "nginx_json"]))
 def test_arbitrary_bytes_in_a_file_are_accounted_for(tmp_path_factory, data, name):
     path = tmp_path_factory.mktemp("b") / "a.log"
     path.write_bytes(data)
+    if sniff_compression(path) == "parquet":
+        # Not a file of lines at all: a clear error naming the file, before anything is read.
+        with pytest.raises(InputError, match="not a readable Parquet file") as exc:
+            check_accounting(path, name)
+        assert str(path) in str(exc.value)
+        return
     check_accounting(path, name, max_rows_per_line=None if FORMATS[name].family == "json" else 1)
 
 
@@ -274,8 +283,6 @@ def test_the_regression_corpus_is_there():
 
 
 def _params():
-    import pytest
-
     return [pytest.param(p, id=f"{p.parent.name}/{p.name}") for p in CASES]
 
 
