@@ -183,24 +183,20 @@ def edge_gaps(
                 f"to {fmt_utc(last_ts)}, outside {fmt_utc(examine_from)} to {fmt_utc(examine_to)}",
             ))
             continue
-        if first_ts > examine_from:
-            missing = first_ts - examine_from
-            expected = first_hour * missing / timedelta(hours=1)
-            gaps.append(LogGap(
-                role, None, "starts_late", examine_from, first_ts, expected,
-                f"{role} logs start at {fmt_utc(first_ts)}, {fmt_span(missing)} after the examined period "
-                f"begins ({fmt_utc(examine_from)}); {how_unusual(expected)}: requests before "
-                "then are not in the answer",
-            ))
-        if last_ts < examine_to:
-            missing = examine_to - last_ts
-            expected = last_hour * missing / timedelta(hours=1)
-            gaps.append(LogGap(
-                role, None, "ends_early", last_ts, examine_to, expected,
-                f"{role} logs end at {fmt_utc(last_ts)}, {fmt_span(missing)} before the examined period "
-                f"ends ({fmt_utc(examine_to)}); {how_unusual(expected)}: requests after then are "
-                "not in the answer",
-            ))
+        # (kind, gap start, gap end, lines in the log's hour next to the gap, words)
+        for kind, start, end, near_hour, words in (
+            ("starts_late", examine_from, first_ts, first_hour,
+             f"{role} logs start at {fmt_utc(first_ts)}, {{span}} after the examined period begins "
+             f"({fmt_utc(examine_from)}); {{unusual}}: requests before then are not in the answer"),
+            ("ends_early", last_ts, examine_to, last_hour,
+             f"{role} logs end at {fmt_utc(last_ts)}, {{span}} before the examined period ends "
+             f"({fmt_utc(examine_to)}); {{unusual}}: requests after then are not in the answer"),
+        ):
+            if end <= start:
+                continue
+            expected = near_hour * (end - start) / timedelta(hours=1)
+            detail = words.format(span=fmt_span(end - start), unusual=how_unusual(expected))
+            gaps.append(LogGap(role, None, kind, start, end, expected, detail))
     return gaps
 
 

@@ -1,9 +1,10 @@
 """`forensics run`: ingest, investigate, enrich, write the downloader list, report and manifest.
 
 Outputs beside case.duckdb: downloaders.csv / .parquet / .json (one row per resource and resolved
-client, ordered by outcome then first seen), the tables hits, downloaders, near_misses and
-coverage in the database, and in manifest.json the counts per outcome, the exposure window, the
-resources and the coverage gaps.
+client, ordered by outcome then first seen), the tables hits, downloaders, near_misses, coverage
+and log_gaps in the database, and in manifest.json the counts per outcome, the exposure window, the
+resources with their size and its signals, the coverage gaps and the limits of the evidence
+(forensics.limits), which the terminal and the report's answer box also show.
 """
 
 from __future__ import annotations

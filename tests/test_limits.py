@@ -42,7 +42,8 @@ def section(page: str, sid: str) -> str:
 
 def run_cli(write_case: Any, tmp_path: Path, *, cdn: list[str] | None = None,
             cdn_files: dict[str, list[str]] | None = None, origin: list[str] | None = None,
-            iis: list[str] | None = None, extra: str | None = None, **case_args: Any) -> dict[str, Any]:
+            iis: list[str] | None = None, s3: list[str] | None = None, extra: str | None = None,
+            **case_args: Any) -> dict[str, Any]:
     """`forensics run` on the given lines; returns terminal output, manifest, report and rows."""
     files: dict[str, bytes | str] = {}
     sources = []
@@ -64,6 +65,9 @@ def run_cli(write_case: Any, tmp_path: Path, *, cdn: list[str] | None = None,
             + "\n".join(iis) + "\n"
         )
         sources.append({"path": "iis/u_ex221128.log", "format": "iis", "role": "origin"})
+    if s3 is not None:
+        files["s3/2019-02-06-00-00-38-EXAMPLE"] = "\n".join(s3) + "\n"
+        sources.append({"path": "s3/*", "format": "aws_s3", "role": "origin"})
     case_path = write_case(sources, extra=extra if extra is not None else case_toml(**case_args), files=files)
     out = tmp_path / "out"
     res = runner.invoke(app, ["run", str(case_path), "--out", str(out), "-q"])
@@ -156,6 +160,24 @@ def test_size_from_the_declared_content_length(write_case: Any, tmp_path: Path) 
     assert "Size inferred:" in r["answer"] and "Content-Length declared on 200 responses" in r["answer"]
 
 
+def test_size_from_the_object_size_the_server_logged(write_case: Any, tmp_path: Path) -> None:
+    # S3 logs the object's size beside the bytes sent: a 200 cut short at 524,288 bytes is partial,
+    # though the most common 200 body would have called it the whole file.
+    line = ('79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be awsexamplebucket1 '
+            '[06/Feb/2019:00:00:38 +0000] 192.0.2.3 - 3E57427F3EXAMPLE REST.GET.OBJECT files/roster.xlsx '
+            '"GET /awsexamplebucket1/files/roster.xlsx HTTP/1.1" 200 - 524288 1572864 70 10 "-" "curl/8.0" -')
+    extra = ('[exposure]\nstart = "2019-02-05T23:00:00Z"\nend = "2019-02-06T01:00:00Z"\n\n'
+             '[[resources]]\npath = "/awsexamplebucket1/files/roster.xlsx"\n')
+    r = run_cli(write_case, tmp_path, s3=[line], extra=extra)
+    res = r["manifest"]["investigation"]["resources"][0]
+    assert (res["size"], res["size_basis"]) == (1572864, "object_size")
+    assert [s["basis"] for s in res["size_signals"]] == ["object_size", "body_of_200"]
+    row = r["rows"]["192.0.2.3"]
+    assert (row["outcome"], row["file_bytes_covered"], row["coverage_pct"]) == ("partial", 524288, 33.33)
+    assert "Size inferred: the size of /awsexamplebucket1/files/roster.xlsx was inferred: 1,572,864 bytes from the object size the server logged" in r["answer"]
+    assert "1,572,864 bytes from the object size the server logged" in r["terminal"]
+
+
 # --- coverage ------------------------------------------------------------------------------------
 
 
@@ -201,6 +223,18 @@ def test_a_silent_quarter_hour_is_found_at_five_minute_resolution(write_case: An
     assert "no origin nginx_main log lines from 2022-11-28 20:30 UTC" in r["terminal"]
     quality = section(r["page"], "quality")
     assert "silent stretch" in quality and "2022-11-28 20:30:00Z to 2022-11-28 20:45:00Z" in quality
+
+
+def test_an_empty_hour_of_a_quiet_log_is_said_in_the_answer_box(write_case: Any, tmp_path: Path) -> None:
+    origin = [nginx_line(f"2022-11-28 {h}:10:00", "198.51.100.90", 200, 10) for h in (18, 19, 20, 22, 23)]
+    origin.append(nginx_line("2022-11-28 20:30:00", "198.51.100.91", 200, SIZE))
+    r = run_cli(write_case, tmp_path, origin=origin, start="2022-11-28T19:30:00Z", end="2022-11-28T23:00:00Z")
+    # too quiet for a silent stretch at 5-minute resolution: the hourly table says it
+    assert [g["kind"] for g in r["manifest"]["investigation"]["log_gaps"]] == ["ends_early"]
+    assert limits_of(r, "coverage_hour")
+    assert "Empty hour in the logs: no origin log lines from 2022-11-28 21:00 UTC to 2022-11-28 22:00 UTC (1 hour)" in r["answer"]
+    assert "no origin log lines from 2022-11-28 21:00 UTC to 2022-11-28 22:00 UTC" in r["terminal"]
+    assert "empty hour" in section(r["page"], "quality")
 
 
 def test_quiet_logs_are_not_called_gaps(write_case: Any, tmp_path: Path) -> None:
