@@ -443,7 +443,7 @@ def investigate(con: duckdb.DuckDBPyConnection, case: Case) -> Investigation:
         if size.size is None:
             warnings.append(
                 f"{r.path}: no size in the case file and no log line gives it; clients that received "
-                "bytes are `undetermined` (add size = <bytes> to the [[resources]] table)"
+                "bytes are undetermined (add size = <bytes> to the [[resources]] table)"
             )
         elif size.inferred:
             warnings.append(
@@ -536,7 +536,7 @@ def evidence_limits(
             limits.append(Limit(
                 "size_unknown", WARNING,
                 f"the size of {r.path} is unknown: no size in the case file and no log line gives it, so "
-                "clients that received bytes are `undetermined` (complete and partial cannot be told apart)",
+                "clients that received bytes are undetermined (complete and partial cannot be told apart)",
                 f"add size = <bytes> to the [[resources]] table for {r.path} (the file's size on disk)",
             ))
         elif size.estimated:
