@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import shlex
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 import jinja2
+from markupsafe import Markup, escape
 
 from forensics.coverage import BIN_MINUTES, how_unusual
 from forensics.db import connect, named_queries
@@ -48,7 +50,6 @@ ENRICHMENT_COLUMNS = (
     "country", "country_name", "city", "asn", "as_org", "client_kind", "client_name", "cloud_provider",
     "crawler", "crawler_verified", "tor_exit", "vpn", "hosting",
 )
-TIMELINE_BIN_MINUTES = 5
 REJECT_EXAMPLES = 3
 # The answer box names each limit of the evidence (forensics.limits) in the reader's words.
 LIMIT_LABELS = {
@@ -72,11 +73,20 @@ LIMIT_LABELS = {
 }
 
 
+UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Universal", "Etc/Universal", "Zulu", "Etc/Zulu",
+                       "GMT", "Etc/GMT", "Etc/GMT0", "Etc/GMT+0", "Etc/GMT-0", "GMT0", "Etc/Greenwich", "Greenwich"})
+
+
 @dataclass(frozen=True)
 class Zone:
     """The case's display zone, for times shown both locally and in UTC."""
 
     name: str
+
+    @property
+    def is_utc(self) -> bool:
+        """A UTC case shows each time once: a second, identical UTC rendering would only repeat it."""
+        return self.name in UTC_NAMES
 
     def local(self, ts: datetime | None, seconds: bool = True) -> str:
         if ts is None:
@@ -97,8 +107,13 @@ def _parse_iso(text: str | None) -> datetime | None:
 
 
 def _duration(delta: timedelta) -> str:
+    """'5 h 03 min', '30 min', '31 days', '2 days 4 h'."""
     minutes = int(delta.total_seconds() // 60)
+    days, minutes = divmod(minutes, 24 * 60)
     hours, minutes = divmod(minutes, 60)
+    if days:
+        return f"{days} day{'s' if days != 1 else ''}" + (f" {hours} h" if hours else "") + (
+            f" {minutes:02d} min" if minutes else "")
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
 
 
@@ -143,14 +158,104 @@ def _ensure_tables(con: duckdb.DuckDBPyConnection, have: dict[str, set[str]]) ->
 # --- sections ------------------------------------------------------------------------------------
 
 
+# Bin widths and tick steps for the timeline, shortest first: the shortest that keeps the chart
+# within MAX_BARS bars and MAX_TICKS labelled ticks is used, so a chart over an hour and one
+# over a year (a long exposure with its margin) both have a bounded number of SVG elements.
+BIN_LADDER = (
+    timedelta(minutes=1), timedelta(minutes=2), timedelta(minutes=5), timedelta(minutes=10),
+    timedelta(minutes=15), timedelta(minutes=30), timedelta(hours=1), timedelta(hours=2),
+    timedelta(hours=3), timedelta(hours=6), timedelta(hours=12), timedelta(days=1), timedelta(days=2),
+    timedelta(days=7), timedelta(days=14), timedelta(days=28),
+)
+TICK_LADDER = (
+    timedelta(minutes=5), timedelta(minutes=10), timedelta(minutes=15), timedelta(minutes=30),
+    timedelta(hours=1), timedelta(hours=2), timedelta(hours=3), timedelta(hours=6), timedelta(hours=12),
+    timedelta(days=1), timedelta(days=2), timedelta(days=7), timedelta(days=14),
+)
+MONTH_LADDER = (1, 2, 3, 6, 12, 24, 60, 120)
+MAX_BARS = 120
+MAX_TICKS = 12
+
+
+def _bin_width(span: timedelta) -> timedelta:
+    for step in BIN_LADDER:
+        if span / step <= MAX_BARS:
+            return step
+    return timedelta(days=-(-span.days // MAX_BARS) + 1)
+
+
+def _ticks(examine_from: datetime, examine_to: datetime, zone: Zone) -> tuple[list[dict[str, Any]], str]:
+    """Tick times on wall-clock boundaries of the case's zone (whole hours, midnights, Mondays,
+    first days of months) at a step that gives at most MAX_TICKS, with labels that say what
+    changes: times of day, with the date where the day changes; dates; or months."""
+    tz = ZoneInfo(zone.name)
+    span = examine_to - examine_from
+    step = next((s for s in TICK_LADDER if span / s <= MAX_TICKS), None)
+    local_from = examine_from.astimezone(tz)
+    ticks: list[datetime] = []
+    if step is None:  # months: the first of every k-th month of the calendar (Jan, Apr, Jul, Oct)
+        months = next((k for k in MONTH_LADDER if span / timedelta(days=30.44 * k) <= MAX_TICKS),
+                      12 * -(-int(span / timedelta(days=365.25)) // MAX_TICKS))
+        y, m = local_from.year, 1
+        if months >= 12:  # whole years, on multiples of the step
+            y -= y % (months // 12)
+        while True:
+            t = datetime(y, m, 1, tzinfo=tz)
+            if t > examine_to:
+                break
+            if t >= examine_from:
+                ticks.append(t)
+            y, m = (y + (m - 1 + months) // 12, (m - 1 + months) % 12 + 1)
+        unit = "month" if months < 12 else "year"
+    elif step >= timedelta(days=1):  # midnights (Mondays for weeks), stepped in local dates
+        day = local_from.date()
+        if step >= timedelta(days=7):
+            day -= timedelta(days=day.weekday())
+        while True:
+            t = datetime(day.year, day.month, day.day, tzinfo=tz)
+            if t > examine_to:
+                break
+            if t >= examine_from:
+                ticks.append(t)
+            day += timedelta(days=step.days)
+        unit = "week" if step >= timedelta(days=7) else "day"
+    else:  # times of day: multiples of the step after local midnight, stepped in real time
+        midnight = datetime(local_from.year, local_from.month, local_from.day, tzinfo=tz)
+        t = midnight + step * -(-(local_from - midnight) // step)
+        while t <= examine_to:
+            ticks.append(t)
+            t += step
+        unit = "time"
+    out = []
+    previous_day = None
+    for t in ticks:
+        local = t.astimezone(tz)
+        if unit == "time":
+            label = local.strftime("%H:%M")
+            day_name = local.strftime("%b %-d")
+            date = day_name if day_name != previous_day else ""
+            previous_day = day_name
+        elif unit == "month":
+            label, date = local.strftime("%b %Y"), ""
+        elif unit == "year":
+            label, date = local.strftime("%Y"), ""
+        else:
+            label, date = local.strftime("%b %-d"), ""
+        # The UTC line only where it says something: times in a zone other than UTC.
+        utc = t.astimezone(UTC).strftime("%H:%MZ") if unit == "time" and not zone.is_utc else ""
+        out.append({"t": t, "local": label, "date": date, "utc": utc})
+    return out, unit
+
+
 def _timeline(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime, examine_from: datetime,
               examine_to: datetime, zone: Zone) -> dict[str, Any]:
     """Requests and counted requests for the resource per bin over the window and margin, as
-    coordinates for an inline SVG bar chart (drawn by the template)."""
-    step = timedelta(minutes=TIMELINE_BIN_MINUTES)
+    coordinates for an inline SVG bar chart (drawn by the template). Bins and ticks adapt to the
+    period, so the chart has at most MAX_BARS bars and MAX_TICKS ticks whatever its length."""
+    step = _bin_width(examine_to - examine_from)
     rows = con.execute(
         """
-        SELECT time_bucket(INTERVAL (?) MINUTE, r.ts, ?::TIMESTAMPTZ) AS bin,
+        SELECT time_bucket(to_microseconds(?), r.ts, ?::TIMESTAMPTZ) AS bin,
                count(*) AS requests,
                count(h.line_no) FILTER (WHERE h.counts) AS resource_requests,
                count(h.line_no) FILTER (WHERE h.counts AND r.status IN (200, 206)) AS deliveries
@@ -159,7 +264,7 @@ def _timeline(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime, ex
         WHERE r.ts >= ? AND r.ts < ?
         GROUP BY bin ORDER BY bin
         """,
-        [TIMELINE_BIN_MINUTES, examine_from, examine_from, examine_to],
+        [int(step / timedelta(microseconds=1)), examine_from, examine_from, examine_to],
     ).fetchall()
     by_bin = {r[0].astimezone(UTC): r[1:] for r in rows}
     bins: list[tuple[datetime, int, int, int]] = []
@@ -170,11 +275,16 @@ def _timeline(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime, ex
         t += step
     # Two panels over one time axis: all requests, then requests for the file on its own scale
     # (a handful against hundreds would not show on a shared one).
+    ticks, unit = _ticks(examine_from, examine_to, zone)
     width, left, right = 960, 64, 16
     top_a, h_a, gap, h_b = 22, 120, 26, 70
     top_b = top_a + h_a + gap
     axis_y = top_b + h_b
-    height = axis_y + 56
+    # Tick labels: the local time or date, the local date where the day changes, the UTC time.
+    label_y = axis_y + 16
+    date_y = label_y + 13 if any(k["date"] for k in ticks) else label_y
+    utc_y = date_y + 13 if any(k["utc"] for k in ticks) else date_y
+    height = utc_y + 24
     plot_w = width - left - right
     n = max(len(bins), 1)
     bar_w = plot_w / n
@@ -191,31 +301,57 @@ def _timeline(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime, ex
         ha = h_a * req / max_a
         hb = h_b * res / max_b
         hd = h_b * dl / max_b
-        label = (f"{zone.local(ts, seconds=False)} ({zone.utc(ts, seconds=False)}): {req} requests, "
-                 f"{res} for the file, {dl} of them delivering content (200/206)")
+        when = f"{zone.local(ts, seconds=False)}" + ("" if zone.is_utc else f" ({zone.utc(ts, seconds=False)})")
+        label = f"{when}: {req} requests, {res} for the file, {dl} of them delivering content (200/206)"
         bars.append({
-            "x": round(x_of(ts) + 0.5, 1), "w": round(max(bar_w - 1, 1), 1),
+            "x": round(x_of(ts) + 0.5, 1), "w": round(max(bar_w - 1, 0.5), 1),
             "y": round(top_a + h_a - ha, 1), "h": round(ha, 1),
             "ry": round(top_b + h_b - hb, 1), "rh": round(hb, 1),
             "dy": round(top_b + h_b - hd, 1), "dh": round(hd, 1),
             "title": label,
         })
-    ticks = []
-    first_tick = examine_from.astimezone(ZoneInfo(zone.name)).replace(minute=0, second=0, microsecond=0)
-    tick = first_tick + (timedelta(hours=1) if first_tick < examine_from else timedelta(0))
-    while tick <= examine_to:
-        ticks.append({"x": round(x_of(tick), 1), "local": tick.astimezone(ZoneInfo(zone.name)).strftime("%H:%M"),
-                      "utc": tick.astimezone(UTC).strftime("%H:%MZ")})
-        tick += timedelta(hours=1)
+    for k in ticks:
+        k["x"] = round(x_of(k.pop("t")), 1)
+    exposure_x, exposure_end_x = x_of(start), x_of(end)
     return {
         "width": width, "height": height, "left": left, "plot_w": plot_w,
         "top_a": top_a, "h_a": h_a, "top_b": top_b, "h_b": h_b, "axis_y": axis_y,
-        "max_a": max_a, "max_b": max_b, "bars": bars, "ticks": ticks,
-        "exposure_x": round(x_of(start), 1), "exposure_w": round(x_of(end) - x_of(start), 1),
-        "bin_minutes": TIMELINE_BIN_MINUTES, "peak": peak, "resource_peak": res_peak,
+        "max_a": max_a, "max_b": max_b, "bars": bars, "ticks": ticks, "tick_unit": unit,
+        "label_y": label_y, "utc_y": utc_y, "date_y": date_y,
+        "axis_note": (
+            ("times in UTC" if zone.is_utc else f"times: {zone.name} above, UTC below")
+            if unit == "time" else f"{unit}s in {zone.name}"
+        ),
+        "exposure_x": round(exposure_x, 1), "exposure_w": round(exposure_end_x - exposure_x, 1),
+        # The exposure label starts at the window, or ends at it when the window is far right.
+        "exposure_label_x": round(exposure_x + 4 if exposure_x < left + plot_w * 0.55 else exposure_end_x - 4, 1),
+        "exposure_label_anchor": "start" if exposure_x < left + plot_w * 0.55 else "end",
+        "exposure_label": _period(start, end, zone),
+        "bin": _duration_words(step), "peak": peak, "resource_peak": res_peak,
         "total_requests": sum(b[1] for b in bins), "total_resource": sum(b[2] for b in bins),
         "total_delivering": sum(b[3] for b in bins),
     }
+
+
+def _period(start: datetime, end: datetime, zone: Zone) -> str:
+    """'Nov 28 14:02 to 19:05 EST' on one day, 'Nov 28 14:02 to Nov 30 09:00 EST' across days."""
+    tz = ZoneInfo(zone.name)
+    a, b = start.astimezone(tz), end.astimezone(tz)
+    first = a.strftime("%b %-d %H:%M")
+    second = b.strftime("%H:%M %Z") if a.date() == b.date() else b.strftime("%b %-d %H:%M %Z")
+    if a.year != b.year:
+        first, second = a.strftime("%Y %b %-d %H:%M"), b.strftime("%Y %b %-d %H:%M %Z")
+    return f"{first} to {second}"
+
+
+def _duration_words(step: timedelta) -> str:
+    """'5 minutes', '1 hour', '2 days', '1 week' (the width of a bar)."""
+    minutes = int(step.total_seconds() // 60)
+    for size, name in ((7 * 24 * 60, "week"), (24 * 60, "day"), (60, "hour"), (1, "minute")):
+        if minutes % size == 0:
+            n = minutes // size
+            return name if n == 1 else f"{n} {name}s"
+    return f"{minutes} minutes"
 
 
 def _downloader_rows(con: duckdb.DuckDBPyConnection, have: dict[str, set[str]], zone: Zone) -> list[dict[str, Any]]:
@@ -364,6 +500,7 @@ def gather(case_dir: Path) -> dict[str, Any]:
         context: dict[str, Any] = {
             "case": case,
             "zone": zone.name,
+            "zone_is_utc": zone.is_utc,
             "manifest": manifest,
             "written_at": zone.utc(_parse_iso(manifest.get("written_at"))),
             "tool_version": manifest.get("tool_version"),
@@ -423,6 +560,14 @@ def gather(case_dir: Path) -> dict[str, Any]:
     return context
 
 
+def _breakable(value: Any) -> Markup:
+    """Text that may break after ':', '/' or '.', (addresses, paths) and nowhere else."""
+    return Markup("").join(
+        Markup(escape(part)) + (Markup("<wbr>") if part in ":/." else Markup(""))
+        for part in re.split(r"([:/.])", str(value)) if part
+    )
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("forensics", "templates"),
@@ -434,6 +579,7 @@ def _environment() -> jinja2.Environment:
     env.filters["num"] = lambda v: "" if v is None else f"{v:,}"
     env.filters["pct"] = lambda v: "" if v is None else f"{v:.0f} %" if v >= 99.95 or v == 0 else f"{v:.1f} %"
     env.filters["join_list"] = lambda v: " | ".join("" if x is None else str(x) for x in (v or []))
+    env.filters["breakable"] = _breakable
     return env
 
 
