@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import platform
-import re
 import shlex
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,7 +24,6 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 import jinja2
-from markupsafe import Markup, escape
 
 from forensics.coverage import BIN_MINUTES, how_unusual
 from forensics.db import connect, named_queries
@@ -560,14 +558,6 @@ def gather(case_dir: Path) -> dict[str, Any]:
     return context
 
 
-def _breakable(value: Any) -> Markup:
-    """Text that may break after ':', '/' or '.', (addresses, paths) and nowhere else."""
-    return Markup("").join(
-        Markup(escape(part)) + (Markup("<wbr>") if part in ":/." else Markup(""))
-        for part in re.split(r"([:/.])", str(value)) if part
-    )
-
-
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("forensics", "templates"),
@@ -579,7 +569,6 @@ def _environment() -> jinja2.Environment:
     env.filters["num"] = lambda v: "" if v is None else f"{v:,}"
     env.filters["pct"] = lambda v: "" if v is None else f"{v:.0f} %" if v >= 99.95 or v == 0 else f"{v:.1f} %"
     env.filters["join_list"] = lambda v: " | ".join("" if x is None else str(x) for x in (v or []))
-    env.filters["breakable"] = _breakable
     return env
 
 
