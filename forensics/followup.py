@@ -27,6 +27,7 @@ connected components of the links (`group_map`).
 from __future__ import annotations
 
 import ipaddress
+import json
 import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -123,6 +124,15 @@ def run_follow_up(
     """Rewrite every follow-up table from hits, requests, downloaders and ip_enrichment."""
     for table in FOLLOW_UP_TABLES:
         con.execute(f"DELETE FROM {table.name}")  # fixed table names from the schema, never input
+    # The rules' settings, so the report and a later reader know what the tables were built with.
+    settings_json = json.dumps({
+        "agency_networks": list(settings.agency_networks), "agency_sites": list(settings.agency_sites),
+        "ipv6_prefix": settings.ipv6_prefix,
+        "agent_network_within_s": settings.agent_network_within.total_seconds(),
+        "ranges_within_s": settings.ranges_within.total_seconds(),
+    })
+    con.execute("DELETE FROM case_info WHERE key = 'follow_up_settings'")
+    con.execute("INSERT INTO case_info VALUES ('follow_up_settings', $1)", [settings_json])
     result = FollowUp()
 
     # Requests to network operators.
@@ -398,8 +408,15 @@ def report_context(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         "formats_with_port": with_port,
         "formats_without_port": without_port,
         "groups": _groups(con),
+        "settings": _settings(con),
         **_spread(con),
     }
+
+
+def _settings(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """The rules' settings the run recorded in case_info (empty for a case written before)."""
+    rows = con.execute("SELECT value FROM case_info WHERE key = 'follow_up_settings'").fetchall()
+    return dict(json.loads(rows[0][0])) if rows else {}
 
 
 def _groups(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -473,3 +474,26 @@ def test_demo_spread_and_operators_follow_from_the_scenario(demo: Path) -> None:
     for section in ("operators", "same-downloader", "spread"):
         assert f'id="{section}"' in page, section
     assert "may not identify a subscriber" in page and "suggestions for the investigator" in page
+
+
+# --- the stages are single SELECTs in a portable subset -------------------------------------------
+
+FOLLOW_UP_STAGES = (
+    "stage_operator_requests", "stage_downloader_links", "stage_downloader_groups", "stage_spread_requests",
+    "stage_referrer_spread", "stage_spread_hourly", "stage_spread_milestones", "stage_crawler_fetches",
+)
+# DuckDB-only syntax another engine (Spark SQL) would not run, and statements that change tables.
+NOT_PORTABLE = re.compile(
+    r"::|\blist_\w+|->>|\bFILTER\s*\(|GROUP BY ALL|\bBY NAME\b|\bINSERT\b|\bUPDATE\b|\bDELETE\b|;|\bstring_agg\b|\bQUALIFY\b",
+    re.IGNORECASE,
+)
+
+
+@pytest.mark.parametrize("stage", FOLLOW_UP_STAGES)
+def test_each_follow_up_stage_is_one_portable_select(stage: str) -> None:
+    from forensics.db import named_queries
+
+    query = named_queries()[stage]
+    body = "\n".join(line for line in query.sql.splitlines() if not line.strip().startswith("--"))
+    assert re.match(r"\s*(SELECT|WITH)\b", body, re.IGNORECASE), stage
+    assert not NOT_PORTABLE.findall(body), (stage, NOT_PORTABLE.findall(body))
