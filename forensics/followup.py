@@ -62,7 +62,9 @@ OPERATOR_EXPORT = "operator_requests"
 # The canonical fields a format can fill with the client's source port: a port column, or an
 # address written with its port (client:port, [v6]:port) that the reader splits.
 _PORT_TARGETS = ("client_port", "client_addr:addr_port", "client_addr:addr_lastport")
-_PORT_LAYOUT_TOKENS = ("client_port", "client_addr:addr_port", "client_addr:addr_lastport", "$remote_port")
+_PORT_LAYOUT_TOKENS = (
+    "client_port", "client_addr:addr_port", "client_addr:addr_lastport", "$remote_port", "%{remote}p",
+)
 
 
 @dataclass(frozen=True)

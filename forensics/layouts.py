@@ -141,6 +141,9 @@ def _apache_directive(token: str, name: str, arg: str | None) -> Directive:
             return Directive(token, "time_taken_ms", unit)
         if name == "a" and low == "c":
             return Directive(token, "peer_addr", "addr")
+        if name == "p" and low == "remote":
+            # %{remote}p: the client's source port (mod_log_config), what a carrier needs behind CGNAT
+            return Directive(token, "client_port", "int")
         if name in ("x", "e", "n", "C", "p", "P", "^ti", "^to"):
             return Directive(token, f"{name.lower()}_{low}", "str")
     if name in _APACHE_SIMPLE:

@@ -158,6 +158,22 @@ def test_which_formats_log_the_client_port() -> None:
     assert format_logs_port(get_format("nginx:$remote_addr:$remote_port [$time_local] \"$request\" $status"))
 
 
+APACHE_WITH_PORT = '%h %{remote}p %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i"'
+
+
+def test_an_apache_layout_with_the_remote_port_fills_it(write_case: Any, tmp_path: Path) -> None:
+    assert format_logs_port(get_format("apache:" + APACHE_WITH_PORT))
+    line = f'172.58.1.10 51234 - - [28/Nov/2022:15:10:05 -0500] "GET {FILE} HTTP/1.1" 200 {SIZE} "-" "curl/8.0"'
+    files = {"seed.csv": SEED, "origin/access.log": line + "\n"}
+    sources = [{"path": "origin/access.log", "format": "apache:" + APACHE_WITH_PORT, "role": "origin",
+                "timezone": "UTC"}]
+    case_path = write_case(sources, extra=case_toml() + '\n[enrich]\ndemo_seed = "seed.csv"\n', files=files)
+    run_case(load_case(case_path), tmp_path / "out")
+    (row,) = csv_rows(tmp_path / "out" / "operator_requests.csv")
+    assert (row["client_ip"], row["client_port"], row["utc_time"], row["port_logged"]) == (
+        "172.58.1.10", "51234", "2022-11-28T20:10:05Z", "true")
+
+
 def test_ipv6_prefixes() -> None:
     assert ipv6_prefix("2601:14d:8300:7a20:d4c3:91ff:2b17:6e05", 64) == "2601:14d:8300:7a20::/64"
     assert ipv6_prefix("2601:14d:8300:7a20:d4c3:91ff:2b17:6e05", 56) == "2601:14d:8300:7a00::/56"
