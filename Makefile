@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 DEMO_OUT ?= demo-out
 
-.PHONY: demo test lint bench bench-bombs install clean lock sample-logs
+.PHONY: demo test lint bench bench-bombs install install-spark clean lock sample-logs
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ $(STAMP): requirements.lock pyproject.toml
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP)
+
+# The optional Spark engine (pyspark, needs Java 17): the base lock plus the spark extra, hash-locked.
+install-spark: $(STAMP)
+	@$(BIN)/python -m pip install --disable-pip-version-check -q --require-hashes -r requirements-spark.lock
 
 demo: $(STAMP)
 	@rm -rf $(DEMO_OUT)
@@ -46,6 +50,8 @@ sample-logs:
 lock: $(STAMP)
 	$(BIN)/python -m pip install -q uv
 	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra spark --generate-hashes --python-version 3.11 \
+	  -c requirements.lock -o requirements-spark.lock
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache

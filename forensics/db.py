@@ -6,7 +6,14 @@ Each query file starts with a header:
     -- purpose: One row per client that requested the leaked resource.
     -- params: outcome (optional)
 
-Parameters are written `$name` in the SQL and always bound by DuckDB, never pasted in.
+A pipeline stage (`stage_*.sql`) is one SELECT and says in a fourth header line which table its rows
+go to and how, so that any engine can run it and write the result its own way:
+
+    -- writes: hits (append)        rows added to the table
+    -- writes: hits (replace)       the table's new content (the SELECT may read the table itself)
+
+A stage without `-- writes:` returns its rows to the caller. Parameters are written `$name` in the
+SQL and always bound by the engine, never pasted in.
 """
 
 from __future__ import annotations
@@ -52,9 +59,12 @@ class NamedQuery:
     optional: tuple[str, ...]
     sql: str
     path: Path
+    writes: str | None = None  # the table a stage's rows go to
+    mode: str | None = None  # append or replace
 
 
-_HEADER = re.compile(r"^--\s*(name|purpose|params):\s*(.*)$")
+_HEADER = re.compile(r"^--\s*(name|purpose|params|writes):\s*(.*)$")
+_WRITES = re.compile(r"^([a-z_]+)\s+\((append|replace)\)$")
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -75,7 +85,13 @@ def parse_query_file(path: Path) -> NamedQuery:
         for p in meta.get("params", "").split(",")
         if "optional" in p and p.strip()
     )
-    return NamedQuery(meta["name"], meta["purpose"], used, optional, text, path)
+    writes = mode = None
+    if "writes" in meta:
+        m = _WRITES.match(meta["writes"])
+        if m is None:
+            raise QueryError("'-- writes:' must name a table and (append) or (replace)", path=path)
+        writes, mode = m.group(1), m.group(2)
+    return NamedQuery(meta["name"], meta["purpose"], used, optional, text, path, writes, mode)
 
 
 def named_queries(folder: Path = QUERY_DIR) -> dict[str, NamedQuery]:

@@ -30,8 +30,9 @@ import polars as pl
 
 from forensics import coverage
 from forensics.casefile import Case, Resource, host_without_port
-from forensics.db import NamedQuery, named_queries
-from forensics.errors import CaseFileError, QueryError
+from forensics.engine import Engine, named
+from forensics.engine.duckdb import DuckDBEngine
+from forensics.errors import CaseFileError
 from forensics.limits import BLOCKING, NOTE, WARNING, Limit, trusted_network_limits
 from forensics.schema import INVESTIGATION_TABLES
 
@@ -304,27 +305,41 @@ def resolve_client(
 # --- running the stages ----------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=1)
-def _queries() -> dict[str, NamedQuery]:
-    return named_queries()
-
-
 def stage_query(name: str, **params: Any) -> tuple[str, dict[str, Any]]:
     """One named query's SQL and the parameters it uses, checked (every one it names is given)."""
-    try:
-        query = _queries()[name]
-    except KeyError:
-        raise QueryError(f"no query named {name!r} in queries/", hint="reinstall forensics") from None
-    missing = [p for p in query.params if p not in params]
-    if missing:
-        raise QueryError(f"query {name!r} needs {', '.join(missing)}", path=query.path)
-    return query.sql, {p: params[p] for p in query.params}
+    query, bound = named(name, **params)
+    return query.sql, bound
 
 
-def run_stage(con: duckdb.DuckDBPyConnection, name: str, **params: Any) -> duckdb.DuckDBPyConnection:
-    """Run one named query with its parameters bound by DuckDB (never pasted into the SQL)."""
-    sql, bound = stage_query(name, **params)
-    return con.execute(sql, bound)
+def as_engine(target: duckdb.DuckDBPyConnection | Engine) -> Engine:
+    """A connection to the case database runs the stages on DuckDB; an engine runs them itself."""
+    return DuckDBEngine(target) if isinstance(target, duckdb.DuckDBPyConnection) else target
+
+
+def run_stage(target: duckdb.DuckDBPyConnection | Engine, name: str, **params: Any) -> Any:
+    """Run one named query with its parameters bound by the engine (never pasted into the SQL).
+
+    A stage with `-- writes:` writes its table and gives None; another query gives its rows (on a
+    DuckDB connection, the cursor, so its column names can be read)."""
+    query, bound = named(name, **params)
+    if query.writes is not None:
+        as_engine(target).write(query, bound)
+        return None
+    if isinstance(target, duckdb.DuckDBPyConnection):
+        return target.execute(query.sql, bound)
+    return target.rows(query, bound)
+
+
+def _rows(engine: Engine, name: str, **params: Any) -> list[tuple[Any, ...]]:
+    result = run_stage(engine, name, **params)
+    return list(result.fetchall() if isinstance(result, duckdb.DuckDBPyConnection) else result)
+
+
+def decoded_queries_frame(queries: Iterable[str | None]) -> pl.DataFrame:
+    """Each distinct logged query string percent-decoded once ('+' kept, malformed escapes kept, as
+    a server that decodes the query for a file lookup does)."""
+    rows = [{"query": q, "decoded": unquote(q, errors="replace")} for q in queries if q is not None]
+    return pl.DataFrame(rows, schema={"query": pl.String, "decoded": pl.String})
 
 
 @dataclass
@@ -363,8 +378,9 @@ def _fmt_utc(dt: datetime) -> str:
     return _utc(dt).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def investigate(con: duckdb.DuckDBPyConnection, case: Case) -> Investigation:
-    """Run every stage over a case database written by ingest; rewrites the investigation tables."""
+def investigate(target: duckdb.DuckDBPyConnection | Engine, case: Case) -> Investigation:
+    """Run every stage over a case database written by ingest (or the same tables on another
+    engine); rewrites the investigation tables."""
     if case.exposure is None or not case.resources:
         raise CaseFileError(
             "the case file has no [exposure] or no [[resources]]",
@@ -378,36 +394,40 @@ def investigate(con: duckdb.DuckDBPyConnection, case: Case) -> Investigation:
         "examine_from": _utc(exposure.examine_from),
         "examine_to": _utc(exposure.examine_to),
     }
+    engine = as_engine(target)
     # The investigation tables are written afresh from the schema, so a case database from an
     # earlier version gains the columns this one writes.
     for table in INVESTIGATION_TABLES:
-        con.execute(f"DROP TABLE IF EXISTS {table.name}")  # names from forensics.schema, never input
-        con.execute(table.ddl())
-    roles = {r[0] for r in con.execute("SELECT DISTINCT role FROM sources WHERE lines_parsed > 0").fetchall()}
+        engine.reset(table)
+    roles = {r[0] for r in engine.sql_rows("SELECT DISTINCT role FROM sources WHERE lines_parsed > 0")}
     has_cdn_logs = "cdn" in roles
     warnings: list[str] = []
 
-    # Stage 1: candidate paths (SQL substring filter, Python decoding over distinct paths).
+    # Stage 1: candidate paths (SQL substring filter, Python decoding over distinct paths), and
+    # the distinct query strings of their requests when a resource is matched with its query.
     min_len = min(len(posixpath.basename(_resource_path_only(r))) for r in case.resources)
-    distinct = run_stage(
-        con, "stage_candidate_paths",
+    distinct = _rows(
+        engine, "stage_candidate_paths",
         needle_pattern=needle_pattern(case.resources), min_encoded_length=max(min_len, 1),
-    ).fetchall()
-    candidates = candidate_paths_frame(distinct, case.resources)
-    con.register("candidate_paths", candidates.to_arrow())
+    )
+    engine.register("candidate_paths", candidate_paths_frame(distinct, case.resources).to_arrow())
+    queries: list[str | None] = []
+    if any(r.match_query for r in case.resources):
+        queries = [row[0] for row in _rows(engine, "stage_candidate_queries")]
+    engine.register("decoded_queries", decoded_queries_frame(queries).to_arrow())
 
-    # Stage 2: hits.
+    # Stage 2: hits, then their requests rows, copied once for every later stage.
     for r in case.resources:
         run_stage(
-            con, "stage_hits", resource_path=r.path, hosts=[host_without_port(h) for h in r.hosts],
-            resource_query=_resource_query(r), **window,
+            engine, "stage_hits", resource_path=r.path, any_host=not r.hosts,
+            hosts=[host_without_port(h) for h in r.hosts], resource_query=_resource_query(r), **window,
         )
+    run_stage(engine, "stage_hit_requests")
 
     # Stage 3: the real client, once per distinct (role, client, peer, xff).
     trusted = TrustedProxies(case.trusted_proxies)
-    combos = run_stage(con, "stage_client_addresses").fetchall()
     resolved = []
-    for role, client_addr, peer_addr, xff in combos:
+    for role, client_addr, peer_addr, xff in _rows(engine, "stage_client_addresses"):
         res = resolve_client(role, client_addr, peer_addr, xff, trusted, has_cdn_logs)
         resolved.append(
             {"role": role, "client_addr": client_addr, "peer_addr": peer_addr, "xff": xff,
@@ -420,8 +440,8 @@ def investigate(con: duckdb.DuckDBPyConnection, case: Case) -> Investigation:
                 "peer_ip": pl.String, "client_ip": pl.String, "client_basis": pl.String,
                 "claimed_forwarded_for": pl.String, "client_flags": pl.List(pl.String)},
     )
-    con.register("client_map", client_map.to_arrow())
-    run_stage(con, "stage_resolve_clients")
+    engine.register("client_map", client_map.to_arrow())
+    run_stage(engine, "stage_resolve_clients")
 
     # Stage 4: one request, one count. Each pass links mutual best pairs; repeat until none.
     if has_cdn_logs:
@@ -429,16 +449,19 @@ def investigate(con: duckdb.DuckDBPyConnection, case: Case) -> Investigation:
             ("stage_link_by_request_id", {}),
             ("stage_link_by_time", {"link_before_s": LINK_BEFORE_S, "link_after_s": LINK_AFTER_S}),
         ):
+            linked = _linked(engine)
             while True:
-                row = run_stage(con, stage, **params).fetchone()
-                if not row or not row[0]:
+                run_stage(engine, stage, **params)
+                now = _linked(engine)
+                if now == linked:
                     break
+                linked = now
 
     # Stage 5: size, then what each client received. Every client that asked is listed: without a
     # size, failed and headers_only are still decided, and the rest are `undetermined`.
     sizes: dict[str, ResourceSize] = {}
     for r in case.resources:
-        size = _resource_size(con, r)
+        size = _resource_size(engine, r)
         sizes[r.path] = size
         if size.size is None:
             warnings.append(
@@ -452,7 +475,7 @@ def investigate(con: duckdb.DuckDBPyConnection, case: Case) -> Investigation:
                 "file to confirm"
             )
         run_stage(
-            con, "stage_downloaders", resource_path=r.path, resource_size=size.size,
+            engine, "stage_downloaders", resource_path=r.path, resource_size=size.size,
             size_inferred=size.inferred, size_estimated=size.estimated,
             undetermined_reason=(
                 "the file's size is unknown (no size in the case file, and no log line gives it), so a "
@@ -460,40 +483,48 @@ def investigate(con: duckdb.DuckDBPyConnection, case: Case) -> Investigation:
             ),
             has_cdn_logs=has_cdn_logs,
         )
-        run_stage(con, "stage_near_misses", resource_path=r.path, **window)
+        run_stage(engine, "stage_near_misses", resource_path=r.path, **window)
 
     # Stage 6: log coverage: the hourly table, then gaps at the logs' own resolution.
-    run_stage(con, "stage_log_coverage", examine_from=window["examine_from"], examine_to=window["examine_to"])
-    gaps = coverage_gaps(con, window["examine_from"], window["examine_to"])
-    log_gaps = find_log_gaps(con, window["examine_from"], window["examine_to"])
-    coverage.store_gaps(con, log_gaps)
+    run_stage(engine, "stage_log_coverage", examine_from=window["examine_from"], examine_to=window["examine_to"])
+    gaps = coverage_gaps(engine, window["examine_from"], window["examine_to"])
+    log_gaps = find_log_gaps(engine, window["examine_from"], window["examine_to"])
+    if isinstance(engine, DuckDBEngine):
+        # Another engine's caller stores them where it collects the results (forensics.engine.spark).
+        coverage.store_gaps(engine.con, log_gaps)
 
-    con.unregister("candidate_paths")
-    con.unregister("client_map")
-    counts = dict(con.execute("SELECT outcome, count(*) FROM downloaders GROUP BY outcome").fetchall())
+    for name in ("candidate_paths", "decoded_queries", "client_map"):
+        engine.unregister(name)
+    counts = dict(engine.sql_rows("SELECT outcome, count(*) FROM downloaders GROUP BY outcome"))
     headline = {o: int(counts.get(o, 0)) for o in OUTCOMES}
-    limits = evidence_limits(con, case, sizes, log_gaps, window)
+    limits = evidence_limits(engine, case, sizes, log_gaps, window)
     return Investigation(
         headline=headline, sizes=sizes, gaps=gaps, warnings=warnings, limits=limits, log_gaps=log_gaps
     )
 
 
+def _linked(engine: Engine) -> int:
+    row = engine.sql_rows("SELECT count(*) FROM hits WHERE linked_by IS NOT NULL")
+    return int(row[0][0]) if row else 0
+
+
 def find_log_gaps(
-    con: duckdb.DuckDBPyConnection, examine_from: datetime, examine_to: datetime
+    target: duckdb.DuckDBPyConnection | Engine, examine_from: datetime, examine_to: datetime
 ) -> list[coverage.LogGap]:
     """Every stretch of the examined period a log may be missing: at the edges, between delivery
     files, and silent runs of bins (see forensics.coverage)."""
-    cur = con.execute(
-        "SELECT source_id, path, role, format, lines_parsed, first_ts, last_ts FROM sources ORDER BY source_id"
-    )
-    names = [d[0] for d in cur.description or []]
-    files = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-    edges = run_stage(con, "stage_log_edges", examine_from=examine_from, examine_to=examine_to).fetchall()
-    silent = run_stage(
-        con, "stage_silent_stretches", examine_from=examine_from, examine_to=examine_to,
+    engine = as_engine(target)
+    names = ["source_id", "path", "role", "format", "lines_parsed", "first_ts", "last_ts"]
+    files = [
+        dict(zip(names, row, strict=True))
+        for row in engine.sql_rows(f"SELECT {', '.join(names)} FROM sources ORDER BY source_id")
+    ]
+    edges = _rows(engine, "stage_log_edges", examine_from=examine_from, examine_to=examine_to)
+    silent = _rows(
+        engine, "stage_silent_stretches", examine_from=examine_from, examine_to=examine_to,
         bin_minutes=coverage.BIN_MINUTES, neighbourhood_minutes=coverage.NEIGHBOURHOOD_MINUTES,
         min_expected=coverage.MIN_EXPECTED_LINES,
-    ).fetchall()
+    )
     return [
         *coverage.edge_gaps(edges, examine_from, examine_to),
         *coverage.missing_delivery_files(files, examine_from, examine_to),
@@ -502,7 +533,7 @@ def find_log_gaps(
 
 
 def evidence_limits(
-    con: duckdb.DuckDBPyConnection,
+    engine: Engine,
     case: Case,
     sizes: dict[str, ResourceSize],
     log_gaps: Sequence[coverage.LogGap],
@@ -510,11 +541,11 @@ def evidence_limits(
 ) -> list[Limit]:
     """What the logs cannot show for this case, blocking first."""
     limits: list[Limit] = []
-    covered = con.execute(
+    covered = engine.sql_rows(
         "SELECT count(*) FROM requests WHERE ts BETWEEN $f AND $t",
         {"f": window["examine_from"], "t": window["examine_to"]},
-    ).fetchone()
-    if not covered or not covered[0]:
+    )
+    if not covered or not covered[0][0]:
         limits.append(Limit(
             "no_log", BLOCKING,
             f"no log covers the window: no log line falls between {coverage.fmt_utc(window['examine_from'])} "
@@ -526,7 +557,7 @@ def evidence_limits(
     for gap in log_gaps:
         limits.append(Limit(f"coverage_{gap.kind}", WARNING, gap.detail, fix_gap))
     # Empty hours the finer readings did not already explain (a quiet log's lost hour).
-    for role, start, end in hourly_gap_runs(con):
+    for role, start, end in hourly_gap_runs(engine):
         if any(g.role == role and g.gap_start < end and g.gap_end > start for g in log_gaps):
             continue
         limits.append(Limit("coverage_hour", WARNING, _hourly_gap_text(role, start, end), fix_gap))
@@ -553,12 +584,12 @@ def evidence_limits(
                 f"({size.responses} responses)",
                 f"confirm it with size = {size.size} in the [[resources]] table",
             ))
-    limits.extend(_no_match_limits(con, case, window))
+    limits.extend(_no_match_limits(engine, case, window))
     file_names = sorted({posixpath.basename(_resource_path_only(r)) for r in case.resources})
-    for role, lines, naming, files in run_stage(
-        con, "stage_rejects_in_window", examine_from=window["examine_from"], examine_to=window["examine_to"],
+    for role, lines, naming, files in _rows(
+        engine, "stage_rejects_in_window", examine_from=window["examine_from"], examine_to=window["examine_to"],
         file_name_pattern="|".join(re.escape(n.lower()) for n in file_names),
-    ).fetchall():
+    ):
         named = f", {naming:,} of them naming {' or '.join(file_names)}" if naming else ""
         limits.append(Limit(
             "rejected_lines", WARNING,
@@ -575,21 +606,21 @@ def evidence_limits(
     return limits
 
 
-def _no_match_limits(con: duckdb.DuckDBPyConnection, case: Case, window: dict[str, datetime]) -> list[Limit]:
+def _no_match_limits(engine: Engine, case: Case, window: dict[str, datetime]) -> list[Limit]:
     """A resource no request in the examined period matched, with the near misses that did come."""
     out = []
     for r in case.resources:
-        row = con.execute(
+        row = engine.sql_rows(
             "SELECT count(*) FROM hits WHERE resource_path = $p AND window_position IN ('exposure', 'margin')",
             {"p": r.path},
-        ).fetchone()
-        if row and row[0]:
+        )
+        if row and row[0][0]:
             continue
-        near = con.execute(
+        near = engine.sql_rows(
             "SELECT path, kind, sum(requests) AS n FROM near_misses WHERE resource_path = $p "
             "GROUP BY path, kind ORDER BY n DESC, path LIMIT 5",
             {"p": r.path},
-        ).fetchall()
+        )
         near_text = (
             "; near misses: " + "; ".join(f"{p} ({k.replace('_', ' ')}, {n:,} requests)" for p, k, n in near)
             if near else "; no near miss either (no request for its folder or a similar name)"
@@ -603,14 +634,14 @@ def _no_match_limits(con: duckdb.DuckDBPyConnection, case: Case, window: dict[st
     return out
 
 
-def _resource_size(con: duckdb.DuckDBPyConnection, resource: Resource) -> ResourceSize:
+def _resource_size(engine: Engine, resource: Resource) -> ResourceSize:
     """The size the outcome is judged against: the case file's, else the strongest signal of the
     logs (forensics/queries/stage_resource_size.sql), else unknown."""
     signals = [
         (str(basis), int(size), int(responses))
-        for size, basis, responses, _headers in run_stage(
-            con, "stage_resource_size", resource_path=resource.path, typical_header_bytes=TYPICAL_HEADER_BYTES
-        ).fetchall()
+        for size, basis, responses, _headers in _rows(
+            engine, "stage_resource_size", resource_path=resource.path, typical_header_bytes=TYPICAL_HEADER_BYTES
+        )
     ]
     if resource.size is not None:
         return ResourceSize(resource.size, inferred=False, basis="case file", signals=signals)
@@ -620,10 +651,10 @@ def _resource_size(con: duckdb.DuckDBPyConnection, resource: Resource) -> Resour
     return ResourceSize(size, inferred=True, basis=basis, responses=responses, signals=signals)
 
 
-def hourly_gap_runs(con: duckdb.DuckDBPyConnection) -> list[tuple[str, datetime, datetime]]:
+def hourly_gap_runs(target: duckdb.DuckDBPyConnection | Engine) -> list[tuple[str, datetime, datetime]]:
     """Runs of consecutive gap hours of the `coverage` table, per role: (role, start, end)."""
     runs: list[tuple[str, datetime, datetime]] = []
-    for role, hour_start, _lines in run_stage(con, "coverage_gaps").fetchall():
+    for role, hour_start, _lines in _rows(as_engine(target), "coverage_gaps"):
         if runs and runs[-1][0] == role and runs[-1][2] == hour_start:
             runs[-1] = (role, runs[-1][1], hour_start + timedelta(hours=1))
         else:
@@ -640,14 +671,17 @@ def _hourly_gap_text(role: str, start: datetime, end: datetime) -> str:
     )
 
 
-def coverage_gaps(con: duckdb.DuckDBPyConnection, examine_from: datetime, examine_to: datetime) -> list[str]:
+def coverage_gaps(
+    target: duckdb.DuckDBPyConnection | Engine, examine_from: datetime, examine_to: datetime
+) -> list[str]:
     """Human-readable gaps: runs of empty hours inside a role's logs, and roles whose logs start
     after the examined period begins or end before it ends."""
-    gaps = [_hourly_gap_text(role, start, end) for role, start, end in hourly_gap_runs(con)]
-    for role, first_ts, last_ts in con.execute(
+    engine = as_engine(target)
+    gaps = [_hourly_gap_text(role, start, end) for role, start, end in hourly_gap_runs(engine)]
+    for role, first_ts, last_ts in engine.sql_rows(
         "SELECT role, min(first_ts), max(last_ts) FROM sources WHERE first_ts IS NOT NULL GROUP BY role"
         " ORDER BY role"
-    ).fetchall():
+    ):
         if first_ts > examine_from:
             gaps.append(
                 f"{role} logs start at {_fmt_utc(first_ts)}, after the examined period begins "

@@ -394,7 +394,14 @@ LOG_GAPS = Table(
     ),
 )
 
-INVESTIGATION_TABLES: tuple[Table, ...] = (HITS, DOWNLOADERS, NEAR_MISSES, COVERAGE, LOG_GAPS)
+HIT_REQUESTS = Table(
+    "hit_requests",
+    "The requests rows of every hit, copied once after the hits are found, so that the later stages "
+    "read these few rows instead of joining the whole requests table again.",
+    REQUESTS.columns,
+)
+
+INVESTIGATION_TABLES: tuple[Table, ...] = (HITS, HIT_REQUESTS, DOWNLOADERS, NEAR_MISSES, COVERAGE, LOG_GAPS)
 
 IP_ENRICHMENT = Table(
     "ip_enrichment",

@@ -3,4 +3,4 @@
 -- params: (none)
 SELECT DISTINCT h.role, r.client_addr, r.peer_addr, r.xff
 FROM hits AS h
-JOIN requests AS r ON r.source_id = h.source_id AND r.line_no = h.line_no
+JOIN hit_requests AS r ON r.source_id = h.source_id AND r.line_no = h.line_no

@@ -1,6 +1,7 @@
 -- name: stage_crawler_fetches
 -- purpose: Crawlers, archives and link-preview bots that requested the resource, with their operator and the page where the operator takes removal requests, where one is published.
 -- params: (none)
+-- writes: crawler_fetches (append)
 -- `crawler_operators` (crawler, verifiable, operator, removal_url, removal_note, removal_source) is
 -- loaded by forensics.followup from the user-agent rules and forensics/crawler_operators.toml. A
 -- client is a crawler or preview bot by its user agent (ip_enrichment.client_kind). `verified` is

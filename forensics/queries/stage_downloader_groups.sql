@@ -1,6 +1,7 @@
 -- name: stage_downloader_groups
 -- purpose: One row per member of each group of addresses joined by downloader_links, with the member's own outcome (unchanged) and the group's: complete when a member is complete or the members' byte ranges together cover the file.
 -- params: (none)
+-- writes: downloader_groups (append)
 -- `group_map` (resource_path, client_ip, group_id) is written by forensics.followup: the connected
 -- components of downloader_links, numbered G1, G2, ... in order of the group's first request.
 -- Group coverage is the union of the byte intervals whose place in the file is logged and whose
@@ -20,7 +21,7 @@ intervals AS (
            CASE WHEN r.status = 206 THEN r.range_end ELSE m.resource_size - 1 END AS last_byte
     FROM members AS m
     JOIN hits AS h ON h.resource_path = m.resource_path AND h.client_ip = m.client_ip
-    JOIN requests AS r ON r.source_id = h.source_id AND r.line_no = h.line_no
+    JOIN hit_requests AS r ON r.source_id = h.source_id AND r.line_no = h.line_no
     WHERE h.counts
       AND h.window_position IN ('exposure', 'margin')
       AND upper(r.method) <> 'HEAD'

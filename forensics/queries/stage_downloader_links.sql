@@ -1,6 +1,7 @@
 -- name: stage_downloader_links
 -- purpose: Pairs of downloader addresses that are probably one downloader, each with the rule that joined them and what it saw: same IPv6 prefix, same user agent and network within a short interval, byte ranges that continue each other across addresses. Suggestions only; no outcome changes.
 -- params: agent_network_within_s, ranges_within_s
+-- writes: downloader_links (append)
 -- `client_facts` (client_ip, ipv6_prefix, agency) is written by forensics.followup over the distinct
 -- downloader addresses (the IPv6 prefix of the case's [same_downloader] ipv6_prefix length).
 -- Rules (each documented in the README, "Beyond the list"):
@@ -14,7 +15,7 @@
 --                           range of the other ends, within $ranges_within_s seconds, with the same
 --                           user agent, and none of the two addresses' ranges or full responses
 --                           overlap: a download manager that resumed on another connection.
--- Portable subset: joins, GROUP BY, CASE, NOT EXISTS; epoch() gives seconds (Spark: unix_micros/1e6).
+-- Portable subset: joins, GROUP BY, CASE, NOT EXISTS; times compared in whole microseconds (epoch_us), exact on every engine.
 WITH members AS (
     SELECT d.resource_path, d.client_ip, d.resource_size, f.ipv6_prefix, e.asn, e.as_org,
            coalesce(e.client_kind, 'unknown') AS client_kind
@@ -26,7 +27,7 @@ counted AS (
     SELECT h.resource_path, h.client_ip, h.ts, r.user_agent, r.status, upper(r.method) AS method,
            r.range_start, r.range_end
     FROM hits AS h
-    JOIN requests AS r ON r.source_id = h.source_id AND r.line_no = h.line_no
+    JOIN hit_requests AS r ON r.source_id = h.source_id AND r.line_no = h.line_no
     WHERE h.counts
       AND h.window_position IN ('exposure', 'margin')
       AND h.client_ip IS NOT NULL
@@ -54,7 +55,7 @@ agent_pairs AS (
     JOIN members AS ma ON ma.resource_path = x.resource_path AND ma.client_ip = x.client_ip
     JOIN members AS mb ON mb.resource_path = y.resource_path AND mb.client_ip = y.client_ip
     WHERE ma.asn = mb.asn
-      AND abs(epoch(x.ts) - epoch(y.ts)) <= CAST($agent_network_within_s AS DOUBLE)
+      AND abs(epoch_us(x.ts) - epoch_us(y.ts)) <= CAST(round($agent_network_within_s * 1000000) AS BIGINT)
       AND x.user_agent NOT IN ('', '-')
       AND ma.client_kind NOT IN ('crawler', 'link_preview')
       AND mb.client_kind NOT IN ('crawler', 'link_preview')
@@ -85,7 +86,7 @@ continued AS (
      AND y.client_ip <> x.client_ip
      AND y.range_start = x.range_end + 1
      AND y.user_agent = x.user_agent
-    WHERE abs(epoch(x.ts) - epoch(y.ts)) <= CAST($ranges_within_s AS DOUBLE)
+    WHERE abs(epoch_us(x.ts) - epoch_us(y.ts)) <= CAST(round($ranges_within_s * 1000000) AS BIGINT)
       AND NOT EXISTS (
           SELECT 1
           FROM placed AS px
@@ -117,7 +118,7 @@ pairs AS (
 ),
 -- How far apart the two addresses' nearest counted requests are.
 gaps AS (
-    SELECT p.resource_path, p.client_a, p.client_b, min(abs(epoch(a.ts) - epoch(b.ts))) AS seconds_apart
+    SELECT p.resource_path, p.client_a, p.client_b, CAST(min(abs(epoch_us(a.ts) - epoch_us(b.ts))) AS DOUBLE) / 1000000 AS seconds_apart
     FROM (SELECT DISTINCT resource_path, client_a, client_b FROM pairs) AS p
     JOIN counted AS a ON a.resource_path = p.resource_path AND a.client_ip = p.client_a
     JOIN counted AS b ON b.resource_path = p.resource_path AND b.client_ip = p.client_b

@@ -1,6 +1,7 @@
 -- name: stage_downloaders
 -- purpose: One row per resource and resolved client over the exposure window and margin, with what the client received: complete, partial, failed, headers_only or undetermined, and how sure (issue 3, rule 5).
 -- params: resource_path, resource_size, size_inferred, size_estimated, undetermined_reason, has_cdn_logs
+-- writes: downloaders (append)
 -- Body bytes received per counted request:
 --   origin (nginx, Apache %B ...): body_bytes as logged, exact;
 --   CloudFront edge: no body count is logged, only sc-bytes (total, headers included) and
@@ -25,7 +26,6 @@
 -- A size estimated from total bytes less headers (size_estimated) makes complete and partial probable.
 -- file_bytes_covered is the union of the intervals (distinct bytes of the file, never above the
 -- size); bytes_received the sum of every body (bytes transferred, repeat and overlap included).
-INSERT INTO downloaders BY NAME
 WITH counted AS (
     SELECT
         h.resource_path,
@@ -57,7 +57,7 @@ WITH counted AS (
             OR (r.content_length IS NOT NULL AND r.total_bytes >= r.content_length)
         ) AS body_exact
     FROM hits AS h
-    JOIN requests AS r ON r.source_id = h.source_id AND r.line_no = h.line_no
+    JOIN hit_requests AS r ON r.source_id = h.source_id AND r.line_no = h.line_no
     WHERE h.resource_path = $resource_path
       AND h.counts
       AND h.window_position IN ('exposure', 'margin')
@@ -185,8 +185,9 @@ SELECT
         WHEN $resource_size::BIGINT IS NULL THEN j.covered_all + j.unranged_bytes
         ELSE least($resource_size::BIGINT, j.covered_all + j.unranged_bytes)
     END AS file_bytes_covered,
-    round(100.0 * least($resource_size::BIGINT, j.covered_all + j.unranged_bytes)
-          / $resource_size::BIGINT, 2) AS coverage_pct,
+    -- the share rounded half up to 0.01 in integer arithmetic, the same on every engine
+    CAST(floor((20000 * least($resource_size::BIGINT, j.covered_all + j.unranged_bytes) + $resource_size::BIGINT)
+               / (2 * $resource_size::BIGINT)) AS DOUBLE) / 100 AS coverage_pct,
     $resource_size::BIGINT AS resource_size,
     CASE WHEN j.outcome = 'undetermined' THEN $undetermined_reason::VARCHAR END AS outcome_reason,
     j.statuses,
@@ -196,16 +197,16 @@ SELECT
     j.claimed_forwarded_for,
     list_sort(list_distinct(list_concat(
         j.client_flags,
-        CASE WHEN j.client_unknown THEN ['client_unknown'] ELSE [] END,
-        CASE WHEN j.no_edge_record THEN ['no_edge_record'] ELSE [] END,
-        CASE WHEN j.only_in_margin THEN ['only_in_margin'] ELSE [] END,
-        CASE WHEN j.case_folded_path THEN ['case_folded_path'] ELSE [] END,
+        CASE WHEN j.client_unknown THEN ['client_unknown'] ELSE []::VARCHAR[] END,
+        CASE WHEN j.no_edge_record THEN ['no_edge_record'] ELSE []::VARCHAR[] END,
+        CASE WHEN j.only_in_margin THEN ['only_in_margin'] ELSE []::VARCHAR[] END,
+        CASE WHEN j.case_folded_path THEN ['case_folded_path'] ELSE []::VARCHAR[] END,
         CASE WHEN j.double_encoded_path THEN ['double_encoded_path']
-             WHEN j.encoded_path THEN ['encoded_path'] ELSE [] END,
-        CASE WHEN j.normalised_path THEN ['normalised_path'] ELSE [] END,
-        CASE WHEN $size_inferred AND $resource_size::BIGINT IS NOT NULL THEN ['size_inferred'] ELSE [] END,
-        CASE WHEN $size_estimated THEN ['size_estimated'] ELSE [] END,
-        CASE WHEN $resource_size::BIGINT IS NULL THEN ['size_unknown'] ELSE [] END
-    )::VARCHAR[])) AS flags
+             WHEN j.encoded_path THEN ['encoded_path'] ELSE []::VARCHAR[] END,
+        CASE WHEN j.normalised_path THEN ['normalised_path'] ELSE []::VARCHAR[] END,
+        CASE WHEN $size_inferred AND $resource_size::BIGINT IS NOT NULL THEN ['size_inferred'] ELSE []::VARCHAR[] END,
+        CASE WHEN $size_estimated THEN ['size_estimated'] ELSE []::VARCHAR[] END,
+        CASE WHEN $resource_size::BIGINT IS NULL THEN ['size_unknown'] ELSE []::VARCHAR[] END
+    ))) AS flags
 FROM judged AS j
 LEFT JOIN seen_in AS s ON s.client_key = j.client_key

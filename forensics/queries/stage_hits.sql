@@ -1,12 +1,13 @@
 -- name: stage_hits
--- purpose: Record in `hits` every request whose path matched one resource and whose host and query fit, with where it falls against the exposure window (issue 3, rule 2).
--- params: resource_path, hosts, resource_query, exposure_start, exposure_end, examine_from, examine_to
+-- purpose: Every request whose path matched one resource and whose host and query fit, with where it falls against the exposure window (issue 3, rule 2).
+-- params: resource_path, any_host, hosts, resource_query, exposure_start, exposure_end, examine_from, examine_to
+-- writes: hits (append)
 -- `candidate_paths` (resource_path, format, path, match_how, relation) is written by forensics.investigate
--- from the distinct logged paths. Host rule: an empty host list accepts any host; otherwise the
--- Host header (port stripped) or the CDN's own host name (CloudFront cs(Host), kept in
--- extra.cdn_host) must be listed, and a line that logs no host at all is kept, since it cannot be
--- told apart. Both window edges are inclusive.
-INSERT INTO hits BY NAME
+-- from the distinct logged paths, and `decoded_queries` (query, decoded) from the distinct query
+-- strings of those paths' requests when a resource is matched with its query. Host rule: $any_host
+-- (the resource lists no host) accepts any host; otherwise the Host header (port stripped) or the
+-- CDN's own host name (CloudFront cs(Host), kept in extra.cdn_host) must be listed, and a line that
+-- logs no host at all is kept, since it cannot be told apart. Both window edges are inclusive.
 SELECT
     r.source_id,
     r.line_no,
@@ -23,6 +24,7 @@ SELECT
 FROM candidate_paths AS c
 JOIN requests AS r ON r.path = c.path
 JOIN sources AS s ON s.source_id = r.source_id AND s.format = c.format
+LEFT JOIN decoded_queries AS q ON q.query = r.query
 WHERE c.resource_path = $resource_path
   AND c.relation = 'resource'
   -- A spelling that needs case folding or a second decoding is the file only if the server treats
@@ -40,9 +42,9 @@ WHERE c.resource_path = $resource_path
     )
   )
   AND (
-    len($hosts::VARCHAR[]) = 0
+    $any_host
     OR (r.host IS NULL AND (r.extra ->> 'cdn_host') IS NULL)
     OR list_contains($hosts::VARCHAR[], regexp_replace(lower(r.host), ':[0-9]+$', ''))
     OR list_contains($hosts::VARCHAR[], lower(r.extra ->> 'cdn_host'))
   )
-  AND ($resource_query::VARCHAR IS NULL OR coalesce(url_decode(r.query), '') = $resource_query::VARCHAR)
+  AND ($resource_query::VARCHAR IS NULL OR coalesce(q.decoded, '') = $resource_query::VARCHAR)

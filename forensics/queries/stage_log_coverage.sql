@@ -1,7 +1,7 @@
 -- name: stage_log_coverage
 -- purpose: Log lines per source role and UTC hour over the exposure window and margin; an hour with no lines from a role that has lines before and after it is a gap (issue 3, rule 6), since a missing log file makes every answer incomplete.
 -- params: examine_from, examine_to
-INSERT INTO coverage BY NAME
+-- writes: coverage (replace)
 WITH hours AS (
     SELECT unnest(generate_series(
         date_trunc('hour', $examine_from::TIMESTAMPTZ),
@@ -32,4 +32,3 @@ SELECT
 FROM roles AS ro
 CROSS JOIN hours AS h
 LEFT JOIN line_counts AS c ON c.role = ro.role AND c.hour_start = h.hour_start
-ORDER BY ro.role, h.hour_start

@@ -1,11 +1,11 @@
 -- name: stage_near_misses
 -- purpose: Counts of requests that are near a resource without being downloads of it: the resource outside the window and margin, on a host not listed, in another case or encoded twice without being served, the folder it sits in and similar file names (issue 3, rule 6).
 -- params: resource_path, exposure_start, exposure_end, examine_from, examine_to
-INSERT INTO near_misses BY NAME
+-- writes: near_misses (append)
 WITH near AS (
     SELECT 'resource_outside_window' AS kind, r.path, r.status, h.window_position, r.client_addr, r.ts
     FROM hits AS h
-    JOIN requests AS r ON r.source_id = h.source_id AND r.line_no = h.line_no
+    JOIN hit_requests AS r ON r.source_id = h.source_id AND r.line_no = h.line_no
     WHERE h.resource_path = $resource_path AND h.window_position = 'outside'
     UNION ALL
     SELECT CASE

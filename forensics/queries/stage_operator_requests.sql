@@ -1,6 +1,7 @@
 -- name: stage_operator_requests
 -- purpose: One row per counted request of every downloader with what a network operator needs to identify the subscriber: address, client port where logged, UTC time and its precision, outcome, and the log line (file, line number, SHA-256); grouped by operator through the IP databases' ASN.
 -- params: (none)
+-- writes: operator_requests (append)
 -- Rules:
 --   - Only counted requests (a request seen at edge and origin is the edge line) in the exposure
 --     window and margin, of clients with an address; an unknown client gives an operator nothing.
@@ -16,7 +17,7 @@ WITH source_facts AS (
         max(CASE WHEN h.ts <> date_trunc('second', h.ts) THEN 1 ELSE 0 END) AS has_fractions,
         max(CASE WHEN r.client_port IS NOT NULL THEN 1 ELSE 0 END) AS has_ports
     FROM hits AS h
-    JOIN requests AS r ON r.source_id = h.source_id AND r.line_no = h.line_no
+    JOIN hit_requests AS r ON r.source_id = h.source_id AND r.line_no = h.line_no
     GROUP BY h.source_id
 )
 SELECT
@@ -41,7 +42,7 @@ SELECT
     s.sha256 AS source_sha256,
     r.user_agent
 FROM hits AS h
-JOIN requests AS r ON r.source_id = h.source_id AND r.line_no = h.line_no
+JOIN hit_requests AS r ON r.source_id = h.source_id AND r.line_no = h.line_no
 JOIN sources AS s ON s.source_id = h.source_id
 JOIN source_facts AS f ON f.source_id = h.source_id
 JOIN downloaders AS d ON d.resource_path = h.resource_path AND d.client_ip = h.client_ip

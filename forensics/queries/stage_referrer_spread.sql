@@ -1,6 +1,7 @@
 -- name: stage_referrer_spread
 -- purpose: The referring pages that sent people to the resource, in order of first appearance, with the first address that came from each, requests, addresses and deliveries.
 -- params: (none)
+-- writes: referrer_spread (append)
 WITH firsts AS (
     SELECT resource_path, referer, client_ip,
            row_number() OVER (PARTITION BY resource_path, referer ORDER BY ts, source_id, line_no) AS n

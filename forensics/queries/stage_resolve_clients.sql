@@ -1,16 +1,20 @@
 -- name: stage_resolve_clients
--- purpose: Write the resolved client of every hit from `client_map` (built by forensics.investigate from stage_client_addresses), issue 3 rule 3.
+-- purpose: The hits with their resolved client from `client_map` (built by forensics.investigate from stage_client_addresses), issue 3 rule 3.
 -- params: (none)
-UPDATE hits
-SET peer_ip = m.peer_ip,
-    client_ip = m.client_ip,
-    client_basis = m.client_basis,
-    claimed_forwarded_for = m.claimed_forwarded_for,
-    client_flags = m.client_flags
-FROM requests AS r, client_map AS m
-WHERE r.source_id = hits.source_id
-  AND r.line_no = hits.line_no
-  AND m.role = hits.role
-  AND m.client_addr IS NOT DISTINCT FROM r.client_addr
-  AND m.peer_addr IS NOT DISTINCT FROM r.peer_addr
-  AND m.xff IS NOT DISTINCT FROM r.xff
+-- writes: hits (replace)
+-- client_map holds every distinct combination of the hits, once, so each hit finds exactly one row.
+SELECT
+    h.source_id, h.line_no, h.resource_path, h.role, h.ts, h.match_how, h.window_position,
+    m.peer_ip,
+    m.client_ip,
+    m.client_basis,
+    m.claimed_forwarded_for,
+    m.client_flags,
+    h.linked_source_id, h.linked_line_no, h.linked_by, h.counts
+FROM hits AS h
+JOIN hit_requests AS r ON r.source_id = h.source_id AND r.line_no = h.line_no
+LEFT JOIN client_map AS m
+  ON m.role = h.role
+ AND m.client_addr IS NOT DISTINCT FROM r.client_addr
+ AND m.peer_addr IS NOT DISTINCT FROM r.peer_addr
+ AND m.xff IS NOT DISTINCT FROM r.xff

@@ -15,7 +15,7 @@
 WITH resource_rows AS (
     SELECT r.*
     FROM hits AS h
-    JOIN requests AS r ON r.source_id = h.source_id AND r.line_no = h.line_no
+    JOIN hit_requests AS r ON r.source_id = h.source_id AND r.line_no = h.line_no
     WHERE h.resource_path = $resource_path
 ),
 header_only AS (
@@ -38,7 +38,7 @@ observed AS (
     WHERE status = 200 AND upper(method) = 'GET' AND body_bytes > 0
     UNION ALL
     SELECT 4 AS rank, 'total_minus_headers' AS basis,
-           total_bytes - CAST(coalesce((SELECT header_bytes FROM header_only), $typical_header_bytes) AS BIGINT) AS size
+           total_bytes - CAST(round(coalesce((SELECT header_bytes FROM header_only), $typical_header_bytes)) AS BIGINT) AS size
     FROM resource_rows
     WHERE status = 200 AND upper(method) = 'GET' AND total_bytes > 0
       AND body_bytes IS NULL AND content_length IS NULL

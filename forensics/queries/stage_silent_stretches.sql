@@ -7,62 +7,73 @@
 -- rate is the mean lines per bin in neighbourhood_minutes before the run and after it, the lower
 -- of the two (so a run at the edge of a busy period is not overstated); expected = rate x bins.
 -- Under a Poisson count the chance of no line at all is exp(-expected); rows below min_expected
--- are dropped as ordinary quiet.
+-- are dropped as ordinary quiet. Times are counted in whole microseconds since 1970 (epoch_us), so
+-- the bins (aligned to UTC midnight, as bin_minutes divides a day) are the same on every engine.
 WITH logs AS (
-    SELECT role, format, min(first_ts) AS first_ts, max(last_ts) AS last_ts
+    SELECT role, format, epoch_us(min(first_ts)) AS first_us, epoch_us(max(last_ts)) AS last_us
     FROM sources
     WHERE first_ts IS NOT NULL
     GROUP BY role, format
 ),
+span AS (
+    SELECT $bin_minutes::BIGINT * 60000000 AS bin_us,
+           $neighbourhood_minutes::BIGINT * 60000000 AS near_us,
+           epoch_us($examine_from::TIMESTAMPTZ) AS from_us,
+           epoch_us($examine_to::TIMESTAMPTZ) AS to_us
+),
 bins AS (
     SELECT unnest(generate_series(
-        time_bucket(to_minutes($bin_minutes::BIGINT),
-                    $examine_from::TIMESTAMPTZ - to_minutes($neighbourhood_minutes::BIGINT)),
-        $examine_to::TIMESTAMPTZ + to_minutes($neighbourhood_minutes::BIGINT),
-        to_minutes($bin_minutes::BIGINT)
-    )) AS bin_start
+        (sp.from_us - sp.near_us) // sp.bin_us * sp.bin_us, sp.to_us + sp.near_us, sp.bin_us
+    )) AS start_us
+    FROM span AS sp
 ),
 line_counts AS (
-    SELECT s.role, s.format, time_bucket(to_minutes($bin_minutes::BIGINT), r.ts) AS bin_start, count(*) AS lines
+    SELECT s.role, s.format, epoch_us(r.ts) // sp.bin_us * sp.bin_us AS start_us, count(*) AS lines
     FROM requests AS r
     JOIN sources AS s ON s.source_id = r.source_id
-    WHERE r.ts >= $examine_from::TIMESTAMPTZ - to_minutes($neighbourhood_minutes::BIGINT + $bin_minutes::BIGINT)
-      AND r.ts <= $examine_to::TIMESTAMPTZ + to_minutes($neighbourhood_minutes::BIGINT + $bin_minutes::BIGINT)
+    CROSS JOIN span AS sp
+    WHERE epoch_us(r.ts) >= sp.from_us - sp.near_us - sp.bin_us
+      AND epoch_us(r.ts) <= sp.to_us + sp.near_us + sp.bin_us
     GROUP BY 1, 2, 3
 ),
 grid AS (
-    SELECT l.role, l.format, b.bin_start, coalesce(c.lines, 0) AS lines,
-           epoch(b.bin_start) // ($bin_minutes::BIGINT * 60) AS bin_no
+    SELECT l.role, l.format, b.start_us, coalesce(c.lines, 0) AS lines, b.start_us // sp.bin_us AS bin_no
     FROM logs AS l
+    CROSS JOIN span AS sp
     JOIN bins AS b
-      ON b.bin_start >= l.first_ts AND b.bin_start + to_minutes($bin_minutes::BIGINT) <= l.last_ts
+      ON b.start_us >= l.first_us AND b.start_us + sp.bin_us <= l.last_us
     LEFT JOIN line_counts AS c
-      ON c.role = l.role AND c.format = l.format AND c.bin_start = b.bin_start
+      ON c.role = l.role AND c.format = l.format AND c.start_us = b.start_us
 ),
 empty_runs AS (
-    SELECT role, format, min(bin_start) AS gap_start,
-           max(bin_start) + to_minutes($bin_minutes::BIGINT) AS gap_end, count(*) AS bins
+    SELECT e.role, e.format, min(e.start_us) AS gap_start_us,
+           max(e.start_us) + min(sp.bin_us) AS gap_end_us, count(*) AS bins
     FROM (
         SELECT *, bin_no - row_number() OVER (PARTITION BY role, format ORDER BY bin_no) AS run
         FROM grid
         WHERE lines = 0
     ) AS e
-    GROUP BY role, format, run
+    CROSS JOIN span AS sp
+    GROUP BY e.role, e.format, e.run
 ),
 rated AS (
-    SELECT e.role, e.format, e.gap_start, e.gap_end, e.bins,
-           avg(g.lines) FILTER (WHERE g.bin_start < e.gap_start) AS rate_before,
-           avg(g.lines) FILTER (WHERE g.bin_start >= e.gap_end) AS rate_after
+    SELECT e.role, e.format, e.gap_start_us, e.gap_end_us, e.bins,
+           avg(g.lines) FILTER (WHERE g.start_us < e.gap_start_us) AS rate_before,
+           avg(g.lines) FILTER (WHERE g.start_us >= e.gap_end_us) AS rate_after
     FROM empty_runs AS e
+    CROSS JOIN span AS sp
     JOIN grid AS g
       ON g.role = e.role AND g.format = e.format
-     AND g.bin_start >= e.gap_start - to_minutes($neighbourhood_minutes::BIGINT)
-     AND g.bin_start < e.gap_end + to_minutes($neighbourhood_minutes::BIGINT)
-     AND (g.bin_start < e.gap_start OR g.bin_start >= e.gap_end)
-    WHERE e.gap_end > $examine_from::TIMESTAMPTZ AND e.gap_start < $examine_to::TIMESTAMPTZ
-    GROUP BY e.role, e.format, e.gap_start, e.gap_end, e.bins
+     AND g.start_us >= e.gap_start_us - sp.near_us
+     AND g.start_us < e.gap_end_us + sp.near_us
+     AND (g.start_us < e.gap_start_us OR g.start_us >= e.gap_end_us)
+    WHERE e.gap_end_us > sp.from_us AND e.gap_start_us < sp.to_us
+    GROUP BY e.role, e.format, e.gap_start_us, e.gap_end_us, e.bins
 )
-SELECT role, format, gap_start, gap_end, bins,
+SELECT role, format,
+       CAST(make_timestamp(gap_start_us) AS TIMESTAMPTZ) AS gap_start,
+       CAST(make_timestamp(gap_end_us) AS TIMESTAMPTZ) AS gap_end,
+       bins,
        coalesce(least(rate_before, rate_after), rate_before, rate_after) * bins AS expected_lines
 FROM rated
 WHERE coalesce(least(rate_before, rate_after), rate_before, rate_after) * bins >= $min_expected

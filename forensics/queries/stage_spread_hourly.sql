@@ -1,6 +1,7 @@
 -- name: stage_spread_hourly
 -- purpose: Requests and deliveries of the resource per UTC hour and referring site over the exposure window and margin.
 -- params: (none)
+-- writes: spread_hourly (append)
 SELECT
     resource_path,
     date_trunc('hour', ts) AS hour_start,

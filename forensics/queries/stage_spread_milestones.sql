@@ -1,6 +1,7 @@
 -- name: stage_spread_milestones
 -- purpose: The moments of the spread: first request, first download, first request and first download by an outsider (not an agency address, not a crawler or preview bot), first crawler fetch, last download.
 -- params: (none)
+-- writes: spread_milestones (append)
 -- A download is a delivered request (spread_requests.delivered). Ties are broken by file and line.
 WITH candidates AS (
     SELECT 'first_request' AS milestone, s.* FROM spread_requests AS s

@@ -1,6 +1,7 @@
 -- name: stage_spread_requests
 -- purpose: Every counted request for the resource in the exposure window and margin, with its referring site and who sent it (the agency, a crawler or preview bot, an outsider): the rows the spread of the link is told from.
 -- params: (none)
+-- writes: spread_requests (append)
 -- `client_facts` (client_ip, ipv6_prefix, agency) and `agency_sites` (site) are written by
 -- forensics.followup: the addresses in the case's [agency] networks, and the resource's hosts with
 -- the [agency] sites. Rules:
@@ -19,7 +20,7 @@ WITH counted AS (
             AND coalesce(r.body_bytes, r.total_bytes, 0) > 0 AS delivered,
         CASE WHEN r.referer IS NULL OR r.referer IN ('', '-') THEN NULL ELSE r.referer END AS referer
     FROM hits AS h
-    JOIN requests AS r ON r.source_id = h.source_id AND r.line_no = h.line_no
+    JOIN hit_requests AS r ON r.source_id = h.source_id AND r.line_no = h.line_no
     WHERE h.counts AND h.window_position IN ('exposure', 'margin')
 ),
 hosts AS (
