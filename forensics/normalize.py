@@ -287,7 +287,7 @@ def _out_of_range(df: pl.DataFrame) -> pl.DataFrame:
         if col == "ts":
             values = values.dt.year()
         low, high = values.min(), values.max()
-        return low is not None and (low < lo or high > hi)  # type: ignore[operator]
+        return bool(low is not None and (low < lo or high > hi))  # type: ignore[operator]
 
     if "ts" in df.columns and df.schema["ts"] == pl.Datetime("us", "UTC") and outside("ts", *YEAR_RANGE):
         why = "timestamp out of range (year before 1 or after 9999)"
