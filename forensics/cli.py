@@ -81,7 +81,14 @@ def _version(value: bool) -> None:
 
 # Plain help (rich_markup_mode=None): rich markup would eat bracketed words such as [enrich], and
 # click rewraps each paragraph to the terminal; an example stays on its own line after \b.
-app = typer.Typer(
+class _App(typer.Typer):
+    """A typer app whose commands use _Command's help unless they name another class."""
+
+    def command(self, *args: Any, cls: Any = None, **kwargs: Any) -> Any:
+        return super().command(*args, cls=cls or _Command, **kwargs)
+
+
+app = _App(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -260,7 +267,7 @@ def _interrupted(bar: _Bar) -> None:
     raise typer.Exit(130)
 
 
-@app.command(cls=_Command)
+@app.command()
 def ingest(
     case_file: Annotated[Path, typer.Argument(metavar="CASE_FILE", help="The case file (TOML) naming the sources.")],
     out_dir: Annotated[
@@ -303,7 +310,7 @@ def ingest(
     _print_ingest(report, bar.load_seconds())
 
 
-@app.command(cls=_Command)
+@app.command()
 def run(
     case_file: Annotated[
         Path, typer.Argument(metavar="CASE_FILE", help="The case file (TOML): sources, exposure, resources, proxies.")
@@ -386,13 +393,13 @@ def run(
         out.print(f"  {name:<{width}}  {path}", soft_wrap=True)
 
 
-lists_app = typer.Typer(
+lists_app = _App(
     help="Published network lists: crawlers, clouds, Tor exits.", no_args_is_help=True, rich_markup_mode=None
 )
 app.add_typer(lists_app, name="lists")
 
 
-@lists_app.command("update", cls=_Command)
+@lists_app.command("update")
 def lists_update(
     folder: Annotated[
         Path, typer.Argument(metavar="FOLDER", help="Folder to keep the lists in; name it in [enrich] lists.")
@@ -425,7 +432,7 @@ def lists_update(
     out.print(f"Recorded in {rep.record}", soft_wrap=True)
 
 
-@app.command(cls=_Command)
+@app.command()
 def formats() -> None:
     """List the log formats read, with their specifications.
 
@@ -442,7 +449,7 @@ def formats() -> None:
         out.print(f.one_line(), soft_wrap=True)
 
 
-@app.command(cls=_Command)
+@app.command()
 def detect(
     files: Annotated[list[Path], typer.Argument(metavar="FILE", help="Log files to look at (plain or compressed).")],
     rows: Annotated[int, typer.Option(metavar="N", help="Parsed rows to show per file.")] = 3,
@@ -480,7 +487,7 @@ def detect(
         raise typer.Exit(1)
 
 
-@app.command(cls=_Command)
+@app.command()
 def version() -> None:
     """Print the versions of forensics and of its main libraries.
 
@@ -496,7 +503,7 @@ def version() -> None:
               f"python {sys.version.split()[0]})")
 
 
-@app.command(cls=_Command)
+@app.command()
 def report(
     case_dir: Annotated[Path, typer.Argument(metavar="CASE_DIR", help="The folder written by `forensics run`.")],
 ) -> None:
@@ -519,7 +526,7 @@ def report(
     out.print(f"Report: {path}", soft_wrap=True)
 
 
-@app.command(cls=_Command)
+@app.command()
 def queries() -> None:
     """List the named queries: parameters and what each answers.
 
@@ -590,7 +597,7 @@ def query(
         _show(err, f"{frame.height} rows written to {output}")
 
 
-@app.command(cls=_Command)
+@app.command()
 def sql(
     case_dir: Annotated[Path, typer.Argument(metavar="CASE_DIR", help="The case folder (holds case.duckdb).")],
     command: Annotated[
@@ -623,7 +630,7 @@ def sql(
         _fail(exc)
 
 
-@app.command(cls=_Command)
+@app.command()
 def schema(
     case_dir: Annotated[Path, typer.Argument(metavar="CASE_DIR", help="The case folder (holds case.duckdb).")],
 ) -> None:
