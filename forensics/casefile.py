@@ -37,6 +37,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from forensics.errors import CaseFileError
+from forensics.inputs import MAX_LINE_BYTES
 
 ROLES = ("cdn", "origin")
 # A margin widens the examined period on both sides; past a month it is a typo (100000d) or a
@@ -156,6 +157,12 @@ class CaseInfo(_Table):
     name: Text | None = Field(default=None, description="the case's name", examples=['"Detention roster"'])
     timezone: TimeZoneName = Field(
         default="UTC", description="the zone times are shown in (IANA name)", examples=['"America/New_York"']
+    )
+    # Lines are never held whole past this length, so that no input can take memory without bound.
+    max_line_bytes: Annotated[StrictInt, Field(ge=4096, le=1 << 30)] = Field(
+        default=MAX_LINE_BYTES,
+        description="lines longer than this many bytes are rejected as too long (4096 to 1073741824)",
+        examples=["4194304"],
     )
 
 
@@ -360,6 +367,7 @@ class Case:
     same_downloader: SameDownloader = field(default_factory=SameDownloader)
     agency: Agency = field(default_factory=Agency)
     sha256: str | None = None
+    max_line_bytes: int = MAX_LINE_BYTES
 
     @property
     def trusted_proxies(self) -> tuple[str, ...]:
@@ -446,6 +454,7 @@ def parse_case(data: dict[str, Any], path: Path | None = None, sha256: str | Non
         same_downloader=model.same_downloader,
         agency=model.agency,
         sha256=sha256,
+        max_line_bytes=model.case.max_line_bytes,
     )
 
 

@@ -961,12 +961,13 @@ def ingest(
     workers: int = 2,
     prune: bool = False,
     replace: bool = False,
-    max_line_bytes: int = MAX_LINE_BYTES,
+    max_line_bytes: int | None = None,
 ) -> IngestReport:
     """Bring the case database in line with the case file: load what is missing or changed.
 
-    Lines longer than `max_line_bytes` are rejected as too long (their length and first bytes
-    kept), so that no input can hold memory without bound.
+    Lines longer than `max_line_bytes` (default: the case file's `[case] max_line_bytes`, 1 MiB)
+    are rejected as too long (their length and first bytes kept), so that no input can hold
+    memory without bound.
 
     Raises Interrupted (after committing every file that was read whole and rolling back the rest)
     on Ctrl-C or SIGTERM, and CaseStateError when the database and the case file disagree in a
@@ -979,7 +980,7 @@ def ingest(
     try:
         planned, warnings = plan_files(case)
         for pf in planned:
-            pf.max_line_bytes = max_line_bytes
+            pf.max_line_bytes = max_line_bytes if max_line_bytes is not None else case.max_line_bytes
     except KeyboardInterrupt:
         raise Interrupted("stopped while checking the input files; nothing was loaded",
                           hint="run the same command again") from None

@@ -14,7 +14,7 @@ import pytest
 import zstandard
 
 from forensics.casefile import load_case
-from forensics.errors import ForensicsError, InputError
+from forensics.errors import CaseFileError, ForensicsError, InputError
 from forensics.ingest import ingest
 
 LINE = '198.51.100.{n} - - [28/Nov/2022:14:{m:02d}:00 -0500] "GET /p{n} HTTP/1.1" 200 {n} "-" "ua {n}"\n'
@@ -117,6 +117,19 @@ def test_a_line_over_the_limit_is_a_reject_and_reading_goes_on(tmp_path, write_c
     assert rejects[0][1].startswith(f"line too long ({len(over) - 1} bytes, over the limit of 4096)")
     assert rejects[0][2].startswith("198.51.100.8 - - [28/Nov") and len(rejects[0][2]) == 200
     assert rejects[1][1].startswith("line too long (9000 bytes") and rejects[1][2] == "z" * 200
+
+
+def test_the_line_limit_is_set_in_the_case_file(tmp_path, write_case):
+    over = b'198.51.100.8 - - [28/Nov/2022:14:00:00 -0500] "GET / HTTP/1.1" 200 1 "-" "' + b"y" * 5000 + b'"\n'
+    files = {"a.log": lines(2).encode() + over}
+    case = write_case([{"path": "a.log", "format": "combined"}], files=files, extra="")
+    text = case.read_text().replace('[case]\n', '[case]\nmax_line_bytes = 4096\n', 1)
+    case.write_text(text)
+    r = ingest(load_case(case), tmp_path / "out").loaded[0]
+    assert (r.lines_read, r.lines_parsed, r.lines_rejected) == (3, 2, 1)
+    case.write_text(text.replace("max_line_bytes = 4096", "max_line_bytes = 10"))
+    with pytest.raises(CaseFileError, match="max_line_bytes"):
+        load_case(case)
 
 
 def test_truncated_gzip_keeps_what_was_readable(tmp_path, write_case):
