@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 DEMO_OUT ?= demo-out
 
-.PHONY: demo test lint bench bench-bombs install install-spark clean lock sample-logs
+.PHONY: demo test lint bench bench-bombs bench-spark install install-spark clean lock sample-logs
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_ingest.py
 	$(BIN)/python benchmarks/bench_bombs.py
+
+# What the Spark engine costs per line (local[2]), for the README's plan of a large case.
+bench-spark: install-spark
+	$(BIN)/python benchmarks/bench_spark.py
 
 # Peak memory of an ingest of hostile inputs (a gzip bomb, one 512 MiB line), built in a temp dir.
 bench-bombs: $(STAMP)

@@ -335,6 +335,25 @@ def run(
     ] = False,
     prune: Annotated[bool, typer.Option("--prune", help=_PRUNE_HELP)] = False,
     replace: Annotated[bool, typer.Option("--replace", help=_REPLACE_HELP)] = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            metavar="NAME",
+            help="Where the load and the stages run: duckdb (this machine, the default) or spark (a Spark "
+            "cluster or local Spark; needs the spark extra and Java 17).",
+        ),
+    ] = "duckdb",
+    master: Annotated[
+        str | None,
+        typer.Option(metavar="URL", help="Spark master (local[4], yarn, spark://host:7077); with --engine spark."),
+    ] = None,
+    warehouse: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URI",
+            help="Where Spark writes its Parquet tables (file:///..., s3://bucket/prefix); default DIR/warehouse.",
+        ),
+    ] = None,
 ) -> None:
     """Run the investigation: downloader list, report, case database.
 
@@ -343,6 +362,9 @@ def run(
     received, enriches the addresses (location, network, crawler, cloud, Tor) and writes
     downloaders.csv/.parquet/.json/.xlsx, operator_requests.csv/.xlsx (requests to network
     operators), report.html, case.duckdb and manifest.json into DIR.
+
+    With --engine spark the logs are loaded and the stages run on Spark (one task per log file,
+    Parquet tables); the results come back into DIR/case.duckdb and every output is the same.
 
     \b
     Example: forensics run sample_logs/case.toml --out case-out
@@ -355,7 +377,8 @@ def run(
     try:
         case = load_case(case_file)
         report = run_case(
-            case, out_dir, progress=bar, workers=workers, databases=db or [], rdns=rdns, prune=prune, replace=replace
+            case, out_dir, progress=bar, workers=workers, databases=db or [], rdns=rdns, prune=prune,
+            replace=replace, engine=engine, master=master, warehouse=warehouse,
         )
     except KeyboardInterrupt:
         _interrupted(bar)

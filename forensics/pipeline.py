@@ -23,7 +23,7 @@ import polars as pl
 
 from forensics.casefile import Case
 from forensics.db import connect
-from forensics.errors import CaseFileError, EnrichmentError
+from forensics.errors import CaseFileError, EnrichmentError, InputError
 from forensics.ingest import IngestReport, Progress, check_output_folder, ingest, write_atomic, write_manifest
 from forensics.investigate import OUTCOMES, investigate, run_stage
 from forensics.limits import Limit, limits_manifest, source_date_limits
@@ -187,31 +187,48 @@ def run_case(
     rdns: bool = False,
     prune: bool = False,
     replace: bool = False,
+    engine: str = "duckdb",
+    master: str | None = None,
+    warehouse: str | None = None,
 ) -> RunReport:
     """Ingest the case's logs, run the investigation, enrich the downloaders' addresses and write
     every output into out_dir.
 
     Everything after the load is rebuilt from the case database on every run, in one transaction,
     so a rerun after an interruption, new files or a changed setting gives the outputs a clean run
-    on the same files gives."""
+    on the same files gives.
+
+    engine "spark" loads and investigates on Spark (`master`: the cluster, else the session's own;
+    `warehouse`: where the Parquet tables go, else out_dir/warehouse) and collects the results into
+    the local case database, from which everything else is written as here (forensics.engine.spark_run)."""
     if case.exposure is None or not case.resources:
         raise CaseFileError(
             "`run` needs [exposure] and at least one [[resources]] in the case file",
             hint="add them, or use `forensics ingest` to only load the logs",
             path=case.path,
         )
+    if engine not in ("duckdb", "spark"):
+        raise InputError(f"no engine named {engine!r}", hint="use --engine duckdb or --engine spark")
+    if engine != "spark" and (master or warehouse):
+        raise InputError("--master and --warehouse are for the Spark engine", hint="add --engine spark")
     out_dir = Path(out_dir)
     check_output_folder(case, out_dir)
     # IP databases and lists are checked before the (long) load, so a typo stops the run at once.
     db_paths, enrich_notes = _database_paths(case, databases, out_dir)
     _lists_dir(case)
-    report = ingest(case, out_dir, progress=progress, workers=workers, prune=prune, replace=replace)
+    spark_result = None
+    if engine == "spark":
+        from forensics.engine.spark_run import ingest_and_investigate
+
+        report, spark_result = ingest_and_investigate(case, out_dir, master=master, warehouse=warehouse)
+    else:
+        report = ingest(case, out_dir, progress=progress, workers=workers, prune=prune, replace=replace)
     con = connect(report.database)
     try:
         # The investigation's tables are replaced whole or not at all: a run stopped half-way
         # leaves the previous answer, which the next run replaces.
         con.execute("BEGIN TRANSACTION")
-        result = investigate(con, case)
+        result = spark_result or investigate(con, case)
         enrichment = enrich_downloaders(con, case, db_paths, enrich_notes, rdns)
         cur = con.execute("SELECT source, name, built, date_basis FROM enrichment_sources ORDER BY source, name")
         used = [dict(zip(("source", "name", "built", "date_basis"), row, strict=True)) for row in cur.fetchall()]

@@ -117,7 +117,7 @@ def to_spark(sql: str, params: dict[str, Any]) -> str:
             name = str(node.this)
             return literal(params[name]) if name in params else exp.Null()
         if isinstance(node, exp.Anonymous) and node.name.lower() in SPARK_NAMES:
-            return exp.Anonymous(this=SPARK_NAMES[node.name.lower()], expressions=node.expressions)
+            node.set("this", SPARK_NAMES[node.name.lower()])  # in place, so its arguments are bound too
         return node
 
     return tree.transform(bind).sql(dialect="spark")

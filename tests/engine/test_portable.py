@@ -61,3 +61,10 @@ def test_parameters_are_typed_literals_never_pasted_text() -> None:
     assert "ARRAY('a\\\\b', 'it\\'s')" in spark
     with pytest.raises(ValueError, match="zone"):
         to_spark("SELECT $at", {"at": datetime(2022, 11, 28)})
+
+
+def test_parameters_inside_translated_functions_are_bound() -> None:
+    spark = to_spark("SELECT epoch_us($at::TIMESTAMPTZ), list_reverse($hosts::VARCHAR[])",
+                     {"at": datetime(2022, 11, 28, tzinfo=UTC), "hosts": ["a"]})
+    assert "UNIX_MICROS(CAST(CAST('2022-11-28 00:00:00.000000' AS TIMESTAMP) AS TIMESTAMP))" in spark.upper()
+    assert ":" not in spark.replace("00:00:00", "")

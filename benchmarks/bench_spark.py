@@ -1,0 +1,89 @@
+"""`make bench-spark`: what the Spark engine costs per log line, for the plan of a large case.
+
+Generates the seeded combined-format log of bench_ingest.py (BENCH_LINES lines, default 400,000)
+split into BENCH_FILES gzip files (default 4), plus the demo's leaked file requested by a few
+clients, and runs on Spark local[2]:
+  1. the load (one task per file, the project's readers in mapInArrow, Parquet out),
+  2. the investigation's stages over the loaded tables,
+and prints wall time, core-seconds (wall x the 2 local cores: an upper bound, as the cores also
+wait) and core-microseconds per line for each, then the same for the DuckDB engine on this
+machine. Not a test: numbers vary by machine and load.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_ingest import generate, split  # noqa: E402
+
+WORK = Path(os.environ.get("BENCH_DIR", HERE.parent / "bench-out")) / "spark"
+LINES = int(os.environ.get("BENCH_LINES", "400000"))
+FILES = int(os.environ.get("BENCH_FILES", "4"))
+CORES = 2
+
+CASE = """[case]
+name = "bench"
+[[sources]]
+path = "logs/*.log.gz"
+format = "combined"
+[exposure]
+start = "2022-11-28T00:00:00-05:00"
+end = "2022-11-28T23:59:59-05:00"
+margin = "30m"
+[[resources]]
+path = "/sites/default/files/documents/2022/annual.pdf"
+size = 2000000
+"""
+
+
+def main() -> None:
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    from forensics.casefile import load_case
+    from forensics.engine.spark_run import load
+    from forensics.investigate import investigate
+    from forensics.pipeline import run_case
+
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    whole = WORK / "whole.log.gz"
+    generate(whole, LINES)
+    split(whole, WORK / "logs", FILES)
+    whole.unlink()
+    (WORK / "case.toml").write_text(CASE)
+    case = load_case(WORK / "case.toml")
+
+    spark = (
+        SparkSession.builder.master(f"local[{CORES}]").config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", str(CORES)).getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    t0 = time.perf_counter()
+    loaded = load(spark, case, WORK / "spark-out", (WORK / "warehouse").as_uri())
+    t1 = time.perf_counter()
+    investigate(loaded.engine, case)
+    t2 = time.perf_counter()
+    spark.stop()
+    t3 = time.perf_counter()
+    run_case(case, WORK / "duckdb-out", workers=CORES)
+    t4 = time.perf_counter()
+
+    def row(what: str, seconds: float) -> None:
+        core_s = seconds * CORES
+        print(f"{what:<34} {seconds:8.1f} s wall {core_s:8.1f} core-s {core_s / LINES * 1e6:8.1f} core-us/line")
+
+    print(f"{LINES:,} lines in {FILES} files, local[{CORES}]")
+    row("spark: load (mapInArrow, Parquet)", t1 - t0)
+    row("spark: stages", t2 - t1)
+    row("duckdb: run (load, stages, outputs)", t4 - t3)
+
+
+if __name__ == "__main__":
+    main()

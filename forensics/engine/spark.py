@@ -1,0 +1,159 @@
+"""The stages on Spark SQL, over Parquet tables in a warehouse folder (local, HDFS or S3).
+
+Each stage file is translated from the portable subset of DuckDB SQL to Spark SQL by
+forensics.engine.portable, with its parameters bound as typed literals. A table is a folder of
+Parquet files; `replace` writes the table's new content into a new version folder (the SELECT may
+read the old one) and the table's name then points at it; `append` adds files to the current one.
+Small tables computed in Python (candidate paths, the client map) are registered as temporary
+views. The session's time zone is UTC, so timestamps read and written are UTC.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from forensics.db import NamedQuery
+from forensics.engine.duckdb import table_of
+from forensics.engine.portable import to_spark
+from forensics.errors import QueryError
+from forensics.schema import Table
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+# The schema module's SQL types as Spark SQL types.
+SPARK_TYPES = {
+    "INTEGER": "INT",
+    "SMALLINT": "SMALLINT",
+    "BIGINT": "BIGINT",
+    "DOUBLE": "DOUBLE",
+    "VARCHAR": "STRING",
+    "JSON": "STRING",
+    "BOOLEAN": "BOOLEAN",
+    "TIMESTAMPTZ": "TIMESTAMP",
+    "VARCHAR[]": "ARRAY<STRING>",
+}
+
+
+def spark_ddl(table: Table) -> str:
+    """The table's columns as a Spark schema string (`name TYPE, ...`)."""
+    return ", ".join(f"`{c.name}` {SPARK_TYPES[c.sql_type]}" for c in table.columns)
+
+
+def arrow_rows(table: pa.Table) -> list[tuple[Any, ...]]:
+    """An Arrow table's rows as tuples (columns by position: names may repeat in a SELECT)."""
+    columns = [col.to_pylist() for col in table.columns]
+    return list(zip(*columns, strict=True)) if columns else []
+
+
+class SparkEngine:
+    """Runs stages on a SparkSession over Parquet tables under `warehouse`."""
+
+    name = "spark"
+
+    def __init__(self, spark: SparkSession, warehouse: str) -> None:
+        self.spark = spark
+        self.warehouse = warehouse.rstrip("/")
+        self.locations: dict[str, str] = {}
+        self._versions: dict[str, int] = {}
+
+    # --- tables --------------------------------------------------------------------------------
+
+    def _new_location(self, table: Table) -> str:
+        version = self._versions.get(table.name, 0) + 1
+        self._versions[table.name] = version
+        return f"{self.warehouse}/{table.name}/v{version}"
+
+    def attach(self, table: Table, location: str) -> None:
+        """Name Parquet files written elsewhere (the ingest's) as one of the schema's tables."""
+        self.locations[table.name] = location
+        self._read(table).createOrReplaceTempView(table.name)
+
+    def _read(self, table: Table) -> DataFrame:
+        return self.spark.read.schema(spark_ddl(table)).parquet(self.locations[table.name])
+
+    def _write(self, table: Table, frame: DataFrame, mode: str) -> None:
+        if mode == "append" and table.name in self.locations:
+            frame.write.mode("append").parquet(self.locations[table.name])
+        else:
+            location = self._new_location(table)
+            frame.write.mode("overwrite").parquet(location)
+            self.locations[table.name] = location
+        self._read(table).createOrReplaceTempView(table.name)
+
+    def reset(self, table: Table) -> None:
+        """An empty table: a view of no rows until a stage writes it (nothing written to storage)."""
+        self.locations.pop(table.name, None)
+        self.spark.createDataFrame([], spark_ddl(table)).createOrReplaceTempView(table.name)
+
+    def write_arrow(self, table: Table, data: pa.Table) -> None:
+        """A small table's whole content from rows built on the driver (sources, skipped_lines): held
+        by the session, not written to storage."""
+        self.locations.pop(table.name, None)
+        frame = self.spark.createDataFrame(data.select(table.column_names)) if data.num_rows else (
+            self.spark.createDataFrame([], spark_ddl(table)))
+        self._typed(table, frame, frame.columns).createOrReplaceTempView(table.name)
+
+    def collect(self, table: Table) -> pa.Table:
+        """The table's rows on the driver, as Arrow with UTC timestamps."""
+        return self.spark.table(table.name).toArrow()
+
+    # --- stages --------------------------------------------------------------------------------
+
+    def _typed(self, table: Table, frame: DataFrame, produced: list[str]) -> DataFrame:
+        exprs = [
+            f"CAST(`{c.name}` AS {SPARK_TYPES[c.sql_type]}) AS `{c.name}`" if c.name in produced
+            else f"CAST(NULL AS {SPARK_TYPES[c.sql_type]}) AS `{c.name}`"
+            for c in table.columns
+        ]
+        return frame.selectExpr(*exprs)
+
+    def rows(self, query: NamedQuery, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        return arrow_rows(self.spark.sql(to_spark(query.sql, params)).toArrow())
+
+    def write(self, query: NamedQuery, params: dict[str, Any]) -> None:
+        table = table_of(query)
+        frame = self.spark.sql(to_spark(query.sql, params))
+        produced = frame.columns
+        unknown = [c for c in produced if c not in table.column_names]
+        missing = [c for c in table.column_names if c not in produced]
+        if unknown:
+            raise QueryError(f"stage {query.name!r} gives columns {table.name} has not: {', '.join(unknown)}",
+                             path=query.path)
+        if query.mode == "replace" and missing:
+            raise QueryError(f"stage {query.name!r} replaces {table.name} without {', '.join(missing)}",
+                             path=query.path)
+        self._write(table, self._typed(table, frame, produced), query.mode or "append")
+
+    def register(self, name: str, table: pa.Table) -> None:
+        frame = self.spark.createDataFrame(table) if table.num_rows else self.spark.createDataFrame(
+            [], _arrow_ddl(table.schema)
+        )
+        frame.createOrReplaceTempView(name)
+
+    def unregister(self, name: str) -> None:
+        self.spark.catalog.dropTempView(name)
+
+    def sql_rows(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        return arrow_rows(self.spark.sql(to_spark(sql, params or {})).toArrow())
+
+
+def _arrow_ddl(schema: pa.Schema) -> str:
+    """A Spark schema string for an Arrow schema of the types the Python steps build."""
+    def spark_type(t: pa.DataType) -> str:
+        if pa.types.is_list(t) or pa.types.is_large_list(t):
+            return f"ARRAY<{spark_type(t.value_type)}>"
+        if pa.types.is_string(t) or pa.types.is_large_string(t):
+            return "STRING"
+        if pa.types.is_boolean(t):
+            return "BOOLEAN"
+        if pa.types.is_integer(t):
+            return "BIGINT"
+        if pa.types.is_floating(t):
+            return "DOUBLE"
+        if pa.types.is_timestamp(t):
+            return "TIMESTAMP"
+        raise TypeError(f"no Spark type for {t}")
+    return ", ".join(f"`{f.name}` {spark_type(f.type)}" for f in schema)

@@ -1,0 +1,349 @@
+"""`forensics run --engine spark`: the load and the investigation on Spark, the answer written locally.
+
+1. Plan on the driver as a local run does (forensics.ingest.plan_files: every file checked, its
+   format detected from its first lines), then hash every file in Spark, one task per file, and
+   decide empty and duplicate files exactly as locally (forensics.ingest.reconcile).
+2. Load in Spark, one task per file (mapInArrow): each task reads its file with the project's own
+   readers (forensics.ingest's reading loop: the same decompression, line counting, rejects with
+   reasons, SHA-256 of the bytes read), and gives Arrow batches of requests, rejects and one row
+   with the file's accounting. They are written once as Parquet, partitioned by kind of record, so
+   `requests` and `rejects` are folders of Parquet files, one part per input file.
+3. The stages run on Spark SQL (forensics.engine.spark). Every table after the hits is small.
+4. The small result tables (sources, rejects, hits, hit_requests, downloaders, near_misses,
+   coverage) are collected into a local DuckDB case database, `requests` there is a view over the
+   Parquet files when the warehouse is on this machine, and the run goes on as a local run does:
+   enrichment, follow-up, downloader files, manifest and report are written by the same code.
+
+A Spark run always loads every file again into a fresh warehouse (no resume or growth: a cluster
+job is rerun whole).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+import pyarrow as pa
+
+from forensics.casefile import Case
+from forensics.db import connect, create_tables
+from forensics.engine.spark import SPARK_TYPES, SparkEngine
+from forensics.errors import InputError
+from forensics.inputs import ReadState
+from forensics.investigate import Investigation, investigate
+from forensics.schema import (
+    COVERAGE,
+    DOWNLOADERS,
+    HIT_REQUESTS,
+    HITS,
+    NEAR_MISSES,
+    REJECTS,
+    REQUESTS,
+    SKIPPED,
+    SOURCES,
+    Table,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+# The tables a Spark run brings back into the local case database (all small but rejects, which
+# is as large as the logs are bad).
+COLLECTED = (SOURCES, SKIPPED, REJECTS, HITS, HIT_REQUESTS, DOWNLOADERS, NEAR_MISSES, COVERAGE)
+
+# One record of the load job: a request, a reject, or the accounting of one file.
+_EXTRA_COLUMNS = (("reason", "STRING"), ("line", "STRING"), ("file_result", "STRING"), ("record_kind", "STRING"))
+
+
+def load_schema() -> str:
+    """The load job's output: the requests columns, the reject columns and the file's accounting."""
+    cols = [f"`{c.name}` {SPARK_TYPES[c.sql_type]}" for c in REQUESTS.columns]
+    cols += [f"`{name}` {kind}" for name, kind in _EXTRA_COLUMNS]
+    return ", ".join(cols)
+
+
+def _arrow_schema() -> pa.Schema:
+    types = {
+        "INTEGER": pa.int32(), "SMALLINT": pa.int16(), "BIGINT": pa.int64(), "DOUBLE": pa.float64(),
+        "VARCHAR": pa.string(), "JSON": pa.string(), "BOOLEAN": pa.bool_(), "TIMESTAMPTZ": pa.timestamp("us", "UTC"),
+    }
+    fields = [pa.field(c.name, types[c.sql_type]) for c in REQUESTS.columns]
+    fields += [pa.field(name, pa.string()) for name, _ in _EXTRA_COLUMNS]
+    return pa.schema(fields)
+
+
+def spark_session(master: str | None = None) -> SparkSession:
+    """A SparkSession for the run: UTC, no UI; the cluster's own settings where spark-submit gave them.
+
+    Without a master from the command line or spark-submit, Spark runs here (local[*]); its Python
+    workers then use this interpreter, so they import the same forensics."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise InputError(
+            "the Spark engine needs pyspark, which is not installed",
+            hint="install the spark extra: pip install 'forensics[spark]' (make install-spark in a clone)",
+        ) from None
+    if master is None or master.startswith("local"):
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName("forensics")
+    if master:
+        builder = builder.master(master)
+    try:
+        return (
+            builder.config("spark.sql.session.timeZone", "UTC")
+            .config("spark.ui.enabled", "false")
+            .getOrCreate()
+        )
+    except Exception as exc:  # Spark's own start-up failures (no Java, a bad master URL) are the user's to fix
+        raise InputError(
+            f"Spark did not start: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
+            hint="the Spark engine needs Java 17 (java on PATH or JAVA_HOME) and a reachable --master",
+        ) from None
+
+
+# --- the load --------------------------------------------------------------------------------
+
+
+class _QueueWriter:
+    """Takes what forensics.ingest's reading loop hands its writer, for the task to yield."""
+
+    def __init__(self) -> None:
+        self.items: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=4)  # bounded: memory stays flat
+
+    def put(self, kind: str, payload: Any) -> None:
+        self.items.put((kind, payload))
+
+
+def _batch(frame: pl.DataFrame, kind: str, schema: pa.Schema) -> pa.RecordBatch:
+    n = frame.height
+    columns = []
+    for field in schema:
+        if field.name == "record_kind":
+            columns.append(pa.array([kind] * n, pa.string()))
+        elif field.name in frame.columns:
+            columns.append(frame.get_column(field.name).to_arrow().cast(field.type))
+        else:
+            columns.append(pa.nulls(n, field.type))
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def _file_batch(result: Any, schema: pa.Schema) -> pa.RecordBatch:
+    accounting = {
+        "source_id": result.source_id, "lines_read": result.lines_read, "lines_parsed": result.lines_parsed,
+        "lines_rejected": result.lines_rejected, "requests": result.requests, "skipped": dict(result.skipped),
+        "first_ts": result.first_ts.isoformat() if result.first_ts else None,
+        "last_ts": result.last_ts.isoformat() if result.last_ts else None,
+        "truncated": result.truncated, "note": result.note, "last_line_complete": result.last_line_complete,
+        "sha256": result.sha256, "size": result.size,
+    }
+    frame = pl.DataFrame({"source_id": [result.source_id], "file_result": [json.dumps(accounting)]},
+                         schema={"source_id": pl.Int32, "file_result": pl.String})
+    return _batch(frame, "file", schema)
+
+
+def read_file_records(result: Any) -> Iterator[pa.RecordBatch]:
+    """One file's requests, rejects and accounting as Arrow batches, read by forensics.ingest's own
+    reading loop (in a thread, through a bounded queue, so a large file never sits in memory)."""
+    from forensics.ingest import _read_into
+
+    schema = _arrow_schema()
+    writer = _QueueWriter()
+    failure: list[BaseException] = []
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            _read_into(writer, result, ReadState(), stop, None)  # type: ignore[arg-type]
+        except BaseException as exc:  # handed to the task, which raises it
+            failure.append(exc)
+        finally:
+            writer.put("end", None)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, payload = writer.items.get()
+            if kind == "end":
+                break
+            if kind == "rows":
+                _sid, table, frame = payload
+                yield _batch(frame, "request" if table == "requests" else "reject", schema)
+    finally:
+        stop.set()
+        thread.join()
+    if failure:
+        raise failure[0]
+    yield _file_batch(result, schema)
+
+
+def _read_task(results: dict[int, Any]) -> Any:
+    def task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            for sid in batch.column("source_id").to_pylist():
+                yield from read_file_records(results[sid])
+    return task
+
+
+def _hash_task(paths: dict[int, str]) -> Any:
+    def task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from forensics.ingest import sha256_prefix
+
+        for batch in batches:
+            ids = batch.column("index").to_pylist()
+            yield pa.RecordBatch.from_pydict(
+                {"index": ids, "sha256": [sha256_prefix(Path(paths[i])) for i in ids]},
+                schema=pa.schema([("index", pa.int32()), ("sha256", pa.string())]),
+            )
+    return task
+
+
+def _one_task_each(spark: SparkSession, column: str, ids: list[int]) -> Any:
+    """A DataFrame of ids, one partition (so one task) per id."""
+    rdd = spark.sparkContext.parallelize([(i,) for i in ids], max(1, len(ids)))
+    return spark.createDataFrame(rdd, f"`{column}` INT")
+
+
+@dataclass
+class SparkLoad:
+    report: Any  # forensics.ingest.IngestReport
+    engine: SparkEngine
+
+
+def load(spark: SparkSession, case: Case, out_dir: Path, warehouse: str) -> SparkLoad:
+    """Load the case's logs into Parquet tables under `warehouse`, reading in Spark tasks."""
+    from forensics.ingest import (
+        IngestReport,
+        _custody_values,
+        _source_values,
+        plan_files,
+        reconcile,
+    )
+
+    started = datetime.now(UTC)
+    planned, warnings = plan_files(case)
+    paths = {i: str(pf.path) for i, pf in enumerate(planned)}
+    hashed = _one_task_each(spark, "index", list(paths)).mapInArrow(_hash_task(paths), "`index` INT, `sha256` STRING")
+    for index, sha in hashed.toLocalIterator():
+        planned[index].sha256 = sha
+    plan = reconcile(planned, {}, prune=False, replace=False)
+    results = {r.source_id: r for r in plan.load}
+    engine = SparkEngine(spark, warehouse)
+    staging = f"{engine.warehouse}/load"
+    if results:
+        records = _one_task_each(spark, "source_id", sorted(results)).mapInArrow(_read_task(results), load_schema())
+        records.write.mode("overwrite").partitionBy("record_kind").parquet(staging)
+    ingested_at = datetime.now(UTC)
+    source_rows: list[dict[str, Any]] = [_custody_values(row, ingested_at) for row in plan.custody]
+    skipped_rows: list[dict[str, Any]] = []
+    for (text,) in _read_kind(engine, staging, "file", "`file_result` STRING"):
+        acc = json.loads(text)
+        r = results[acc["source_id"]]
+        r.lines_read, r.lines_parsed, r.lines_rejected = acc["lines_read"], acc["lines_parsed"], acc["lines_rejected"]
+        r.requests, r.skipped = acc["requests"], Counter(acc["skipped"])
+        r.first_ts = datetime.fromisoformat(acc["first_ts"]) if acc["first_ts"] else None
+        r.last_ts = datetime.fromisoformat(acc["last_ts"]) if acc["last_ts"] else None
+        r.truncated, r.note, r.last_line_complete = acc["truncated"], acc["note"], acc["last_line_complete"]
+        r.sha256, r.size = acc["sha256"], acc["size"]
+        source_rows.append(_source_values(r, ingested_at))
+        skipped_rows.extend({"source_id": r.source_id, "kind": k, "lines": n} for k, n in sorted(r.skipped.items()))
+    engine.write_arrow(SOURCES, _arrow(SOURCES, source_rows))
+    engine.write_arrow(SKIPPED, _arrow(SKIPPED, skipped_rows))
+    for table, kind in ((REQUESTS, "request"), (REJECTS, "reject")):
+        location = f"{staging}/record_kind={kind}"
+        if _exists(spark, location):
+            engine.attach(table, location)
+        else:
+            engine.reset(table)
+    report = IngestReport(
+        out_dir / "case.duckdb", out_dir / "manifest.json", list(results.values()), [], warnings,
+        custody=plan.custody, seconds=(datetime.now(UTC) - started).total_seconds(),
+    )
+    return SparkLoad(report, engine)
+
+
+def _read_kind(engine: SparkEngine, staging: str, kind: str, ddl: str) -> list[tuple[Any, ...]]:
+    location = f"{staging}/record_kind={kind}"
+    if not _exists(engine.spark, location):
+        return []
+    return [tuple(r) for r in engine.spark.read.schema(ddl).parquet(location).toLocalIterator()]
+
+
+def _exists(spark: SparkSession, location: str) -> bool:
+    """Whether a folder exists, asked of Spark's own filesystem layer (local, HDFS, S3)."""
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(location)  # type: ignore[union-attr]
+    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # type: ignore[union-attr]
+    return bool(fs.exists(path))
+
+
+def _arrow(table: Table, rows: list[dict[str, Any]]) -> pa.Table:
+    return pl.DataFrame(rows, schema=table.polars_schema(), orient="row").to_arrow() if rows else (
+        pl.DataFrame(schema=table.polars_schema()).to_arrow()
+    )
+
+
+# --- the whole run ---------------------------------------------------------------------------
+
+
+def ingest_and_investigate(
+    case: Case, out_dir: Path, master: str | None = None, warehouse: str | None = None,
+    spark: SparkSession | None = None,
+) -> tuple[Any, Investigation]:
+    """Load and investigate on Spark; leave the local case database ready for the rest of `run`.
+
+    Returns the ingest report and the investigation, as a local run has them after its own."""
+    from forensics.coverage import store_gaps
+    from forensics.ingest import _write_case_info, write_manifest
+
+    session = spark or spark_session(master)
+    location = warehouse or (out_dir / "warehouse").resolve().as_uri()
+    loaded = load(session, case, out_dir, location)
+    result = investigate(loaded.engine, case)
+    database = out_dir / "case.duckdb"
+    for stale in (database, out_dir / "case.duckdb.wal"):
+        stale.unlink(missing_ok=True)  # a Spark run rebuilds the whole case
+    con = connect(database)
+    try:
+        create_tables(con)
+        con.execute("INSERT INTO case_info VALUES ('engine', 'spark')")
+        for table in COLLECTED:
+            data = loaded.engine.collect(table)
+            con.register("collected", data)
+            cols = ", ".join(table.column_names)
+            con.execute(f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM collected")  # schema's names
+            con.unregister("collected")
+        _requests_view(con, loaded.engine)
+        store_gaps(con, result.log_gaps)
+        _write_case_info(con, case)
+        write_manifest(con, out_dir, case)
+    finally:
+        con.close()
+    return loaded.report, result
+
+
+def _requests_view(con: Any, engine: SparkEngine) -> None:
+    """`requests` in the local case database: a view over the Parquet files when they are on this
+    machine (the report's timeline and `forensics sql` read it), else empty."""
+    location = engine.locations.get(REQUESTS.name, "")
+    if not location.startswith("file:"):
+        return
+    folder = Path(location.removeprefix("file://"))
+    if not any(folder.glob("*.parquet")):
+        return
+    cols = ", ".join(REQUESTS.column_names)
+    con.execute("DROP TABLE requests")
+    # The folder's absolute path is the one thing written into the SQL; it is ours, not input.
+    glob = str(folder / "*.parquet").replace("'", "''")
+    con.execute(f"CREATE VIEW requests AS SELECT {cols} FROM read_parquet('{glob}')")
