@@ -257,6 +257,7 @@ def check_output_folder(case: Case, out_dir: Path) -> None:
 _OUTPUT_NAMES = (
     "case.duckdb", "case.duckdb.wal", "manifest.json", "report.html", "downloaders.csv",
     "downloaders.parquet", "downloaders.json", "downloaders.xlsx", "demo-ipdb/demo.mmdb",
+    "warehouse/load/record_kind=request/part-00000.snappy.parquet",  # the Spark engine's tables
 )
 
 

@@ -100,9 +100,10 @@ def spark_session(master: str | None = None) -> SparkSession:
     if master:
         builder = builder.master(master)
     try:
-        return (
+        session = (
             builder.config("spark.sql.session.timeZone", "UTC")
             .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
             .getOrCreate()
         )
     except Exception as exc:  # Spark's own start-up failures (no Java, a bad master URL) are the user's to fix
@@ -110,6 +111,8 @@ def spark_session(master: str | None = None) -> SparkSession:
             f"Spark did not start: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
             hint="the Spark engine needs Java 17 (java on PATH or JAVA_HOME) and a reachable --master",
         ) from None
+    session.sparkContext.setLogLevel("ERROR")  # the terminal shows forensics' own report, not Spark's log
+    return session
 
 
 # --- the load --------------------------------------------------------------------------------
