@@ -48,10 +48,10 @@ def main() -> None:
     from pyspark.sql import SparkSession
 
     from forensics.casefile import load_case
-    from forensics.engine.spark_run import load
-    from forensics.investigate import investigate
     from forensics.db import connect
+    from forensics.engine.spark_run import load
     from forensics.ingest import ingest
+    from forensics.investigate import investigate
 
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)

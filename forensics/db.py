@@ -12,8 +12,8 @@ go to and how, so that any engine can run it and write the result its own way:
     -- writes: hits (append)        rows added to the table
     -- writes: hits (replace)       the table's new content (the SELECT may read the table itself)
 
-A stage without `-- writes:` returns its rows to the caller. Parameters are written `$name` in the
-SQL and always bound by the engine, never pasted in.
+A stage that writes no table (`-- writes: none (...)`) returns its rows to the caller. Parameters
+are written `$name` in the SQL and always bound by the engine, never pasted in.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def parse_query_file(path: Path) -> NamedQuery:
         if "optional" in p and p.strip()
     )
     writes = mode = None
-    if "writes" in meta:
+    if "writes" in meta and not meta["writes"].startswith("none"):
         m = _WRITES.match(meta["writes"])
         if m is None:
             raise QueryError("'-- writes:' must name a table and (append) or (replace)", path=path)

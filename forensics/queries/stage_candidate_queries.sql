@@ -1,6 +1,7 @@
 -- name: stage_candidate_queries
 -- purpose: The distinct query strings of the requests whose path names a resource, so that they are percent-decoded once in Python (one decoding rule on every engine) when a resource is matched with its query.
 -- params: (none)
+-- writes: none (rows for forensics.investigate)
 SELECT DISTINCT r.query
 FROM candidate_paths AS c
 JOIN requests AS r ON r.path = c.path

@@ -1,6 +1,7 @@
 -- name: stage_log_edges
 -- purpose: Per log role: its first and last line, its lines inside the examined period, and its lines in the hour after its first line and before its last, so a log that starts late or ends early can be said with the lines one would expect in the missing stretch.
 -- params: examine_from, examine_to
+-- writes: none (rows for forensics.investigate)
 WITH roles AS (
     SELECT role, min(first_ts) AS first_ts, max(last_ts) AS last_ts
     FROM sources

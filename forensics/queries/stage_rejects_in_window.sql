@@ -1,6 +1,7 @@
 -- name: stage_rejects_in_window
 -- purpose: Rejected lines in files whose lines reach into the examined period (a rejected line has no time of its own), and how many of them name the resource's file, since a request for the file may be among them.
 -- params: examine_from, examine_to, file_name_pattern (a regular expression of the resources' file names, lower-case)
+-- writes: none (rows for forensics.investigate)
 SELECT
     s.role,
     count(*) AS lines,

@@ -1,6 +1,7 @@
 -- name: stage_resource_size
 -- purpose: Infer a resource's size when the case file gives none, from every signal the logs give, strongest first; one row per signal with its best candidate.
 -- params: resource_path, typical_header_bytes
+-- writes: none (rows for forensics.investigate)
 -- Signals, in the order they are believed (investigate.py takes the first row):
 --   object_size        the full object size the server logged (S3 object_size, Akamai objSize);
 --   content_length     the most common Content-Length the server declared on 200 responses to GET

@@ -1,6 +1,7 @@
 -- name: stage_silent_stretches
 -- purpose: Runs of empty time bins inside a log's own span that overlap the examined period, with the lines the log's neighbouring bins lead one to expect there; a silent stretch where many lines were expected is a missing log file or a lost delivery.
 -- params: examine_from, examine_to, bin_minutes, neighbourhood_minutes, min_expected
+-- writes: none (rows for forensics.investigate)
 -- A "log" is one role and format. Bins are bin_minutes wide, aligned to UTC. Only bins wholly
 -- inside the log's span (its first to last line) are judged, so a log that starts late or ends
 -- early is not a silent stretch (investigate.py reports those as starts_late / ends_early). The

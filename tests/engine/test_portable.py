@@ -25,6 +25,12 @@ def test_stage_is_one_portable_select(name: str) -> None:
         assert word not in body, f"{name} is not a plain SELECT: {word.strip()}"
 
 
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_every_stage_says_what_it_writes(name: str) -> None:
+    headers = [line for line in STAGES[name].sql.splitlines() if line.startswith("-- writes:")]
+    assert len(headers) == 1, f"{name}: one '-- writes: TABLE (append|replace)' or '-- writes: none (...)' line"
+
+
 @pytest.mark.parametrize("name", sorted(q.name for q in STAGES.values() if q.writes))
 def test_a_writing_stage_names_a_table_of_the_schema(name: str) -> None:
     query = STAGES[name]
