@@ -56,6 +56,9 @@ from forensics.schema import (
     Table,
 )
 
+# Rows of one group the report shows (members and links each); `same_downloader` has them all.
+REPORT_GROUP_ROWS = 50
+
 # Each output of the follow-up, as the run writes it beside the downloader list.
 OPERATOR_EXPORT = "operator_requests"
 
@@ -429,10 +432,17 @@ def _groups(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
         if not groups or (groups[-1]["resource_path"], groups[-1]["group_id"]) != (m["resource_path"], m["group_id"]):
             groups.append({**m, "members": [], "links": []})
         groups[-1]["members"].append(m)
+    by_group: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    group_of = {(m["resource_path"], m["client_ip"]): m["group_id"] for m in members}
+    for x in links:
+        key = (x["resource_path"], group_of.get((x["resource_path"], x["client_a"]), ""))
+        by_group.setdefault(key, []).append(x)
     for g in groups:
-        addresses = {m["client_ip"] for m in g["members"]}
-        g["links"] = [x for x in links if x["resource_path"] == g["resource_path"] and x["client_a"] in addresses]
-        g["rules"] = sorted({x["rule"] for x in g["links"]})
+        g_links = by_group.get((g["resource_path"], g["group_id"]), [])
+        g["rules"] = sorted({x["rule"] for x in g_links})
+        g["member_count"], g["link_count"] = len(g["members"]), len(g_links)
+        # A report stays readable: the first rows of a large group, the rest in the case database.
+        g["members"], g["links"] = g["members"][:REPORT_GROUP_ROWS], g_links[:REPORT_GROUP_ROWS]
     return groups
 
 

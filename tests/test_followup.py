@@ -513,3 +513,20 @@ def test_each_follow_up_stage_is_one_portable_select(stage: str) -> None:
     body = "\n".join(line for line in query.sql.splitlines() if not line.strip().startswith("--"))
     assert re.match(r"\s*(SELECT|WITH)\b", body, re.IGNORECASE), stage
     assert not NOT_PORTABLE.findall(body), (stage, NOT_PORTABLE.findall(body))
+
+
+def test_a_large_group_is_flagged_and_the_report_shows_its_first_rows(write_case: Any, tmp_path: Path) -> None:
+    from forensics.followup import REPORT_GROUP_ROWS, report_context
+
+    cdn = [cf_line(f"2022-11-28 20:{i // 10:02d}:{i % 10 * 5:02d}", f"172.58.7.{i + 1}", 200, SIZE + 400, ua=PHONE)
+           for i in range(REPORT_GROUP_ROWS + 10)]
+    out = run_follow_up_case(write_case, tmp_path, cdn=cdn)
+    con = connect(out / "case.duckdb", read_only=True)
+    try:
+        (g,) = report_context(con)["groups"]
+    finally:
+        con.close()
+    assert g["member_count"] == REPORT_GROUP_ROWS + 10 and len(g["members"]) == REPORT_GROUP_ROWS
+    assert g["link_count"] > REPORT_GROUP_ROWS and len(g["links"]) == REPORT_GROUP_ROWS
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "A large group:" in page and "lists them all" in page

@@ -13,11 +13,12 @@
 --                           bots are left out: a fleet shares one agent and network by design.
 --   complementary_ranges    a logged 206 range of one address starts on the byte after a logged 206
 --                           range of the other ends, within $ranges_within_s seconds, with the same
---                           user agent, and none of the two addresses' ranges or full responses
---                           overlap: a download manager that resumed on another connection.
--- Portable subset: joins, GROUP BY, CASE, NOT EXISTS; times compared in whole microseconds (epoch_us), exact on every engine.
+--                           user agent, neither address is complete on its own, and none of the two
+--                           addresses' ranges or full responses overlap: a download manager that
+--                           resumed on another connection.
+-- Portable subset: joins, GROUP BY, CASE, UNION ALL; times compared in whole microseconds (epoch_us), exact on every engine.
 WITH members AS (
-    SELECT d.resource_path, d.client_ip, d.resource_size, f.ipv6_prefix, e.asn, e.as_org,
+    SELECT d.resource_path, d.client_ip, d.outcome, d.resource_size, f.ipv6_prefix, e.asn, e.as_org,
            coalesce(e.client_kind, 'unknown') AS client_kind
     FROM downloaders AS d
     JOIN client_facts AS f ON f.client_ip = d.client_ip
@@ -42,29 +43,39 @@ prefix_pairs AS (
      AND b.ipv6_prefix = a.ipv6_prefix
      AND a.client_ip < b.client_ip
 ),
+-- Requests of ordinary clients with a known network: the join below is keyed on agent and network,
+-- so its work grows with the clients that share both, not with every pair of clients.
+networked AS (
+    SELECT c.resource_path, c.client_ip, c.ts, c.user_agent, m.asn, m.as_org
+    FROM counted AS c
+    JOIN members AS m ON m.resource_path = c.resource_path AND m.client_ip = c.client_ip
+    WHERE m.asn IS NOT NULL
+      AND m.client_kind NOT IN ('crawler', 'link_preview')
+      AND c.user_agent IS NOT NULL
+      AND c.user_agent NOT IN ('', '-')
+),
 agent_pairs AS (
     SELECT x.resource_path, x.client_ip AS client_a, y.client_ip AS client_b,
            'same_agent_and_network' AS rule,
-           'AS' || CAST(min(ma.asn) AS STRING) || ' ' || coalesce(min(ma.as_org), '')
+           'AS' || CAST(min(x.asn) AS STRING) || ' ' || coalesce(min(x.as_org), '')
                || ', user agent ' || min(x.user_agent) AS evidence
-    FROM counted AS x
-    JOIN counted AS y
+    FROM networked AS x
+    JOIN networked AS y
       ON y.resource_path = x.resource_path
-     AND x.client_ip < y.client_ip
+     AND y.asn = x.asn
      AND y.user_agent = x.user_agent
-    JOIN members AS ma ON ma.resource_path = x.resource_path AND ma.client_ip = x.client_ip
-    JOIN members AS mb ON mb.resource_path = y.resource_path AND mb.client_ip = y.client_ip
-    WHERE ma.asn = mb.asn
-      AND abs(epoch_us(x.ts) - epoch_us(y.ts)) <= CAST(round($agent_network_within_s * 1000000) AS BIGINT)
-      AND x.user_agent NOT IN ('', '-')
-      AND ma.client_kind NOT IN ('crawler', 'link_preview')
-      AND mb.client_kind NOT IN ('crawler', 'link_preview')
+     AND x.client_ip < y.client_ip
+    WHERE abs(epoch_us(x.ts) - epoch_us(y.ts)) <= CAST(round($agent_network_within_s * 1000000) AS BIGINT)
     GROUP BY x.resource_path, x.client_ip, y.client_ip
 ),
+-- Logged ranges of addresses that are not complete on their own (a complete copy needs no
+-- complement; leaving them out keeps the candidate pairs few when many clients split alike).
 ranged AS (
-    SELECT resource_path, client_ip, ts, user_agent, range_start, range_end
-    FROM counted
-    WHERE status = 206 AND method <> 'HEAD' AND range_start IS NOT NULL AND range_end IS NOT NULL
+    SELECT c.resource_path, c.client_ip, c.ts, c.user_agent, c.range_start, c.range_end
+    FROM counted AS c
+    JOIN members AS m ON m.resource_path = c.resource_path AND m.client_ip = c.client_ip
+    WHERE c.status = 206 AND c.method <> 'HEAD' AND c.range_start IS NOT NULL AND c.range_end IS NOT NULL
+      AND m.outcome <> 'complete'
 ),
 -- Everything an address received whose place in the file is known: logged ranges and full 200s.
 placed AS (
@@ -75,28 +86,33 @@ placed AS (
     JOIN members AS m ON m.resource_path = c.resource_path AND m.client_ip = c.client_ip
     WHERE c.status = 200 AND c.method <> 'HEAD'
 ),
-continued AS (
-    SELECT x.resource_path, x.client_ip AS earlier, y.client_ip AS later,
+adjacent AS (
+    SELECT x.resource_path, x.client_ip AS earlier, y.client_ip AS later, x.ts AS earlier_ts, y.ts AS later_ts,
            'bytes ' || CAST(x.range_start AS STRING) || '-' || CAST(x.range_end AS STRING) || ' from '
                || x.client_ip || ', then ' || CAST(y.range_start AS STRING) || '-'
                || CAST(y.range_end AS STRING) || ' from ' || y.client_ip || ', same user agent' AS evidence
     FROM ranged AS x
     JOIN ranged AS y
       ON y.resource_path = x.resource_path
-     AND y.client_ip <> x.client_ip
      AND y.range_start = x.range_end + 1
      AND y.user_agent = x.user_agent
+     AND y.client_ip <> x.client_ip
     WHERE abs(epoch_us(x.ts) - epoch_us(y.ts)) <= CAST(round($ranges_within_s * 1000000) AS BIGINT)
-      AND NOT EXISTS (
-          SELECT 1
-          FROM placed AS px
-          JOIN placed AS py ON py.resource_path = px.resource_path
-          WHERE px.resource_path = x.resource_path
-            AND px.client_ip = x.client_ip
-            AND py.client_ip = y.client_ip
-            AND px.first_byte <= py.last_byte
-            AND py.first_byte <= px.last_byte
-      )
+),
+-- Pairs whose received bytes overlap somewhere, checked only for the adjacent candidates.
+overlapping AS (
+    SELECT DISTINCT a.resource_path, a.earlier, a.later
+    FROM (SELECT DISTINCT resource_path, earlier, later FROM adjacent) AS a
+    JOIN placed AS px ON px.resource_path = a.resource_path AND px.client_ip = a.earlier
+    JOIN placed AS py ON py.resource_path = a.resource_path AND py.client_ip = a.later
+    WHERE px.first_byte <= py.last_byte AND py.first_byte <= px.last_byte
+),
+continued AS (
+    SELECT a.resource_path, a.earlier, a.later, a.evidence
+    FROM adjacent AS a
+    LEFT JOIN overlapping AS o
+      ON o.resource_path = a.resource_path AND o.earlier = a.earlier AND o.later = a.later
+    WHERE o.earlier IS NULL
 ),
 range_pairs AS (
     SELECT resource_path,
