@@ -167,17 +167,15 @@ class TextReader:
             return None
         if df.height != n_lines:
             return None
-        quoted = sum(1 for _, role in plan if role == "quoted")
-        if chunk.count(b'"') != 2 * quoted * n_lines:
-            # Some line has a quote more or less than the layout: a quoted field written bare, or
-            # a bare one quoted, which the CSV reader cannot tell apart. Each line is compared with
-            # the line its values make under the layout; the ones that differ are read exactly.
-            # (Checking every chunk this way costs a fifth of the reading time; known limit: two
-            # such lines in one chunk whose extra and missing quotes cancel out are not caught.)
-            lines = _whole_lines(chunk, n_lines)
-            if lines is None:
-                return None
-            df = df.with_columns(_raw_line=lines)
+        # A quoted field written bare, or a bare one quoted, reads the same to the CSV reader
+        # but not to the exact path. So every line is compared with the line its values make
+        # under the layout, and the ones that differ are read exactly. Counting the chunk's
+        # quotes is not enough: two damaged lines whose extra and missing quotes cancel out (or
+        # one line with both) would pass, and a line's row would depend on its neighbours.
+        lines = _whole_lines(chunk, n_lines)
+        if lines is None:
+            return None
+        df = df.with_columns(_raw_line=lines)
         cols: dict[str, pl.Expr] = {}
         kinds: dict[str, str] = {}
         ok = pl.lit(True)

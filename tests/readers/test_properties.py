@@ -109,6 +109,20 @@ hostile = st.sampled_from(
     ],
     name="combined",
 )
+@example(
+    # One line's quoted referer written bare, another's bare status quoted: the chunk holds as
+    # many quotes as the layout expects, yet each line must get the exact path's answer.
+    lines=[
+        '192.0.2.9 - - [28/Nov/2022:14:02:00 -0500] "GET / HTTP/1.1" 200 5 - "ua"',
+        '192.0.2.9 - - [28/Nov/2022:14:02:00 -0500] "GET / HTTP/1.1" "200" 5 "-" "ua"',
+    ],
+    name="combined",
+)
+@example(
+    # Both in one line.
+    lines=['192.0.2.9 - - [28/Nov/2022:14:02:00 -0500] "GET / HTTP/1.1" "200" 5 - "ua"'],
+    name="combined",
+)
 def test_every_line_reads_the_same_whatever_its_neighbours(lines, name):
     """A line gives the same row (or reject) in a mixed chunk on the fast path as alone on the
     exact path: neighbours (an escaped quote, a raw CR elsewhere) change nothing."""
