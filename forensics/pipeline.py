@@ -171,7 +171,7 @@ def enrich_downloaders(
     for ip, first, last, uas in rows:
         addresses.extend([(ip, first), (ip, last)])
         agents.setdefault(ip, []).extend(uas or [None])
-    report = enrich(con, addresses, agents, paths, lists_dir, rdns=rdns or case.enrich.rdns)
+    report = enrich(con, addresses, agents, paths, lists_dir, rdns=rdns or case.enrich.rdns, base_dir=case.base_dir)
     run_stage(con, "stage_enrich_downloaders")
     manifest = report.manifest()
     manifest["notes"] = [*notes, *manifest.get("notes", [])]

@@ -13,6 +13,7 @@ rejects_by_reason), so the report and `forensics query` give the same numbers.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shlex
 from dataclasses import dataclass
@@ -417,6 +418,15 @@ def _rejects(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     return summary
 
 
+def _out_from_case_folder(case_dir: Path, case: dict[str, Any]) -> str:
+    """The output folder as the reproduce command names it: relative to the case file's folder,
+    which the manifest records once, so the report carries no other path of the machine."""
+    folder = case.get("folder")
+    if not folder:
+        return Path(case_dir).name
+    return Path(os.path.relpath(Path(case_dir).resolve(), folder)).as_posix()
+
+
 def _versions() -> list[tuple[str, str]]:
     out = [("python", platform.python_version())]
     for name in DEPENDENCIES:
@@ -546,7 +556,7 @@ def gather(case_dir: Path) -> dict[str, Any]:
             "trusted_proxies": inv.get("trusted_proxies", []),
             "versions": _versions(),
             "command": "forensics run {} --out {}".format(
-                shlex.quote(case.get("file") or "CASE.toml"), shlex.quote(str(case_dir))
+                shlex.quote(case.get("file") or "CASE.toml"), shlex.quote(_out_from_case_folder(case_dir, case))
             ),
             "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ"),
             "local": zone.local,

@@ -583,3 +583,27 @@ def test_cli_names_removed_sources_and_exits_1(tmp_path):
     assert "Traceback" not in res.stderr
     res = forensics(["ingest", str(case), "--out", str(out), "-q", "--prune"])
     assert res.returncode == 0 and "Pruned:" in res.stderr
+
+
+def test_no_path_of_the_investigators_machine_in_the_case(tmp_path, demo_case):
+    """The case folder can be moved and shared: the database, the report and the manifest name
+    files relative to the case file (the manifest records the case folder once)."""
+    out = tmp_path / "out"
+    res = forensics(["run", str(demo_case), "--out", str(out), "--quiet"])
+    assert res.returncode == 0, res.stderr
+    machine = str(tmp_path.resolve())
+    con = duckdb.connect(str(out / "case.duckdb"), read_only=True)
+    columns = con.execute(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE data_type IN ('VARCHAR', 'JSON')"
+    ).fetchall()
+    found = {
+        (t, c) for t, c in columns
+        if con.execute(f'SELECT count(*) FROM "{t}" WHERE contains("{c}"::VARCHAR, $1)', [machine]).fetchone()[0]
+    }
+    con.close()
+    assert found == set()
+    assert machine not in (out / "report.html").read_text()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["case"]["folder"] == str(demo_case.parent.resolve())
+    manifest["case"].pop("folder")
+    assert machine not in json.dumps(manifest)

@@ -17,6 +17,7 @@ Nothing here prints; every problem with an input is an EnrichmentError naming th
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -125,6 +126,14 @@ def _flags(row: dict[str, Any], kinds: list[useragent.ClientKind]) -> list[str]:
     return flags
 
 
+def _recorded_path(path: Path, base_dir: Path | None) -> str:
+    """A database's or list's path as the case records it: relative to the case file's folder
+    ('..' where it lies outside), or just its name when no folder is known."""
+    if base_dir is None:
+        return Path(path).name
+    return Path(os.path.relpath(Path(path).resolve(), Path(base_dir).resolve())).as_posix()
+
+
 def enrich(
     con: duckdb.DuckDBPyConnection,
     addresses: Sequence[tuple[str, datetime]],
@@ -134,6 +143,7 @@ def enrich(
     rdns: bool = False,
     *,
     resolver: reverse_dns.Resolver | None = None,
+    base_dir: Path | None = None,
 ) -> EnrichmentReport:
     """Enrich distinct client addresses and write `ip_enrichment` and `enrichment_sources`.
 
@@ -144,6 +154,8 @@ def enrich(
     rdns: forward-confirmed reverse DNS for addresses whose user agent claims a crawler
     that their address does not verify; answers cached in `rdns_cache`. Sends those addresses to
     the resolver, so off unless asked for.
+    base_dir: the case file's folder; the databases' and lists' paths are recorded relative to
+    it, so that no path of the investigator's machine ends up in the case.
     """
     seen = [(str(a), _utc(t)) for a, t in addresses if a is not None]
     times: dict[str, list[datetime]] = {}
@@ -159,7 +171,7 @@ def enrich(
             db.close()
     sources = [
         SourceUsed("database", db.path.name, db.database_type, db.kind.name, db.build_date, "build_epoch", db.sha256,
-                   str(db.path.resolve()), demo=db.demo)
+                   _recorded_path(db.path, base_dir), demo=db.demo)
         for db in opened
     ]
 
@@ -172,7 +184,7 @@ def enrich(
     for pub in lists:
         entries = len(pub.prefixes) + len(pub.tor_observations)
         sources.append(SourceUsed("list", pub.path.name, pub.format, pub.category, pub.date, pub.date_basis,
-                                  pub.sha256, str(pub.path.resolve()), pub.fetched_from, entries))
+                                  pub.sha256, _recorded_path(pub.path, base_dir), pub.fetched_from, entries))
 
     # An address the caller gave no user agents for has no client kind (unknown to us), while an
     # address whose only user agent was "-" or "" is `empty`.
