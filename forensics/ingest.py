@@ -58,8 +58,9 @@ from forensics.inputs import (
     read_chunks,
     sniff_compression,
 )
-from forensics.readers import long_line_rejects, make_reader
-from forensics.schema import INVESTIGATION_TABLES, SCHEMA_VERSION, SOURCES, empty_requests_frame
+from forensics.readers import decode_lines, empty_rejects, empty_result, long_line_rejects, make_reader
+from forensics.readers.w3c import W3CReader
+from forensics.schema import INVESTIGATION_TABLES, SCHEMA_VERSION, SKIPPED, SOURCES, empty_requests_frame
 
 # Tables whose rows are derived from the loaded logs by `run`; they are emptied whenever the
 # loaded logs change, so that no answer outlives the evidence it was computed from.
@@ -79,6 +80,9 @@ class PlannedFile:
     sha256: str = ""
     empty: bool = False
     max_line_bytes: int = MAX_LINE_BYTES
+    # False when the format named in the case file was not checked against this file's first
+    # lines at planning; reading then checks it (see _check_named_format).
+    format_checked: bool = True
 
     @property
     def settings(self) -> str:
@@ -296,6 +300,11 @@ def plan_files(case: Case) -> tuple[list[PlannedFile], list[str]]:
     for spec in case.sources:
         files = expand_source_path(spec.path, case.base_dir)
         nonempty = 0
+        # A named format is checked against the first lines of the source's first file here;
+        # the other files are checked as they are read, where the check costs nothing unless
+        # the file's first lines gave no request (a source of 50,000 small files would
+        # otherwise spend most of its planning on the check).
+        format_checked = False
         for path in files:
             if path.resolve() in seen:
                 continue
@@ -322,9 +331,14 @@ def plan_files(case: Case) -> tuple[list[PlannedFile], list[str]]:
                     path=path,
                 )
             lines = [b.decode("utf-8", "backslashreplace") for b in raw]
+            deferred = False
             if any(ln.strip() for ln in lines):
                 nonempty += 1
-                fmt, detected = resolve_format(spec, path, lines)
+                if spec.format != "auto" and format_checked and compression != "parquet":
+                    fmt, detected, deferred = get_format(spec.format), False, True
+                else:
+                    fmt, detected = resolve_format(spec, path, lines)
+                    format_checked = format_checked or spec.format != "auto"
             else:
                 warnings.append(f"{display}: no lines with content (recorded, nothing to read)")
                 fmt = get_format(spec.format if spec.format != "auto" else "combined")
@@ -341,7 +355,10 @@ def plan_files(case: Case) -> tuple[list[PlannedFile], list[str]]:
                     hint="add timezone = \"<IANA zone of the server>\" to this [[sources]] table",
                     path=path,
                 )
-            planned.append(PlannedFile(path, display, spec, fmt, detected, compression, size, stat.st_mtime_ns))
+            planned.append(
+                PlannedFile(path, display, spec, fmt, detected, compression, size, stat.st_mtime_ns,
+                            format_checked=not deferred)
+            )
         if nonempty == 0:
             raise InputError(
                 f"every file of source {spec.path!r} is empty",
@@ -561,7 +578,10 @@ class _Writer:
         self.queue: queue.Queue[tuple[str, Any] | None] = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None
         self.pending: dict[int, _Pending] = {}
-        self.group: list[tuple[FileResult, _Pending]] = []
+        # Files done and not yet committed: each entry is one file, or the small files read
+        # together (one batch), with their rows.
+        self.group: list[tuple[list[FileResult], _Pending]] = []
+        self.group_files = 0
         self.group_rows = 0
         self.committed: list[FileResult] = []
         self.thread = threading.Thread(target=self._run, name="forensics-writer", daemon=True)
@@ -588,6 +608,8 @@ class _Writer:
                     self._rows(sid, table, frame)
                 elif kind == "done":
                     self._done(payload)
+                elif kind == "batch":
+                    self._done_batch(*payload)
                 elif kind == "abort":
                     self._abort(payload)
                 elif kind == "commit_group":
@@ -634,14 +656,28 @@ class _Writer:
         p = self.pending.pop(result.source_id, None) or _Pending()
         if p.cursor is not None:
             self._insert(p.cursor, p.frames)
-            _write_source_row(p.cursor, result, self.ingested_at)
+            _write_source_rows(p.cursor, [result], self.ingested_at)
             p.cursor.execute("COMMIT")
             p.cursor.close()
             self.committed.append(result)
             return
-        self.group.append((result, p))
+        self._add_to_group([result], p)
+
+    def _done_batch(self, results: list[FileResult], requests: pl.DataFrame, rejects: pl.DataFrame) -> None:
+        """Small files read together: they join the group together, so that one transaction
+        holds each of them whole."""
+        p = _Pending()
+        if requests.height:
+            p.frames["requests"].append(requests)
+        if rejects.height:
+            p.frames["rejects"].append(rejects)
+        self._add_to_group(results, p)
+
+    def _add_to_group(self, results: list[FileResult], p: _Pending) -> None:
+        self.group.append((results, p))
+        self.group_files += len(results)
         self.group_rows += sum(f.height for parts in p.frames.values() for f in parts)
-        if self.group_rows >= FLUSH_ROWS or len(self.group) >= GROUP_FILES:
+        if self.group_rows >= FLUSH_ROWS or self.group_files >= GROUP_FILES:
             self._commit_group()
 
     def _commit_group(self) -> None:
@@ -651,21 +687,23 @@ class _Writer:
         cur.execute("BEGIN TRANSACTION")
         try:
             merged: dict[str, list[pl.DataFrame]] = {"requests": [], "rejects": []}
-            for result, p in self.group:
+            results = [r for rs, _ in self.group for r in rs]
+            for result in results:
                 self._before_rows(cur, result.source_id)
+            for _, p in self.group:
                 for table, parts in p.frames.items():
                     merged[table].extend(parts)
             self._insert(cur, merged)
-            for result, _ in self.group:
-                _write_source_row(cur, result, self.ingested_at)
+            _write_source_rows(cur, results, self.ingested_at)
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
             raise
         finally:
             cur.close()
-        self.committed.extend(r for r, _ in self.group)
+        self.committed.extend(results)
         self.group.clear()
+        self.group_files = 0
         self.group_rows = 0
 
     def _abort(self, sid: int) -> None:
@@ -737,17 +775,33 @@ def _insert_source(cur: duckdb.DuckDBPyConnection, values: dict[str, Any]) -> No
     cur.execute(f"INSERT INTO sources ({', '.join(cols)}) VALUES ({placeholders})", [values.get(c) for c in cols])
 
 
-def _write_source_row(cur: duckdb.DuckDBPyConnection, result: FileResult, ingested_at: datetime) -> None:
-    sid = result.source_id
-    skipped = Counter(result.skipped)
-    if result.action == APPEND:
-        old = dict(cur.execute("SELECT kind, lines FROM skipped_lines WHERE source_id = $1", [sid]).fetchall())
-        skipped.update(old)
-    cur.execute("DELETE FROM skipped_lines WHERE source_id = $1", [sid])
-    cur.execute("DELETE FROM sources WHERE source_id = $1", [sid])
-    _insert_source(cur, _source_values(result, ingested_at))
-    for kind, n in sorted(skipped.items()):
-        cur.execute("INSERT INTO skipped_lines VALUES ($1, $2, $3)", [sid, kind, n])
+def _write_source_rows(cur: duckdb.DuckDBPyConnection, results: list[FileResult], ingested_at: datetime) -> None:
+    """The `sources` and `skipped_lines` rows of files read whole, in a few statements for any
+    number of files (a statement per file would cost as much as reading a small file)."""
+    if not results:
+        return
+    sids = [r.source_id for r in results]
+    skipped = {r.source_id: Counter(r.skipped) for r in results}
+    grown = [r.source_id for r in results if r.action == APPEND]
+    if grown:
+        for sid, kind, n in cur.execute(
+            "SELECT source_id, kind, lines FROM skipped_lines WHERE source_id IN (SELECT unnest($1::INTEGER[]))",
+            [grown],
+        ).fetchall():
+            skipped[sid][kind] += n
+    for table in ("skipped_lines", "sources"):  # fixed table names, never input
+        cur.execute(f"DELETE FROM {table} WHERE source_id IN (SELECT unnest($1::INTEGER[]))", [sids])
+    rows = pl.DataFrame([_source_values(r, ingested_at) for r in results], schema=SOURCES.polars_schema())
+    kinds = [(sid, kind, n) for sid in sids for kind, n in sorted(skipped[sid].items())]
+    counts = pl.DataFrame(kinds, schema=SKIPPED.polars_schema(), orient="row")
+    cur.register("source_rows", rows)
+    cur.register("skipped_counts", counts)
+    try:
+        cur.execute("INSERT INTO sources BY NAME SELECT * FROM source_rows")
+        cur.execute("INSERT INTO skipped_lines BY NAME SELECT * FROM skipped_counts")
+    finally:
+        cur.unregister("source_rows")
+        cur.unregister("skipped_counts")
 
 
 def _custody_values(row: CustodyRow, ingested_at: datetime) -> dict[str, Any]:
@@ -836,10 +890,12 @@ def _from_line(chunk: _Chunk, start_line: int) -> _Chunk:
     )
 
 
-def _read_file(writer: _Writer, result: FileResult, progress: Progress | None, stop: threading.Event) -> None:
+def _read_file(
+    writer: _Writer, result: FileResult, progress: Progress | None, stop: threading.Event, announce: bool = True
+) -> None:
     pf = result.planned
     state = ReadState()
-    if progress:
+    if progress and announce:
         progress("file_start", {"path": pf.display_path, "size": pf.size})
     try:
         _read_into(writer, result, state, stop, progress)
@@ -863,6 +919,7 @@ def _read_into(
         reader.source_id = result.source_id
     first: datetime | None = None
     last: datetime | None = None
+    first_request_line: int | None = None
     ends_line = True
     for res in _results(reader, pf, state, result.start_line):
         if stop.is_set():
@@ -879,6 +936,8 @@ def _read_into(
                 first = lo
             if isinstance(hi, datetime) and (last is None or hi > last):
                 last = hi
+            if not pf.format_checked and first_request_line is None:
+                first_request_line = req.get_column("line_no").min()  # type: ignore[assignment]
         if res.rejects.height:
             rej = res.rejects.with_columns(pl.lit(result.source_id, pl.Int32).alias("source_id"))
             writer.put("rows", (result.source_id, "rejects", rej))
@@ -898,11 +957,19 @@ def _read_into(
         result.skipped.update(res.skipped)
         if progress:
             progress("chunk", {"lines": res.lines})
-    result.lines_read = state.lines
     result.first_ts, result.last_ts = first, last
+    _finish_result(result, state, getattr(reader, "notes", []), ends_line)
+    _check_named_format(result, first_request_line)
+
+
+def _finish_result(result: FileResult, state: ReadState, reader_notes: list[str], ends_line: bool) -> None:
+    """What reading a file whole tells its `sources` row: lines, hash, size, notes; and the
+    check that every line read is accounted for."""
+    pf = result.planned
+    result.lines_read = state.lines
     result.truncated = state.truncated
     result.last_line_complete = state.last_line_complete and ends_line
-    notes = [n for n in (state.note, *getattr(reader, "notes", [])) if n]
+    notes = [n for n in (state.note, *reader_notes) if n]
     # What was read is what the record describes: the hash and size of the bytes read when the
     # reader computed them, and a note when the file changed while it was read.
     if state.sha256:
@@ -929,6 +996,305 @@ def _read_into(
     if accounted != expected:
         # A bug in a reader, not bad input: stop rather than hand over an incomplete case.
         raise RuntimeError(f"{pf.display_path}: {expected} lines read but {accounted} accounted for")
+
+
+# The lines of a file's head that planning checks a named format against (head_lines' default).
+HEAD_CHECK_LINES = 200
+
+
+def _check_named_format(result: FileResult, first_request_line: int | None) -> None:
+    """The check planning skipped (PlannedFile.format_checked): a file whose first lines gave no
+    request but rejects is checked as planning checks a source's first file, so a file of
+    another format stops the run with the same message instead of loading as rejects."""
+    pf = result.planned
+    if pf.format_checked or result.start_line > 1 or result.lines_rejected == 0:
+        return
+    if first_request_line is not None and first_request_line <= HEAD_CHECK_LINES:
+        return
+    raw = head_lines(pf.path, pf.compression, max_lines=HEAD_CHECK_LINES, max_line_bytes=pf.max_line_bytes)
+    resolve_format(pf.spec, pf.path, [b.decode("utf-8", "backslashreplace") for b in raw])
+
+
+# Small files (CloudFront writes many an hour) are read in batches: each file is decompressed and
+# hashed on its own, then the lines of up to BATCH_FILES files of the same settings are parsed in
+# one reader call and numbered back to their own file and line. Each file keeps its own `sources`
+# row, hash, line accounting and all-or-nothing: a batch is committed in one transaction. A
+# parse costs a fixed overhead per call (some thirty polars queries), more than reading fifty
+# lines; batches pay it once.
+SMALL_FILE_BYTES = 512 << 10  # files larger than this on disk are read on their own
+BATCH_FILES = 500
+BATCH_BYTES = 32 << 20  # decompressed bytes a batch holds at most
+BATCH_FAMILIES = ("text", "w3c")
+
+
+def _reading_tasks(load: list[FileResult]) -> list[list[FileResult]]:
+    """The files to load as tasks for the reading threads: a large file alone, small files of
+    equal settings in batches (at most a commit group, so a group is never cut inside a batch)."""
+    size = max(1, min(BATCH_FILES, GROUP_FILES))
+    tasks: list[list[FileResult]] = []
+    open_batches: dict[Any, list[FileResult]] = {}
+    for result in load:
+        key = batch_key(result)
+        if key is None:
+            tasks.append([result])
+            continue
+        batch = open_batches.get(key)
+        if batch is None or len(batch) >= size:
+            batch = open_batches[key] = []
+            tasks.append(batch)
+        batch.append(result)
+    return tasks
+
+
+def batch_key(result: FileResult) -> tuple[str, str | None, str | None, str] | None:
+    """Files with equal keys may be read in one batch; None: read on its own."""
+    pf = result.planned
+    if (
+        pf.empty
+        or pf.fmt.family not in BATCH_FAMILIES
+        or pf.compression == "parquet"
+        or pf.size > SMALL_FILE_BYTES
+        or result.start_line > 1
+    ):
+        return None
+    return (pf.fmt.name, pf.spec.timezone, pf.spec.fields, pf.settings)
+
+
+class _NotSmall(Exception):
+    """Raised while collecting a file that does not come as one chunk: it is read on its own."""
+
+
+@dataclass
+class _Collected:
+    """A small file read whole, before its lines are parsed."""
+
+    result: FileResult
+    state: ReadState
+    first_line: int
+    data: bytes
+    long_rejects: list[pl.DataFrame]
+    ends_line: bool
+
+    @property
+    def n_lines(self) -> int:
+        return self.data.count(b"\n") + (0 if self.data.endswith(b"\n") else 1)
+
+
+class _Collector:
+    """Stands in for a reader while a small file is read: keeps its one chunk for the batch's
+    parse, and gives up (_NotSmall) at a second one."""
+
+    def __init__(self) -> None:
+        self.chunk: tuple[int, bytes] | None = None
+
+    def read_chunk(self, start_line: int, chunk: bytes) -> Any:
+        if self.chunk is not None:
+            raise _NotSmall
+        self.chunk = (start_line, chunk)
+        return empty_result()
+
+    def finish(self) -> Any:
+        return empty_result()
+
+
+def _collect(result: FileResult, stop: threading.Event) -> _Collected | None:
+    """Decompress and hash a small file; None when it is not one chunk (read it on its own)."""
+    pf = result.planned
+    result.sha256, result.size = pf.sha256, pf.size
+    state = ReadState()
+    collector = _Collector()
+    long_rejects: list[pl.DataFrame] = []
+    ends_line = True
+    try:
+        for res in _results(collector, pf, state, 1):
+            if stop.is_set():
+                raise _Stopped
+            if res.lines:
+                ends_line = res.ends_line
+            if res.rejects.height:
+                long_rejects.append(res.rejects)
+    except _NotSmall:
+        return None
+    if collector.chunk is None:
+        return None
+    first_line, data = collector.chunk
+    return _Collected(result, state, first_line, data, long_rejects, ends_line)
+
+
+def _read_batch(
+    writer: _Writer, results: list[FileResult], progress: Progress | None, stop: threading.Event
+) -> None:
+    """Read small files of the same settings: each collected whole, parsed in batches; a file
+    that turns out not to be small is read on its own."""
+    batch: list[_Collected] = []
+    held = 0
+    for result in results:
+        if stop.is_set():
+            raise _Stopped
+        if progress:
+            progress("file_start", {"path": result.planned.display_path, "size": result.planned.size})
+        item = _collect(result, stop)
+        if item is None:
+            _read_file(writer, result, progress, stop, announce=False)
+            continue
+        batch.append(item)
+        held += len(item.data)
+        if held >= BATCH_BYTES:
+            _parse_batch(writer, batch, progress)
+            batch, held = [], 0
+    if batch:
+        _parse_batch(writer, batch, progress)
+
+
+def _parse_batch(writer: _Writer, batch: list[_Collected], progress: Progress | None) -> None:
+    """Parse the collected files in one reader call, number every row and reject back to its
+    own file and line, account for each file, and hand the files to the writer together."""
+    pf0 = batch[0].result.planned
+    # The files' lines laid end to end: file k's first line is line starts[k] of the batch.
+    starts: list[int] = []
+    at = 1
+    for item in batch:
+        starts.append(at)
+        at += item.n_lines
+    skipped: list[Counter[str]] = [Counter() for _ in batch]
+    notes: list[list[str]] = [[] for _ in batch]
+    if pf0.fmt.family == "w3c":
+        requests, rejects = _parse_w3c(batch, starts, skipped, notes)
+    else:
+        reader = make_reader(pf0.fmt, pf0.spec.timezone, pf0.spec.fields)
+        body = b"".join(item.data if item.data.endswith(b"\n") else item.data + b"\n" for item in batch)
+        res = reader.read_chunk(1, body)
+        requests, rejects = res.requests, res.rejects
+        blank_total = res.skipped.get("blank", 0)
+        if set(res.skipped) - {"blank"}:
+            raise RuntimeError(f"the {pf0.fmt.name} reader skipped lines of kinds it never skips: {res.skipped}")
+    sids = [item.result.source_id for item in batch]
+    first_lines = [item.first_line for item in batch]
+    requests = _number_back(requests, starts, first_lines, sids)
+    rejects = _number_back(rejects, starts, first_lines, sids)
+    longs = [
+        r.with_columns(pl.lit(item.result.source_id, pl.Int32).alias("source_id"))
+        for item in batch for r in item.long_rejects
+    ]
+    if longs:
+        rejects = pl.concat([rejects, *longs], how="vertical_relaxed")
+    per_file = _per_file_counts(requests, rejects)
+    failed: list[BaseException] = []
+    done: list[FileResult] = []
+    blank_counted = 0
+    for k, item in enumerate(batch):
+        result = item.result
+        sid = result.source_id
+        n_requests, n_parsed, first_ts, last_ts, first_request_line, n_rejected, examples = per_file.get(
+            sid, (0, 0, None, None, None, 0, [])
+        )
+        result.requests, result.lines_parsed, result.lines_rejected = n_requests, n_parsed, n_rejected
+        result.first_ts, result.last_ts = first_ts, last_ts
+        result.reject_examples = examples
+        if pf0.fmt.family == "w3c":
+            result.skipped = skipped[k]
+        else:
+            # A text line is a row, a reject or a blank line: the blank ones are what is left.
+            long_lines = sum(r.height for r in item.long_rejects)
+            blank = item.n_lines + long_lines - n_parsed - n_rejected
+            blank_counted += blank
+            result.skipped = Counter({"blank": blank}) if blank else Counter()
+        try:
+            _finish_result(result, item.state, notes[k], item.ends_line)
+            _check_named_format(result, first_request_line)
+        except Exception as exc:
+            failed.append(exc)
+            continue
+        done.append(result)
+    if pf0.fmt.family != "w3c" and blank_counted != blank_total:
+        raise RuntimeError(f"{blank_total} blank lines read in a batch but {blank_counted} accounted for")
+    if len(done) < len(batch):
+        keep = pl.col("source_id").is_in([r.source_id for r in done])
+        requests, rejects = requests.filter(keep), rejects.filter(keep)
+    if done:
+        writer.put("batch", (done, requests, rejects))
+    if progress:
+        for item in batch:
+            progress("chunk", {"lines": item.state.lines})
+            progress("file_done", {"path": item.result.planned.display_path})
+    if failed:
+        raise failed[0]
+
+
+def _parse_w3c(
+    batch: list[_Collected], starts: list[int], skipped: list[Counter[str]], notes: list[list[str]]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """W3C files of a batch: each file's directives read by its own reader (its #Fields, #Date,
+    #GMT-Offset), then the data lines of all files that share a field list and directive state
+    read in one call."""
+    pf0 = batch[0].result.planned
+    RunKey = tuple[tuple[str, ...], str | None, str | None, str | None]
+    runs: dict[RunKey, tuple[W3CReader, list[int], list[str]]] = {}
+    for k, item in enumerate(batch):
+        reader = W3CReader(pf0.fmt, pf0.spec.timezone, pf0.spec.fields)
+        file_runs, counts = reader.split_runs(starts[k], decode_lines(item.data))
+        skipped[k] = counts
+        notes[k] = reader.notes
+        for fields, nos, lines, gmt_zone, gmt_unusable in file_runs:
+            key = (tuple(fields), gmt_zone, gmt_unusable, reader.directive_date)
+            if key not in runs:
+                runs[key] = (reader, [], [])
+            runs[key][1].extend(nos)
+            runs[key][2].extend(lines)
+    parts = [reader.read_run(list(key[0]), nos, lines, key[1], key[2]) for key, (reader, nos, lines) in runs.items()]
+    requests = pl.concat([p[0] for p in parts]) if parts else empty_requests_frame()
+    rejects = pl.concat([p[1] for p in parts]) if parts else empty_rejects()
+    return requests, rejects
+
+
+def _number_back(frame: pl.DataFrame, starts: list[int], first_lines: list[int], sids: list[int]) -> pl.DataFrame:
+    """Rows numbered by their line in a batch, numbered again by their own file and line."""
+    if frame.height == 0:
+        return frame.with_columns(pl.lit(0, pl.Int32).alias("source_id"))
+    at = pl.Series("start", starts, dtype=pl.Int64)
+    k = at.search_sorted(frame.get_column("line_no"), side="right") - 1
+    start = at.gather(k)
+    line_no = frame.get_column("line_no") - start + pl.Series(first_lines, dtype=pl.Int64).gather(k)
+    sid = pl.Series(sids, dtype=pl.Int32).gather(k)
+    return frame.with_columns(line_no.alias("line_no"), sid.alias("source_id"))
+
+
+def _per_file_counts(
+    requests: pl.DataFrame, rejects: pl.DataFrame
+) -> dict[int, tuple[int, int, Any, Any, int | None, int, list[tuple[int, str]]]]:
+    """Per file of a batch: requests, lines parsed, first and last time, first line with a
+    request, lines rejected (lines with only rejects) and the first rejects as examples."""
+    out: dict[int, tuple[int, int, Any, Any, int | None, int, list[tuple[int, str]]]] = {}
+    if requests.height:
+        for sid, n, lines, lo, hi, first_line in requests.group_by("source_id").agg(
+            pl.len(),
+            pl.col("line_no").n_unique().alias("lines"),
+            pl.col("ts").min().alias("first"),
+            pl.col("ts").max().alias("last"),
+            pl.col("line_no").min().alias("first_line"),
+        ).iter_rows():
+            out[sid] = (n, lines, lo, hi, first_line, 0, [])
+    if rejects.height:
+        parsed = requests.select("source_id", "line_no").unique()
+        only = rejects.select("source_id", "line_no").unique().join(parsed, on=["source_id", "line_no"], how="anti")
+        examples = (
+            rejects.sort("source_id", "line_no")
+            .group_by("source_id", maintain_order=True)
+            .head(5)
+            .select("source_id", "line_no", "reason")
+        )
+        by_sid: dict[int, list[tuple[int, str]]] = {}
+        for sid, line_no, reason in examples.iter_rows():
+            by_sid.setdefault(sid, []).append((line_no, reason))
+        for sid, n in only.group_by("source_id").len().iter_rows():
+            base = out.get(sid, (0, 0, None, None, None, 0, []))
+            out[sid] = (*base[:5], n, by_sid.get(sid, []))
+        for sid, ex in by_sid.items():
+            if sid not in out:
+                out[sid] = (0, 0, None, None, None, 0, ex)
+            else:
+                out[sid] = (*out[sid][:6], ex)
+    return out
 
 
 def _open_case_database(out_dir: Path) -> duckdb.DuckDBPyConnection:
@@ -1049,7 +1415,11 @@ def _ingest(
     interrupted = False
     try:
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            futures = [pool.submit(_read_file, writer, r, progress, stop) for r in plan.load]
+            futures = [
+                pool.submit(_read_batch, writer, task, progress, stop) if len(task) > 1
+                else pool.submit(_read_file, writer, task[0], progress, stop)
+                for task in _reading_tasks(plan.load)
+            ]
             try:
                 _wait_all(futures, stop)
             except KeyboardInterrupt:

@@ -103,12 +103,13 @@ WRAPPER = textwrap.dedent(
                 die()
         ingest._Writer._done = patched_done
     elif fault.startswith("kill_in_group:"):
-        n = int(fault.split(":")[1]); orig_row = ingest._write_source_row
-        def patched_row(cur, result, at):
-            orig_row(cur, result, at)
+        # Killed after the nth group's sources rows are written, before its COMMIT.
+        n = int(fault.split(":")[1]); orig_rows = ingest._write_source_rows
+        def patched_rows(cur, results, at):
+            orig_rows(cur, results, at)
             if nth(n):
                 die()
-        ingest._write_source_row = patched_row
+        ingest._write_source_rows = patched_rows
     elif fault.startswith("kill_in_stage:"):
         import forensics.investigate as inv
         n = int(fault.split(":")[1]); orig_stage = inv.run_stage
@@ -219,7 +220,7 @@ def test_sigkill_inside_a_group_commit_of_small_files(tmp_path):
     expected = snapshot(tmp_path / "clean")
     out = tmp_path / "out"
     args = ["ingest", str(case), "--out", str(out), "--quiet"]
-    first = forensics(args, "kill_in_group:15", env={"GROUP_FILES": "10"})
+    first = forensics(args, "kill_in_group:2", env={"GROUP_FILES": "10"})
     assert first.returncode == -signal.SIGKILL
     con = duckdb.connect(str(out / "case.duckdb"))
     committed = con.execute("SELECT count(*) FROM sources").fetchone()[0]

@@ -138,6 +138,24 @@ class W3CReader:
         return self.read_lines(start_line, decode_lines(chunk))
 
     def read_lines(self, start_line: int, lines: list[str]) -> ChunkResult:
+        runs, skipped = self.split_runs(start_line, lines)
+        parsed: list[pl.DataFrame] = []
+        rejects: list[pl.DataFrame] = []
+        for fields, nos, run, gmt_zone, gmt_unusable in runs:
+            req, rej = self._read_run(fields, nos, run, gmt_zone, gmt_unusable)
+            parsed.append(req)
+            rejects.append(rej)
+        requests = pl.concat(parsed) if parsed else empty_requests_frame()
+        rej_all = pl.concat(rejects) if rejects else empty_rejects()
+        return ChunkResult(requests, rej_all, skipped)
+
+    def split_runs(
+        self, start_line: int, lines: list[str]
+    ) -> tuple[list[tuple[list[str], list[int], list[str], str | None, str | None]], Counter[str]]:
+        """The data lines of a chunk in runs that share a #Fields header and #GMT-Offset, as
+        (fields, line numbers, lines, offset zone, unusable offset), and the counts of skipped
+        lines; directives update the reader's state. A #Date applies to the runs of the chunk as
+        it stands at the chunk's end."""
         skipped: Counter[str] = Counter()
         runs: list[tuple[list[str], list[int], list[str], str | None, str | None]] = []
         cur_nos: list[int] = []
@@ -158,15 +176,15 @@ class W3CReader:
             cur_lines.append(text)
         if cur_lines:
             runs.append((self._fields(cur_lines), cur_nos, cur_lines, self.gmt_zone, self.gmt_unusable))
-        parsed: list[pl.DataFrame] = []
-        rejects: list[pl.DataFrame] = []
-        for fields, nos, run, gmt_zone, gmt_unusable in runs:
-            req, rej = self._read_run(fields, nos, run, gmt_zone, gmt_unusable)
-            parsed.append(req)
-            rejects.append(rej)
-        requests = pl.concat(parsed) if parsed else empty_requests_frame()
-        rej_all = pl.concat(rejects) if rejects else empty_rejects()
-        return ChunkResult(requests, rej_all, skipped)
+        return runs, skipped
+
+    def read_run(
+        self, fields: list[str], nos: list[int], lines: list[str], gmt_zone: str | None, gmt_unusable: str | None
+    ) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Rows and rejects of data lines under one #Fields header and #GMT-Offset, read with
+        this reader's #Date day (runs of several files with equal fields, offset and day can be
+        read in one call)."""
+        return self._read_run(fields, nos, lines, gmt_zone, gmt_unusable)
 
     def _read_run(
         self, fields: list[str], nos: list[int], lines: list[str], gmt_zone: str | None, gmt_unusable: str | None
