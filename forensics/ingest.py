@@ -24,6 +24,7 @@ the chain of custody lists every file the case file matched.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -87,17 +88,27 @@ class PlannedFile:
     @property
     def settings(self) -> str:
         """The settings that shaped this file's rows, as canonical JSON (part of its identity)."""
-        return json.dumps(
-            {
-                "format": self.spec.format,
-                "format_used": self.fmt.name,
-                "timezone": self.spec.timezone,
-                "fields": self.spec.fields,
-                "role": self.spec.role,
-                "max_line_bytes": self.max_line_bytes,
-            },
-            sort_keys=True,
+        return _settings_json(
+            self.spec.format, self.fmt.name, self.spec.timezone, self.spec.fields, self.spec.role, self.max_line_bytes
         )
+
+
+@functools.lru_cache(maxsize=256)
+def _settings_json(
+    fmt: str, format_used: str, timezone: str | None, fields: str | None, role: str, max_line_bytes: int
+) -> str:
+    # Cached: the files of a source share their settings, and a case may have 50,000 files.
+    return json.dumps(
+        {
+            "format": fmt,
+            "format_used": format_used,
+            "timezone": timezone,
+            "fields": fields,
+            "role": role,
+            "max_line_bytes": max_line_bytes,
+        },
+        sort_keys=True,
+    )
 
 
 @dataclass
@@ -941,10 +952,9 @@ def _read_into(
         if res.rejects.height:
             rej = res.rejects.with_columns(pl.lit(result.source_id, pl.Int32).alias("source_id"))
             writer.put("rows", (result.source_id, "rejects", rej))
-            if len(result.reject_examples) < 5:
-                result.reject_examples.extend(
-                    (int(r[0]), str(r[1])) for r in res.rejects.select("line_no", "reason").head(5).rows()
-                )
+            # The first rejects by line number, as the terminal shows them.
+            earliest = res.rejects.select("line_no", "reason").sort("line_no", "reason").head(5).rows()
+            result.reject_examples = sorted([*result.reject_examples, *earliest])[:5]
         # Lines, not records: a JSON line can hold several records (one row each). A line with
         # at least one request counts as parsed; a line with only rejects as rejected.
         parsed_lines = req.get_column("line_no").unique() if req.height else pl.Series([], dtype=pl.Int64)
@@ -1278,7 +1288,7 @@ def _per_file_counts(
         parsed = requests.select("source_id", "line_no").unique()
         only = rejects.select("source_id", "line_no").unique().join(parsed, on=["source_id", "line_no"], how="anti")
         examples = (
-            rejects.sort("source_id", "line_no")
+            rejects.sort("source_id", "line_no", "reason")
             .group_by("source_id", maintain_order=True)
             .head(5)
             .select("source_id", "line_no", "reason")
