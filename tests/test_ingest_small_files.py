@@ -44,6 +44,8 @@ W3C_LINES = [
     lambda n: "",
     lambda n: "#Version: 1.0",
     lambda n: CF_FIELDS,
+    lambda n: "#GMT-Offset: -05:00",
+    lambda n: "#GMT-Offset: +05:30",  # not a whole hour: the lines under it are rejected
 ]
 
 
