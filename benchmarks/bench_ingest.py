@@ -1,131 +1,194 @@
-"""`make bench`: ingest speed and memory beside `zcat FILE | wc -l` on the same file.
+"""`make bench`: each figure of the ingest-speed targets, measured, beside its target.
 
-Generates a seeded combined-format log (BENCH_LINES lines, default 2,000,000), gzips it once,
-then measures, each in a fresh process:
-  1. `zcat FILE | wc -l` (the floor the issue compares against),
-  2. `forensics ingest` of that one file,
-  3. `forensics ingest` of the same lines split into BENCH_FILES files (default 8), 2 workers,
-  4. two reference points from DuckDB alone (benchmarks/floor.py): its CSV reader loading the
-     ten fields as raw text, and storing the already-typed lines into the canonical table,
-and prints lines/s, CPU seconds (user + system, all cores) and the peak RSS of the ingest
-process. Not a test: numbers vary by machine.
+Generates seeded logs (benchmarks/logs.py) in BENCH_DIR (default bench-out/) and measures, each
+in a fresh process (wall seconds, CPU seconds of all cores, peak RSS of that process tree):
+  families     one gzip file of each family, BENCH_LINES lines (default 2,000,000): forensics
+               ingest beside `zcat FILE | wc -l` on the same file in the same run
+  parallel     the combined lines in BENCH_FILES files (default 8) on 2 workers, beside one zcat
+               stream of the single file
+  small        BENCH_SMALL_FILES CloudFront files (default 50,000) of BENCH_SMALL_LINES lines (50)
+  downloaders  `forensics run` of a case with BENCH_REQUESTS requests (default 20,000,000) from
+               BENCH_ADDRESSES distinct downloader addresses (default 1,000,000); smaller sizes
+               are extrapolated linearly to the target's size, and the table says so
+  floor        two reference points from DuckDB alone (benchmarks/floor.py)
+BENCH_ONLY=families,small (for example) runs some of them. Not a test: numbers vary by machine
+and load; the table prints the load average beside them.
 """
 
 from __future__ import annotations
 
-import gzip
 import os
-import random
-import resource
 import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import logs  # noqa: E402  (beside this file)
+
 WORK = Path(os.environ.get("BENCH_DIR", HERE.parent / "bench-out"))
 LINES = int(os.environ.get("BENCH_LINES", "2000000"))
 FILES = int(os.environ.get("BENCH_FILES", "8"))
+SMALL_FILES = int(os.environ.get("BENCH_SMALL_FILES", "50000"))
+SMALL_LINES = int(os.environ.get("BENCH_SMALL_LINES", "50"))
+REQUESTS = int(os.environ.get("BENCH_REQUESTS", "20000000"))
+ADDRESSES = int(os.environ.get("BENCH_ADDRESSES", "1000000"))
+ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "families,parallel,small,downloaders,floor").split(",")))
 FORENSICS = str(Path(sys.executable).with_name("forensics"))
 
-AGENTS = [
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/107.0.0.0 Safari/537.36",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/16.1 Safari/605.1.15",
-    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
-    "curl/7.86.0",
-    "python-requests/2.28.1",
-]
-PATHS = ["/", "/news/2022/11/report", "/sites/default/files/documents/2022/annual.pdf", "/search?q=asylum+policy",
-         "/themes/agency/css/site.css", "/themes/agency/js/app.js", "/images/logo.png"]
-REFERERS = ["-", "https://www.google.com/", "https://www.agency.gov/", "https://t.co/abc123"]
+# Ingest speed as a share of `zcat FILE | wc -l` on the same file (issue targets).
+RATIO_TARGETS = {
+    "combined": 0.6, "nginx_main": 0.6, "cloudfront": 0.8, "aws_alb": 0.5, "aws_s3": 0.5, "cloudflare_logpush": 0.7,
+}
+RSS_TARGET_MB = 1024
+SMALL_TARGET_FILES_S = 500
+RUN_TARGET_S = 180
+RUN_RSS_TARGET_MB = 3 * 1024
+RUN_TARGET_REQUESTS, RUN_TARGET_ADDRESSES = 20_000_000, 1_000_000
 
 
-def generate(path: Path, n: int, seed: int = 20221128) -> None:
-    rnd = random.Random(seed)
-    ips = [f"{rnd.randint(1, 223)}.{rnd.randint(0, 255)}.{rnd.randint(0, 255)}.{rnd.randint(1, 254)}" for _ in range(5000)]
-    with gzip.open(path, "wt", compresslevel=6) as out:
-        buf = []
-        for i in range(n):
-            sec = i * 86400 // n
-            ts = f"28/Nov/2022:{sec // 3600:02d}:{sec % 3600 // 60:02d}:{sec % 60:02d} -0500"
-            buf.append(
-                f'{rnd.choice(ips)} - - [{ts}] "GET {rnd.choice(PATHS)} HTTP/1.1" {rnd.choice((200, 200, 200, 304, 404, 206))} '
-                f'{rnd.randint(0, 2_000_000)} "{rnd.choice(REFERERS)}" "{rnd.choice(AGENTS)}"\n'
-            )
-            if len(buf) == 50_000:
-                out.write("".join(buf))
-                buf.clear()
-        out.write("".join(buf))
+@dataclass
+class Measured:
+    seconds: float
+    cpu: float
+    rss_mb: float
 
 
-def split(src: Path, folder: Path, parts: int) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    with gzip.open(src, "rt") as fh:
-        lines = fh.readlines()
-    size = len(lines) // parts + 1
-    for i in range(parts):
-        with gzip.open(folder / f"part{i:02d}.log.gz", "wt", compresslevel=6) as out:
-            out.writelines(lines[i * size : (i + 1) * size])
-
-
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def timed(cmd: str) -> tuple[float, float]:
-    """Wall time and CPU seconds (user + system, all cores) of a shell command."""
-    cpu = _cpu()
+def measure(cmd: list[str], cwd: Path | None = None) -> Measured:
+    """Wall time, CPU seconds and peak RSS of one command and the processes it waited for."""
     start = time.perf_counter()
-    subprocess.run(cmd, shell=True, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start, _cpu() - cpu
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"benchmark step failed: {' '.join(cmd)}")
+    return Measured(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+
+
+def zcat(path: Path) -> Measured:
+    return measure(["sh", "-c", f"zcat '{path}' | wc -l"])
+
+
+def forensics(command: str, case: Path, out: Path, *extra: str) -> Measured:
+    shutil.rmtree(out, ignore_errors=True)
+    return measure([FORENSICS, command, str(case), "--out", str(out), "-q", *extra])
+
+
+@dataclass
+class Row:
+    what: str
+    size: str
+    m: Measured | None
+    figure: str
+    target: str
+    met: bool | None
+
+
+def families(rows: list[Row]) -> None:
+    for name, target in RATIO_TARGETS.items():
+        path = WORK / f"{name}-{LINES}.log.gz"
+        if not path.exists():
+            print(f"generating {LINES:,} {name} lines ...", flush=True)
+            logs.write_family(path, name, LINES)
+        case = WORK / f"{name}.toml"
+        case.write_text(f'[[sources]]\npath = "{path.name}"\nformat = "{name}"\n')
+        floor = zcat(path)
+        m = forensics("ingest", case, WORK / "case")
+        ratio = floor.seconds / m.seconds
+        rows.append(Row(f"zcat | wc -l, {name}", f"{LINES:,} lines", floor, "", "", None))
+        rows.append(Row(
+            f"ingest, {name}", f"{path.stat().st_size / 1e6:.0f} MB gz", m, f"{ratio:.2f}x zcat",
+            f">= {target}x, RSS < 1 GB", ratio >= target and m.rss_mb < RSS_TARGET_MB,
+        ))
+
+
+def parallel(rows: list[Row]) -> None:
+    one = WORK / f"combined-{LINES}.log.gz"
+    if not one.exists():
+        logs.write_family(one, "combined", LINES)
+    many = WORK / f"split-{LINES}-{FILES}"
+    if not many.exists():
+        logs.write_split(many, "combined", LINES, FILES)
+    case = WORK / "many.toml"
+    case.write_text(f'[[sources]]\npath = "{many.name}/*.gz"\nformat = "combined"\n')
+    floor = zcat(one)
+    m = forensics("ingest", case, WORK / "case", "--workers", "2")
+    ratio = floor.seconds / m.seconds
+    rows.append(Row(f"ingest, {FILES} combined files, 2 workers", f"{LINES:,} lines", m,
+                    f"{ratio:.2f}x one zcat", ">= 1.0x", ratio >= 1.0))
+
+
+def small(rows: list[Row]) -> None:
+    folder = WORK / f"small-{SMALL_FILES}x{SMALL_LINES}"
+    if not folder.exists():
+        print(f"generating {SMALL_FILES:,} CloudFront files ...", flush=True)
+        logs.write_small_files(folder, SMALL_FILES, SMALL_LINES)
+    case = WORK / "small.toml"
+    case.write_text(f'[[sources]]\npath = "{folder.name}/*.gz"\nformat = "cloudfront"\n')
+    m = forensics("ingest", case, WORK / "case")
+    rate = SMALL_FILES / m.seconds
+    rows.append(Row(f"ingest, {SMALL_FILES:,} small CloudFront files", f"{SMALL_LINES} lines each", m,
+                    f"{rate:,.0f} files/s", f">= {SMALL_TARGET_FILES_S} files/s", rate >= SMALL_TARGET_FILES_S))
+
+
+def downloaders(rows: list[Row]) -> None:
+    folder = WORK / f"downloaders-{REQUESTS}-{ADDRESSES}"
+    case = folder / "case.toml"
+    if not case.exists():
+        print(f"generating {REQUESTS:,} requests from {ADDRESSES:,} addresses ...", flush=True)
+        logs.write_downloader_case(folder, REQUESTS, ADDRESSES)
+    out = WORK / "run"
+    m = forensics("run", case, out)
+    scale = max(RUN_TARGET_REQUESTS / REQUESTS, RUN_TARGET_ADDRESSES / ADDRESSES)
+    report_mb = (out / "report.html").stat().st_size / 1e6
+    size = f"{REQUESTS:,} req, {ADDRESSES:,} addr"
+    if scale > 1:
+        figure = f"~{m.seconds * scale / 60:.1f} min x{scale:g} (extrapolated)"
+    else:
+        figure = f"{m.seconds / 60:.1f} min"
+    rows.append(Row("run, many downloaders", size, m, figure, "< 3 min, RSS < 3 GB",
+                    m.seconds * max(scale, 1) < RUN_TARGET_S and m.rss_mb < RUN_RSS_TARGET_MB))
+    rows.append(Row("  report.html", "", None, f"{report_mb:.1f} MB", "small (opens in a browser)", report_mb < 20))
+
+
+def floor(rows: list[Row]) -> None:
+    one = WORK / f"combined-{LINES}.log.gz"
+    if not one.exists():
+        logs.write_family(one, "combined", LINES)
+    out = subprocess.run(
+        [sys.executable, str(HERE / "floor.py"), str(one), str(WORK)], check=True, capture_output=True, text=True
+    ).stdout.split()
+    times = dict(zip(out[::2], map(float, out[1::2]), strict=True))
+    for key, label in (("raw_strings", "reference: DuckDB raw text to a table"),
+                       ("store_only", "reference: DuckDB storing typed rows only")):
+        rows.append(Row(label, f"{LINES:,} lines", Measured(times[key], float("nan"), float("nan")), "", "", None))
 
 
 def main() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
-    one = WORK / f"combined-{LINES}.log.gz"
-    if not one.exists():
-        print(f"generating {LINES:,} lines (seeded) ...", flush=True)
-        generate(one, LINES)
-    many = WORK / f"split-{LINES}-{FILES}"
-    if not many.exists():
-        split(one, many, FILES)
-    (WORK / "one.toml").write_text(f'[[sources]]\npath = "{one.name}"\nformat = "combined"\n')
-    (WORK / "many.toml").write_text(f'[[sources]]\npath = "{many.name}/*.gz"\nformat = "combined"\n')
-
-    zcat_s, zcat_cpu = timed(f"zcat {one} | wc -l")
-    results: list[tuple[str, float, float | None, int | None]] = [("zcat FILE | wc -l", zcat_s, zcat_cpu, None)]
-    for label, case, workers in (("forensics ingest, 1 file", "one.toml", 1), (f"forensics ingest, {FILES} files, 2 workers", "many.toml", 2)):
-        out = WORK / "case"
-        shutil.rmtree(out, ignore_errors=True)
-        # A fresh interpreter per run so that ru_maxrss is this run's peak.
-        cmd = (
-            f"{sys.executable} -c \"import resource,subprocess,sys;"
-            f"subprocess.run([{FORENSICS!r},'ingest',{str(WORK / case)!r},'--out',{str(out)!r},'-q','--workers','{workers}'],check=True);"
-            f"print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\" 2> {WORK / 'rss.txt'}"
-        )
-        secs, cpu = timed(cmd)
-        rss_kib = int((WORK / "rss.txt").read_text().split()[-1])
-        results.append((label, secs, cpu, rss_kib))
-    floor = subprocess.run(
-        [sys.executable, str(HERE / "floor.py"), str(one), str(WORK)], check=True, capture_output=True, text=True
-    ).stdout.split()
-    times = dict(zip(floor[::2], map(float, floor[1::2]), strict=True))
-    results.append(("reference: DuckDB raw text to a table", times["raw_strings"], None, None))
-    results.append(("reference: DuckDB storing typed rows only", times["store_only"], None, None))
-    print(f"\n{LINES:,} combined lines, gzip {one.stat().st_size / 1e6:.0f} MB, {os.cpu_count()} cores")
-    print(f"{'what':<42} {'seconds':>8} {'CPU s':>7} {'lines/s':>12} {'vs zcat':>8} {'peak RSS':>10}")
-    for label, secs, cpu_s, rss in results:
-        rss_text = f"{rss / 1024:.0f} MB" if rss else "-"
-        cpu_text = f"{cpu_s:.2f}" if cpu_s is not None else "-"
-        print(
-            f"{label:<42} {secs:>8.2f} {cpu_text:>7} {LINES / secs:>12,.0f} {zcat_s / secs:>7.2f}x {rss_text:>10}"
-        )
-    print(
-        "\nThe references are not ingests: the first has no types, line numbers or checks; the second "
-        "is the\nstorage step alone, which every ingest into the canonical table pays (see benchmarks/floor.py)."
-    )
+    load = os.getloadavg()
+    rows: list[Row] = []
+    for part, fn in (("families", families), ("parallel", parallel), ("small", small),
+                     ("downloaders", downloaders), ("floor", floor)):
+        if part in ONLY:
+            fn(rows)
+    print(f"\n{os.cpu_count()} cores; load average before the run {load[0]:.2f}, after {os.getloadavg()[0]:.2f}")
+    head = f"{'what':<44} {'size':<26} {'seconds':>8} {'CPU s':>7} {'peak RSS':>9}  {'figure':<34} {'target':<26} met"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        secs = f"{r.m.seconds:8.2f}" if r.m else " " * 8
+        cpu = f"{r.m.cpu:7.2f}" if r.m and r.m.cpu == r.m.cpu else " " * 7
+        rss = f"{r.m.rss_mb:6.0f} MB" if r.m and r.m.rss_mb == r.m.rss_mb else " " * 9
+        met = "" if r.met is None else ("yes" if r.met else "NO")
+        print(f"{r.what:<44} {r.size:<26} {secs} {cpu} {rss}  {r.figure:<34} {r.target:<26} {met}")
+    if "floor" in ONLY:
+        print("\nThe references are not ingests: the first has no types, line numbers or checks; the second "
+              "is the\nstorage step alone, which every ingest into the canonical table pays (see benchmarks/floor.py).")
 
 
 if __name__ == "__main__":

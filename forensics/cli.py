@@ -149,6 +149,8 @@ class _Bar:
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.lines = 0
+        # Lines read one by one in Python (exact path, JSON) rather than by a columnar reader.
+        self.slow_lines = 0
         self.start = time.monotonic()
         self.progress: Progress | None = None
         self.task: Any = None
@@ -170,19 +172,24 @@ class _Bar:
                 TextColumn("[bold]ingest[/]"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("files  {task.fields[lines]:,} lines  {task.fields[rate]:,.0f} lines/s"),
+                TextColumn(
+                    "files  {task.fields[lines]:,} lines  {task.fields[rate]:,.0f} lines/s  "
+                    "{task.fields[slow]:.0%} on the slow path"
+                ),
                 TimeElapsedColumn(),
                 console=err,
                 transient=True,
             )
-            self.task = self.progress.add_task("ingest", total=info["files"], lines=0, rate=0.0)
+            self.task = self.progress.add_task("ingest", total=info["files"], lines=0, rate=0.0, slow=0.0)
             self.progress.start()
         elif self.progress is None:
             return
         elif event == "chunk":
             self.lines += info["lines"]
+            self.slow_lines += info.get("slow", 0)
             rate = self.lines / max(time.monotonic() - self.start, 1e-6)
-            self.progress.update(self.task, lines=self.lines, rate=rate)
+            slow = self.slow_lines / self.lines if self.lines else 0.0
+            self.progress.update(self.task, lines=self.lines, rate=rate, slow=slow)
         elif event == "file_done":
             self.progress.advance(self.task)
 

@@ -202,8 +202,11 @@ def cancellable(con: duckdb.DuckDBPyConnection, work: Callable[[], T]) -> T:
         con.interrupt()
         while True:
             try:
-                done.wait()
-                break
+                # Interrupted again until it stops: a Ctrl-C pressed as the worker starts the
+                # query reaches DuckDB before the query does and would be lost.
+                if done.wait(0.2):
+                    break
+                con.interrupt()
             except KeyboardInterrupt:  # pressed again while DuckDB stops
                 con.interrupt()
         raise QueryCancelled("the query was cancelled (Ctrl-C); nothing was changed") from None

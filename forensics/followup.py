@@ -386,17 +386,29 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | Non
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
+# The report shows the first requests to network operators; all of them are in
+# operator_requests.csv and .xlsx (a report with millions of rows opens in no browser).
+REPORT_OPERATOR_ROWS = 2000
+
+
 def report_context(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """What the report's follow-up sections show, from the follow-up tables (empty when a case was
     written before they existed)."""
     export = operator_export(con)
+    totals = {
+        (op, asn): (requests, clients)
+        for op, asn, requests, clients in export.group_by("operator", "asn")
+        .agg(pl.len(), pl.col("client_ip").n_unique())
+        .iter_rows()
+    }
     operators: list[dict[str, Any]] = []
-    for row in export.iter_rows(named=True):
+    for row in export.head(REPORT_OPERATOR_ROWS).iter_rows(named=True):
         if not operators or (operators[-1]["operator"], operators[-1]["asn"]) != (row["operator"], row["asn"]):
-            operators.append({"operator": row["operator"], "asn": row["asn"], "rows": []})
+            requests, clients = totals[(row["operator"], row["asn"])]
+            operators.append(
+                {"operator": row["operator"], "asn": row["asn"], "rows": [], "requests": requests, "clients": clients}
+            )
         operators[-1]["rows"].append(row)
-    for op in operators:
-        op["clients"] = len({r["client_ip"] for r in op["rows"]})
     port_sources = _rows(
         con,
         """
@@ -409,6 +421,7 @@ def report_context(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     return {
         "operators": operators,
         "operator_rows": export.height,
+        "operator_rows_shown": min(export.height, REPORT_OPERATOR_ROWS),
         "operator_port_sources": port_sources,
         "formats_with_port": with_port,
         "formats_without_port": without_port,

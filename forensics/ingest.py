@@ -966,10 +966,22 @@ def _read_into(
         result.requests += req.height
         result.skipped.update(res.skipped)
         if progress:
-            progress("chunk", {"lines": res.lines})
+            progress("chunk", {"lines": res.lines, "slow": _slow_lines(reader, res.lines)})
     result.first_ts, result.last_ts = first, last
     _finish_result(result, state, getattr(reader, "notes", []), ends_line)
     _check_named_format(result, first_request_line)
+
+
+def _slow_lines(reader: Any, lines: int) -> int:
+    """Lines of the last chunk read line by line in Python (the text reader's exact path, every
+    JSON line) rather than by a columnar reader: the progress bar shows their share. Reading
+    clears the text reader's count."""
+    if getattr(reader, "fmt", None) is not None and reader.fmt.family == "json":
+        return lines
+    slow = int(getattr(reader, "exact_lines", 0))
+    if slow:
+        reader.exact_lines = 0
+    return slow
 
 
 def _finish_result(result: FileResult, state: ReadState, reader_notes: list[str], ends_line: bool) -> None:
@@ -1170,10 +1182,12 @@ def _parse_batch(writer: _Writer, batch: list[_Collected], progress: Progress | 
     notes: list[list[str]] = [[] for _ in batch]
     if pf0.fmt.family == "w3c":
         requests, rejects = _parse_w3c(batch, starts, skipped, notes)
+        slow = 0
     else:
         reader = make_reader(pf0.fmt, pf0.spec.timezone, pf0.spec.fields)
         body = b"".join(item.data if item.data.endswith(b"\n") else item.data + b"\n" for item in batch)
         res = reader.read_chunk(1, body)
+        slow = _slow_lines(reader, at - 1)
         requests, rejects = res.requests, res.rejects
         blank_total = res.skipped.get("blank", 0)
         if set(res.skipped) - {"blank"}:
@@ -1224,8 +1238,8 @@ def _parse_batch(writer: _Writer, batch: list[_Collected], progress: Progress | 
     if done:
         writer.put("batch", (done, requests, rejects))
     if progress:
+        progress("chunk", {"lines": sum(item.state.lines for item in batch), "slow": slow})
         for item in batch:
-            progress("chunk", {"lines": item.state.lines})
             progress("file_done", {"path": item.result.planned.display_path})
     if failed:
         raise failed[0]

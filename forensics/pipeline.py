@@ -24,7 +24,7 @@ import polars as pl
 from forensics.casefile import Case
 from forensics.db import connect
 from forensics.errors import CaseFileError, EnrichmentError, InputError
-from forensics.ingest import IngestReport, Progress, check_output_folder, ingest, write_atomic, write_manifest
+from forensics.ingest import IngestReport, Progress, check_output_folder, ingest, write_manifest
 from forensics.investigate import OUTCOMES, investigate, run_stage
 from forensics.limits import Limit, limits_manifest, source_date_limits
 
@@ -88,6 +88,21 @@ def write_csv(frame: pl.DataFrame, path: Path) -> Path:
     return path
 
 
+def write_json_records(frame: pl.DataFrame, path: Path, rows_at_once: int = 10_000) -> Path:
+    """A frame as a JSON array of objects (times as ISO 8601 UTC), the text json.dumps(records,
+    indent=2) gives, written a slice at a time: a million downloaders as one list of dicts would
+    take gigabytes."""
+    with path.open("w", encoding="utf-8") as fh:
+        fh.write("[")
+        for offset in range(0, frame.height, rows_at_once):
+            for i, row in enumerate(frame.slice(offset, rows_at_once).iter_rows(named=True), start=offset):
+                record = {k: iso_utc(v) if isinstance(v, datetime) else v for k, v in row.items()}
+                text = json.dumps(record, indent=2, ensure_ascii=False).replace("\n", "\n  ")
+                fh.write(("\n  " if i == 0 else ",\n  ") + text)
+        fh.write("\n]\n" if frame.height else "]\n")
+    return path
+
+
 def write_downloaders(frame: pl.DataFrame, out_dir: Path) -> dict[str, Path]:
     """The downloader list as CSV (lists joined with ' | ', formulas neutralised), Parquet (typed:
     UTC timestamps, lists) and JSON (an array of objects, times as ISO 8601 UTC)."""
@@ -101,11 +116,7 @@ def write_downloaders(frame: pl.DataFrame, out_dir: Path) -> dict[str, Path]:
     partial = {name: path.with_name(f".{path.name}.partial") for name, path in outputs.items()}
     write_csv(frame, partial["downloaders.csv"])
     frame.write_parquet(partial["downloaders.parquet"])
-    records = [
-        {k: iso_utc(v) if isinstance(v, datetime) else v for k, v in row.items()}
-        for row in frame.iter_rows(named=True)
-    ]
-    write_atomic(partial["downloaders.json"], json.dumps(records, indent=2, ensure_ascii=False) + "\n")
+    write_json_records(frame, partial["downloaders.json"])
     for name, path in outputs.items():
         os.replace(partial[name], path)
     return outputs
@@ -239,7 +250,11 @@ def run_case(
         con.execute("COMMIT")
         rows = run_stage(con, "downloaders", outcome=None)
         names = [d[0] for d in rows.description or []]
-        frame = pl.DataFrame(rows.fetchall(), schema=names, orient="row").select(DOWNLOADER_COLUMNS)
+        # Types from every row: a column empty for the first hundred downloaders (crawler names)
+        # would otherwise be typed as empty and fail on the first value.
+        frame = pl.DataFrame(
+            rows.fetchall(), schema=names, orient="row", infer_schema_length=None
+        ).select(DOWNLOADER_COLUMNS)
         outputs = write_downloaders(frame, out_dir)
         follow_up_outputs = write_operator_export(con, out_dir)
         exposure = case.exposure

@@ -76,6 +76,8 @@ class TextReader:
             compile_layout(text, fmt.dialect, trailing=fmt.trailing, lenient=True) for text in fmt.layouts
         ]
         self.fast_enabled = True
+        # Lines read_chunk gave to the exact path (shown as the share of slow lines).
+        self.exact_lines = 0
 
     # -- the exact path ---------------------------------------------------------------------
     def _raw_from_groups(self, layout: CompiledLayout, frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, str]]:
@@ -233,10 +235,13 @@ class TextReader:
     def read_chunk(self, start_line: int, chunk: bytes) -> ChunkResult:
         fast = self._fast(start_line, chunk) if self.fast_enabled else None
         if fast is None:
-            return self.read_lines(start_line, decode_lines(chunk))
+            lines = decode_lines(chunk)
+            self.exact_lines += len(lines)
+            return self.read_lines(start_line, lines)
         canon, redo = fast
         if not redo:
             return ChunkResult(canon, empty_rejects())
+        self.exact_lines += len(redo)
         lines = decode_lines(chunk)
         exact = self.read_lines(
             start_line, [lines[i] for i in redo], [start_line + i for i in redo]
