@@ -194,11 +194,16 @@ def cancellable(con: duckdb.DuckDBPyConnection, work: Callable[[], T]) -> T:
         finally:
             done.set()
 
-    threading.Thread(target=run, name="forensics-query", daemon=True).start()
+    worker = threading.Thread(target=run, name="forensics-query", daemon=True)
     try:
+        # Started inside the try: start() waits for the thread, and a Ctrl-C during that wait
+        # (a loaded machine) must stop the query it starts, not leave it running.
+        worker.start()
         while not done.wait(0.5):
             pass
     except KeyboardInterrupt:
+        if worker.ident is None:  # pressed before the thread existed: nothing runs
+            raise QueryCancelled("the query was cancelled (Ctrl-C); nothing was changed") from None
         con.interrupt()
         while True:
             try:
