@@ -58,6 +58,10 @@ from forensics.schema import (
 
 # Rows of one group the report shows (members and links each); `same_downloader` has them all.
 REPORT_GROUP_ROWS = 50
+# More addresses than this sharing one user agent in one network (or, for byte ranges, one user
+# agent) are a crowd, not one person: the agent and range rules leave them out, which also keeps
+# the pairing's work linear in the downloaders instead of growing with a crowd's square.
+CROWD_SIZE = 5
 
 # Each output of the follow-up, as the run writes it beside the downloader list.
 OPERATOR_EXPORT = "operator_requests"
@@ -166,6 +170,7 @@ def run_follow_up(
             con, DOWNLOADER_LINKS, "stage_downloader_links",
             agent_network_within_s=settings.agent_network_within.total_seconds(),
             ranges_within_s=settings.ranges_within.total_seconds(),
+            crowd_size=CROWD_SIZE,
         )
         links = con.execute("SELECT resource_path, client_a, client_b FROM downloader_links").fetchall()
         first_seen = {

@@ -515,10 +515,37 @@ def test_each_follow_up_stage_is_one_portable_select(stage: str) -> None:
     assert not NOT_PORTABLE.findall(body), (stage, NOT_PORTABLE.findall(body))
 
 
+def test_a_crowd_sharing_an_agent_and_network_is_not_one_person(write_case: Any, tmp_path: Path) -> None:
+    """More addresses than CROWD_SIZE sending one agent from one network are left out of the
+    agent rule (and of the range rule): a common phone browser on a large carrier says nothing of
+    who is who, and pairing a crowd would grow with its square."""
+    from forensics.followup import CROWD_SIZE
+
+    cdn = [cf_line(f"2022-11-28 20:{i // 10:02d}:{i % 10 * 5:02d}", f"172.58.7.{i + 1}", 200, SIZE + 400, ua=PHONE)
+           for i in range(CROWD_SIZE + 1)]
+    out = run_follow_up_case(write_case, tmp_path, cdn=cdn)
+    con = connect(out / "case.duckdb", read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM downloader_links").fetchone()[0] == 0
+    finally:
+        con.close()
+    few = [cf_line(f"2022-11-28 20:00:{i * 5:02d}", f"172.58.7.{i + 1}", 200, SIZE + 400, ua=PHONE)
+           for i in range(CROWD_SIZE)]
+    out = run_follow_up_case(write_case, tmp_path / "few", cdn=few)
+    con = connect(out / "case.duckdb", read_only=True)
+    try:
+        pairs = con.execute("SELECT count(*) FROM downloader_links WHERE rule = 'same_agent_and_network'").fetchone()[0]
+    finally:
+        con.close()
+    assert pairs == CROWD_SIZE * (CROWD_SIZE - 1) // 2
+
+
 def test_a_large_group_is_flagged_and_the_report_shows_its_first_rows(write_case: Any, tmp_path: Path) -> None:
     from forensics.followup import REPORT_GROUP_ROWS, report_context
 
-    cdn = [cf_line(f"2022-11-28 20:{i // 10:02d}:{i % 10 * 5:02d}", f"172.58.7.{i + 1}", 200, SIZE + 400, ua=PHONE)
+    # Many privacy addresses of one IPv6 prefix: one group by the prefix rule.
+    cdn = [cf_line(f"2022-11-28 20:{i // 10:02d}:{i % 10 * 5:02d}", f"2607:fb90:7:1::{i + 1:x}", 200, SIZE + 400,
+                   ua=PHONE)
            for i in range(REPORT_GROUP_ROWS + 10)]
     out = run_follow_up_case(write_case, tmp_path, cdn=cdn)
     con = connect(out / "case.duckdb", read_only=True)

@@ -1,21 +1,28 @@
 -- name: stage_downloader_links
 -- purpose: Pairs of downloader addresses that are probably one downloader, each with the rule that joined them and what it saw: same IPv6 prefix, same user agent and network within a short interval, byte ranges that continue each other across addresses. Suggestions only; no outcome changes.
--- params: agent_network_within_s, ranges_within_s
+-- params: agent_network_within_s, ranges_within_s, crowd_size
 -- writes: downloader_links (append)
 -- `client_facts` (client_ip, ipv6_prefix, agency) is written by forensics.followup over the distinct
 -- downloader addresses (the IPv6 prefix of the case's [same_downloader] ipv6_prefix length).
 -- Rules (each documented in the README, "Beyond the list"):
 --   same_ipv6_prefix        both addresses in one IPv6 prefix: privacy addresses (RFC 8981) rotate
 --                           inside the subscriber's prefix, so one device shows several addresses.
+--                           Each address is linked to the prefix's first address (a star, not every
+--                           pair): the group is the same and the links grow with the addresses.
 --   same_agent_and_network  the same user agent from two addresses of one autonomous system within
 --                           $agent_network_within_s seconds: a phone whose carrier gave it a new
 --                           address, a laptop moving between access points. Crawlers and preview
---                           bots are left out: a fleet shares one agent and network by design.
+--                           bots are left out: a fleet shares one agent and network by design. So
+--                           is a crowd: an agent that more than $crowd_size addresses of one network
+--                           sent (a common browser on a large carrier) says nothing of who is who,
+--                           and pairing a crowd would grow with the square of its size.
 --   complementary_ranges    a logged 206 range of one address starts on the byte after a logged 206
 --                           range of the other ends, within $ranges_within_s seconds, with the same
 --                           user agent, neither address is complete on its own, and none of the two
 --                           addresses' ranges or full responses overlap: a download manager that
---                           resumed on another connection.
+--                           resumed on another connection. Ranges of an agent that more than
+--                           $crowd_size incomplete addresses sent (a browser's PDF viewer reading
+--                           pages) are left out for the same reason.
 -- Portable subset: joins, GROUP BY, CASE, UNION ALL; times compared in whole microseconds (epoch_us), exact on every engine.
 WITH members AS (
     SELECT d.resource_path, d.client_ip, d.outcome, d.resource_size, f.ipv6_prefix, e.asn, e.as_org,
@@ -33,19 +40,25 @@ counted AS (
       AND h.window_position IN ('exposure', 'margin')
       AND h.client_ip IS NOT NULL
 ),
+prefix_first AS (
+    SELECT resource_path, ipv6_prefix, min(client_ip) AS first_ip
+    FROM members
+    WHERE ipv6_prefix IS NOT NULL
+    GROUP BY resource_path, ipv6_prefix
+),
 prefix_pairs AS (
-    SELECT a.resource_path, a.client_ip AS client_a, b.client_ip AS client_b,
+    SELECT m.resource_path, f.first_ip AS client_a, m.client_ip AS client_b,
            'same_ipv6_prefix' AS rule,
-           'both in ' || a.ipv6_prefix AS evidence
-    FROM members AS a
-    JOIN members AS b
-      ON b.resource_path = a.resource_path
-     AND b.ipv6_prefix = a.ipv6_prefix
-     AND a.client_ip < b.client_ip
+           'both in ' || m.ipv6_prefix AS evidence
+    FROM members AS m
+    JOIN prefix_first AS f
+      ON f.resource_path = m.resource_path
+     AND f.ipv6_prefix = m.ipv6_prefix
+     AND f.first_ip < m.client_ip
 ),
 -- Requests of ordinary clients with a known network: the join below is keyed on agent and network,
 -- so its work grows with the clients that share both, not with every pair of clients.
-networked AS (
+agent_requests AS (
     SELECT c.resource_path, c.client_ip, c.ts, c.user_agent, m.asn, m.as_org
     FROM counted AS c
     JOIN members AS m ON m.resource_path = c.resource_path AND m.client_ip = c.client_ip
@@ -53,6 +66,19 @@ networked AS (
       AND m.client_kind NOT IN ('crawler', 'link_preview')
       AND c.user_agent IS NOT NULL
       AND c.user_agent NOT IN ('', '-')
+),
+agent_crowds AS (
+    SELECT resource_path, asn, user_agent
+    FROM agent_requests
+    GROUP BY resource_path, asn, user_agent
+    HAVING count(DISTINCT client_ip) > $crowd_size
+),
+networked AS (
+    SELECT r.*
+    FROM agent_requests AS r
+    LEFT JOIN agent_crowds AS k
+      ON k.resource_path = r.resource_path AND k.asn = r.asn AND k.user_agent = r.user_agent
+    WHERE k.asn IS NULL
 ),
 agent_pairs AS (
     SELECT x.resource_path, x.client_ip AS client_a, y.client_ip AS client_b,
@@ -70,12 +96,24 @@ agent_pairs AS (
 ),
 -- Logged ranges of addresses that are not complete on their own (a complete copy needs no
 -- complement; leaving them out keeps the candidate pairs few when many clients split alike).
-ranged AS (
+all_ranged AS (
     SELECT c.resource_path, c.client_ip, c.ts, c.user_agent, c.range_start, c.range_end
     FROM counted AS c
     JOIN members AS m ON m.resource_path = c.resource_path AND m.client_ip = c.client_ip
     WHERE c.status = 206 AND c.method <> 'HEAD' AND c.range_start IS NOT NULL AND c.range_end IS NOT NULL
       AND m.outcome <> 'complete'
+),
+range_crowds AS (
+    SELECT resource_path, user_agent
+    FROM all_ranged
+    GROUP BY resource_path, user_agent
+    HAVING count(DISTINCT client_ip) > $crowd_size
+),
+ranged AS (
+    SELECT r.*
+    FROM all_ranged AS r
+    LEFT JOIN range_crowds AS k ON k.resource_path = r.resource_path AND k.user_agent = r.user_agent
+    WHERE k.resource_path IS NULL
 ),
 -- Everything an address received whose place in the file is known: logged ranges and full 200s.
 placed AS (
