@@ -24,6 +24,7 @@ import pytest
 from forensics.casefile import load_case
 from forensics.db import connect
 from forensics.schema import COVERAGE, DOWNLOADERS, HITS, NEAR_MISSES, REJECTS, REQUESTS, SKIPPED, SOURCES, Table
+from tests.test_investigate import CF_FIELDS
 
 REPO = Path(__file__).resolve().parents[2]
 COMPARED = (HITS, DOWNLOADERS, NEAR_MISSES, COVERAGE)
@@ -173,14 +174,6 @@ def test_demo_case_gives_the_same_answers_on_spark(spark: Any, tmp_path: Path, m
     assert (other / "report.html").stat().st_size > 0
 
 
-CF_FIELDS = (
-    "date time x-edge-location sc-bytes c-ip cs-method cs(Host) cs-uri-stem sc-status cs(Referer) "
-    "cs(User-Agent) cs-uri-query cs(Cookie) x-edge-result-type x-edge-request-id x-host-header "
-    "cs-protocol cs-bytes time-taken x-forwarded-for ssl-protocol ssl-cipher "
-    "x-edge-response-result-type cs-protocol-version fle-status fle-encrypted-fields c-port "
-    "time-to-first-byte x-edge-detailed-result-type sc-content-type sc-content-len sc-range-start "
-    "sc-range-end"
-)
 FILE = "/files/roster.xlsx"
 
 
