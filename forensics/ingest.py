@@ -216,7 +216,13 @@ def _display(path: Path, base: Path) -> str:
     A file outside that folder is named relative to it with '..', never by an absolute path of
     the investigator's machine, so the case folder can be moved and shared.
     """
-    return Path(os.path.relpath(path.resolve(), base.resolve())).as_posix()
+    return _relative(path.resolve(), base.resolve())
+
+
+def _relative(real: Path, real_base: Path) -> str:
+    """_display for paths already resolved (planning a source of many files resolves its folder
+    once, not once a file)."""
+    return Path(os.path.relpath(real, real_base)).as_posix()
 
 
 def resolve_format(spec: SourceSpec, path: Path, lines: list[str]) -> tuple[FormatDef, bool]:
@@ -316,14 +322,16 @@ def plan_files(case: Case) -> tuple[list[PlannedFile], list[str]]:
         # the file's first lines gave no request (a source of 50,000 small files would
         # otherwise spend most of its planning on the check).
         format_checked = False
+        base = case.base_dir.resolve()
         for path in files:
-            if path.resolve() in seen:
+            real = path.resolve()
+            if real in seen:
                 continue
-            seen.add(path.resolve())
+            seen.add(real)
             check_readable(path)
             stat = path.stat()
             size = stat.st_size
-            display = _display(path, case.base_dir)
+            display = _relative(real, base)
             if size == 0:
                 warnings.append(f"{display}: empty file (recorded with 0 lines)")
                 fmt = get_format(spec.format) if spec.format != "auto" else get_format("combined")

@@ -416,6 +416,7 @@ def head_lines(
 # as a log. NUL padding (zero-filled blocks after an unclean shutdown) is left out of the count.
 TEXT_SHARE = 0.85
 _NOT_TEXT = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]")
+_NOT_TEXT_ASCII = bytes([*range(0x01, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 
 
 def looks_binary(lines: list[bytes]) -> bool:
@@ -424,6 +425,10 @@ def looks_binary(lines: list[bytes]) -> bool:
     sample = b"\n".join(lines)[:65536].replace(b"\x00", b"")
     if not sample:
         return False
+    if sample.isascii():
+        # The same count without decoding: in ASCII each byte is one character.
+        bad = len(sample) - len(sample.translate(None, _NOT_TEXT_ASCII))
+        return 1 - bad / len(sample) < TEXT_SHARE
     text = sample.decode("utf-8", "replace")
     bad = len(_NOT_TEXT.findall(text))
     return 1 - bad / len(text) < TEXT_SHARE

@@ -7,6 +7,7 @@ readers build, `forensics schema` and the report's method section are all genera
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import polars as pl
@@ -702,5 +703,12 @@ FOLLOW_UP_TABLES: tuple[Table, ...] = (
 ALL_TABLES: list[Table] = [*INGEST_TABLES, *INVESTIGATION_TABLES, *ENRICHMENT_TABLES, *FOLLOW_UP_TABLES]
 
 
-def empty_requests_frame() -> pl.DataFrame:
+@functools.cache
+def _empty_requests() -> pl.DataFrame:
     return pl.DataFrame(schema=REQUESTS.polars_schema())
+
+
+def empty_requests_frame() -> pl.DataFrame:
+    """A requests frame with no rows. Built once: making a 30-column frame from a schema costs
+    about 0.3 ms, which a case of many small files pays several times a file."""
+    return _empty_requests().clear()

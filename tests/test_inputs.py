@@ -10,6 +10,8 @@ import lzma
 import zlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import zstandard
 
 from forensics.inputs import ReadState, head_lines, looks_binary, read_chunks, sniff_compression
@@ -223,3 +225,16 @@ def test_a_gzip_bomb_streams(tmp_path):
     path.write_bytes(co.compress(b"\x00" * (64 << 20)) + co.compress(b"ok\n") + co.flush())
     lines, state = read_all(path)
     assert lines == [b"ok"] and state.lines == 1
+
+
+@given(st.lists(st.binary(max_size=80), max_size=6))
+@settings(max_examples=300, deadline=None)
+def test_binary_verdict_counts_characters_whatever_the_encoding(lines: list[bytes]) -> None:
+    """ASCII samples are judged without decoding; the verdict must be the one the character
+    count gives (bytes that are neither printable nor UTF-8, as a share of the characters)."""
+    for sample_lines in (lines, [bytes(b & 0x7F for b in line) for line in lines]):
+        sample = b"\n".join(sample_lines)[:65536].replace(b"\x00", b"")
+        text = sample.decode("utf-8", "replace")
+        bad = sum(1 for ch in text if ch in "\ufffd\x7f" or (ord(ch) < 0x20 and ch not in "\t\n\r"))
+        expected = bool(text) and 1 - bad / len(text) < 0.85
+        assert looks_binary(sample_lines) == expected
