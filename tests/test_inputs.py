@@ -10,9 +10,9 @@ import lzma
 import zlib
 
 import pytest
+import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
-import zstandard
 
 from forensics.inputs import ReadState, head_lines, looks_binary, read_chunks, sniff_compression
 
