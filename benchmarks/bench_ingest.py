@@ -3,7 +3,9 @@
 Generates seeded logs (benchmarks/logs.py) in BENCH_DIR (default bench-out/) and measures, each
 in a fresh process (wall seconds, CPU seconds of all cores, peak RSS of that process tree):
   families     one gzip file of each family, BENCH_LINES lines (default 2,000,000): forensics
-               ingest beside `zcat FILE | wc -l` on the same file in the same run
+               ingest beside `zcat FILE | wc -l` on the same file in the same run, and below it
+               what DuckDB alone takes to store the rows that ingest made, as a share of the
+               time the target allows (benchmarks/floor.py store)
   parallel     the combined lines in BENCH_FILES files (default 8) on 2 workers, beside one zcat
                stream of the single file
   small        BENCH_SMALL_FILES CloudFront files (default 50,000) of BENCH_SMALL_LINES lines (50)
@@ -104,6 +106,22 @@ def families(rows: list[Row]) -> None:
             f"ingest, {name}", f"{path.stat().st_size / 1e6:.0f} MB gz", m, f"{ratio:.2f}x zcat",
             f">= {target}x, RSS < 1 GB", ratio >= target and m.rss_mb < RSS_TARGET_MB,
         ))
+        # What storing the same rows costs DuckDB alone, against the time the target allows.
+        stored = store_only(WORK / "case" / "case.duckdb")
+        allowed = floor.seconds / target
+        rows.append(Row(
+            "  of which DuckDB storing the rows alone", "", Measured(stored, float("nan"), float("nan")),
+            f"{stored / allowed:.0%} of the {allowed:.2f} s allowed", "", None,
+        ))
+
+
+def store_only(case_db: Path) -> float:
+    """Seconds DuckDB takes to store an ingested case's requests rows again (benchmarks/floor.py)."""
+    out = subprocess.run(
+        [sys.executable, str(HERE / "floor.py"), "store", str(case_db), str(WORK)],
+        check=True, capture_output=True, text=True,
+    ).stdout.split()
+    return float(out[1])
 
 
 def parallel(rows: list[Row]) -> None:

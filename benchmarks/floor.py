@@ -11,6 +11,10 @@ Run by bench_ingest.py in a fresh process: `python floor.py GZIP WORKDIR`. Print
                every ingest of the case database pays whatever parses the lines.
 
 Neither is an ingest: they bound what any ingest into this schema on this machine can reach.
+
+`python floor.py store CASE_DB WORKDIR` prints `store SECONDS`: the rows an ingest put into
+CASE_DB's `requests`, held in memory (untimed), stored again into a new database file's canonical
+table. make bench prints it beside each family's ingest as the share of the time its target allows.
 """
 
 from __future__ import annotations
@@ -40,7 +44,25 @@ def _fresh(path: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def store(case_db: Path, work: Path) -> None:
+    db = work / "store.duckdb"
+    con = _fresh(db)
+    con.execute(REQUESTS.ddl())
+    con.execute("ATTACH $db AS ingested (READ_ONLY)", {"db": str(case_db)})
+    con.execute("CREATE TEMP TABLE typed AS SELECT * FROM ingested.requests")
+    con.execute("DETACH ingested")
+    start = time.perf_counter()
+    con.execute("INSERT INTO requests BY NAME SELECT * FROM typed")
+    con.execute("CHECKPOINT")
+    print(f"store {time.perf_counter() - start:.3f}")
+    con.close()
+    db.unlink(missing_ok=True)
+
+
 def main() -> None:
+    if sys.argv[1] == "store":
+        store(Path(sys.argv[2]), Path(sys.argv[3]))
+        return
     gz, work = Path(sys.argv[1]), Path(sys.argv[2])
     db = work / "floor.duckdb"
 
