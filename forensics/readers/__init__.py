@@ -67,6 +67,30 @@ def long_line_rejects(state: ReadState, limit: int) -> pl.DataFrame:
     )
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
+def native_lines(chunk: bytes) -> pl.Series | None:
+    """The chunk's lines as decode_lines gives them (a trailing CR removed as the readers do),
+    read natively; None when that cannot be had exactly: bytes that are not UTF-8 (decode_lines
+    writes them as \\xHH), a chunk starting with a byte order mark (which polars drops), or a
+    line that polars splits otherwise (then the count differs). Blank lines are "" (not null)."""
+    if chunk.startswith(_BOM):
+        return None
+    n_lines = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
+    try:
+        lines = pl.read_csv(
+            chunk, separator="\x1f", quote_char=None, has_header=False, new_columns=["l"],
+            schema={"l": pl.String}, infer_schema=False, truncate_ragged_lines=False,
+        ).get_column("l")
+    except Exception:
+        return None
+    if lines.len() != n_lines:
+        return None
+    lines = lines.fill_null("")
+    return lines.str.strip_chars_end("\r") if b"\r" in chunk else lines
+
+
 def decode_lines(chunk: bytes) -> list[str]:
     """Split a chunk into lines; bytes that are not UTF-8 become \\xHH (nginx's own notation)."""
     text = chunk.decode("utf-8", errors="backslashreplace")
@@ -78,4 +102,5 @@ def decode_lines(chunk: bytes) -> list[str]:
 
 __all__ = [
     "REJECTS", "ChunkResult", "decode_lines", "empty_rejects", "empty_result", "long_line_rejects", "make_reader",
+    "native_lines",
 ]

@@ -3,6 +3,8 @@ and the fast (CSV) path gives exactly what the exact (regex) path gives."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -145,3 +147,101 @@ def test_a_quoted_field_written_bare_is_read_exactly():
     res = reader.read_chunk(1, f"{good}\n{bad}\n{good}\n".encode())
     assert res.requests.get_column("line_no").to_list() == [1, 3]
     assert res.rejects.get_column("line_no").to_list() == [2]
+
+
+# -- W3C: the fast path (native line reading, split on the delimiter) equals the exact path --------
+W3C_FORMATS = sorted(n for n in FORMATS if get_format(n).family == "w3c")
+W3C_NAMES = ["date", "time", "c-ip", "cs-method", "cs-uri-stem", "sc-status", "sc-bytes", "cs(User-Agent)",
+             "x-forwarded-for", "_line", "ts", "extra", "date-local", "time-local"]
+# Values the exact path reads differently from a plain split: quotes, doubled or leading spaces,
+# ", " lists, tabs in a space-separated format, every kind of whitespace Python strips.
+w3c_value = st.one_of(
+    st.sampled_from(["-", "", "a b", '"a b"', '"a ""q"" b"', "1.2.3.4, 5.6.7.8", "\t", "  ", " x", "x ", "\r",
+                     "\x1c", "\u3000", "\x85", "\ufeff", "#", "%20", "\\x20", "2019-12-04", "21:02:31", "200"]),
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n"), max_size=8),
+)
+
+
+@st.composite
+def w3c_lines(draw, name: str) -> list[str]:
+    fmt = get_format(name)
+    fields = (fmt.default_fields or "").split()
+    sample = fmt.samples[0].line
+    sep = fmt.delimiter
+    out: list[str] = []
+    for _ in range(draw(st.integers(1, 14))):
+        kind = draw(st.sampled_from(["sample", "sample", "sample", "mutated", "fields", "directive", "blank", "junk"]))
+        if kind == "sample":
+            out.append(sample)
+        elif kind == "mutated":
+            values = sample.split(sep) if sep in sample else sample.split()
+            for _ in range(draw(st.integers(1, 3))):
+                how = draw(st.sampled_from(["set", "drop", "add", "join", "trailing"]))
+                if how == "set" and values:
+                    values[draw(st.integers(0, len(values) - 1))] = draw(w3c_value)
+                elif how == "drop" and values:
+                    values.pop(draw(st.integers(0, len(values) - 1)))
+                elif how == "add":
+                    values.append(draw(w3c_value))
+                elif how == "trailing":
+                    values.append("")
+            out.append(draw(st.sampled_from([sep, " ", "\t", "  "])).join(values) + draw(st.sampled_from(["", "", "\r", "\t", " "])))
+        elif kind == "fields":
+            names = draw(st.one_of(st.just(fields), st.lists(st.sampled_from(W3C_NAMES), max_size=6)))
+            out.append("#Fields: " + " ".join(names))
+        elif kind == "directive":
+            out.append(draw(st.sampled_from(["#Version: 1.0", "#Date: 2019-12-05 00:00:00", "#GMT-Offset: -08:00",
+                                             "#GMT-Offset: +05:30", "#Software: x", "#", "#Date: junk"])))
+        elif kind == "blank":
+            out.append(draw(st.sampled_from(["", " ", "\t", "\r", "\x1c\u3000", "\x85 ", "\u200b"])))
+        else:
+            out.append(draw(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n"), max_size=30)))
+    return out
+
+
+def _w3c_read(name: str, chunks: list[bytes], fast: bool):
+    reader = make_reader(get_format(name), "UTC")
+    reader.fast_enabled = fast
+    results, start = [], 1
+    for chunk in chunks:
+        results.append(reader.read_chunk(start, chunk))
+        start += chunk.count(b"\n")
+    rows = [r for res in results for r in res.requests.to_dicts()]
+    rejects = sorted((r["line_no"], r["reason"], r["line"]) for res in results for r in res.rejects.to_dicts())
+    skipped = sum((res.skipped for res in results), Counter())
+    return rows, rejects, skipped, reader.notes
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), name=st.sampled_from(W3C_FORMATS), cut=st.integers(0, 14))
+@example(data=None, name="cloudfront", cut=0)
+def test_w3c_fast_path_equals_exact_path(data, name, cut):
+    """Every W3C format: the rows (in order), rejects, skipped counts and notes of the fast path
+    are those of the exact path, for files with and without headers, with directives changing
+    the fields in mid-chunk, hostile values and lines cut into chunks anywhere."""
+    if data is None:
+        lines = ["#Version: 1.0", "#Fields: " + (get_format(name).default_fields or ""), get_format(name).samples[0].line,
+                 "", "\x1c", get_format(name).samples[0].line + "\t"]
+    else:
+        lines = data.draw(w3c_lines(name))
+    text = ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+    cut = min(cut, len(lines))
+    at = sum(len(x.encode("utf-8", "surrogateescape")) + 1 for x in lines[:cut])
+    chunks = [c for c in (text[:at], text[at:]) if c]
+    fast = _w3c_read(name, chunks, fast=True)
+    exact = _w3c_read(name, chunks, fast=False)
+    assert fast == exact
+
+
+def test_py_whitespace_class_is_what_str_strip_strips():
+    """The fast path finds blank lines with a regex class; it must be exactly Python's
+    whitespace (the exact path's `not line.strip()`)."""
+    import re
+    import sys
+
+    from forensics.readers.w3c import PY_WHITESPACE
+
+    cls = re.compile(f"[{PY_WHITESPACE}]")
+    assert [c for c in range(sys.maxunicode + 1) if chr(c).isspace()] == [
+        c for c in range(sys.maxunicode + 1) if cls.match(chr(c))
+    ]
