@@ -8,6 +8,7 @@ the caller can reject the line with a reason instead of storing a wrong value.
 
 from __future__ import annotations
 
+import functools
 import re
 from urllib.parse import unquote
 
@@ -307,6 +308,49 @@ def _out_of_range(df: pl.DataFrame) -> pl.DataFrame:
     return df.with_columns(_reason=reason)
 
 
+# What JSON escapes inside a string (polars' encoder writes every other character as it is).
+_JSON_ESCAPED = r'[\x00-\x1f"\\]'
+
+
+@functools.lru_cache(maxsize=1024)
+def _json_key(name: str) -> str:
+    """`"name":` as polars' JSON encoder writes the key."""
+    encoded = pl.select(pl.struct(pl.lit("", pl.String).alias(name)).struct.json_encode()).item()
+    return str(encoded)[1 : -len('""}')]
+
+
+def extra_expr(df: pl.DataFrame, columns: list[str]) -> pl.Expr:
+    """The `extra` JSON object of each row: the non-null values of `columns`, as text, in that
+    order ({"ident":"x"} rather than a wall of nulls); null when all are null.
+
+    A column null in every row of the frame is left out; a column none of whose values needs
+    escaping is written by concatenation (a tenth of the cost of the JSON encoder, which the
+    others go through), with the key as the encoder writes it.
+    """
+    fragments: list[pl.Expr] = []
+    present: list[str] = []
+    for c in columns:
+        values = df.get_column(c)
+        if values.null_count() == df.height:
+            continue
+        present.append(c)
+        text = values.cast(pl.String)
+        if text.str.contains(_JSON_ESCAPED).any():
+            fragments.append(
+                pl.when(pl.col(c).is_not_null()).then(
+                    pl.struct(pl.col(c).cast(pl.String)).struct.json_encode().str.slice(1).str.head(-1)
+                )
+            )
+        else:
+            fragments.append(pl.concat_str(pl.lit(_json_key(c) + '"'), pl.col(c).cast(pl.String), pl.lit('"')))
+    if not present:
+        return pl.lit(None, pl.String)
+    obj = pl.concat_str([pl.lit("{"), pl.concat_str(fragments, separator=",", ignore_nulls=True), pl.lit("}")])
+    if all(df.get_column(c).null_count() == 0 for c in present):
+        return obj
+    return pl.when(pl.any_horizontal(pl.col(c).is_not_null() for c in present)).then(obj)
+
+
 def to_canonical(
     raw: pl.DataFrame,
     kinds: dict[str, str],
@@ -442,21 +486,7 @@ def to_canonical(
             request_line=pl.when(pl.col("_bad_request")).then(pl.col("_request"))
         )
         extra_cols.append("request_line")
-    if extra_cols:
-        # Only non-null values are kept: {"ident":"x"} rather than a wall of nulls.
-        fragments = [
-            pl.when(pl.col(c).is_not_null()).then(
-                pl.struct(pl.col(c).cast(pl.String)).struct.json_encode().str.slice(1).str.head(-1)
-            )
-            for c in extra_cols
-        ]
-        extra_json: pl.Expr = pl.when(pl.any_horizontal(pl.col(c).is_not_null() for c in extra_cols)).then(
-            pl.concat_str(
-                [pl.lit("{"), pl.concat_str(fragments, separator=",", ignore_nulls=True), pl.lit("}")]
-            )
-        )
-    else:
-        extra_json = pl.lit(None, pl.String)
+    extra_json = extra_expr(df, extra_cols)
 
     out_cols: list[pl.Expr] = []
     for column in REQUESTS.columns:

@@ -155,16 +155,19 @@ class TextReader:
         n_lines = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
         names = [f"c{i}" for i in range(len(plan))]
         try:
-            df = pl.read_csv(
-                chunk,
-                separator=" ",
-                quote_char='"',
-                has_header=False,
-                new_columns=names,
-                schema=dict.fromkeys(names, pl.String),
-                infer_schema=False,
-                truncate_ragged_lines=False,
-            )
+            if self.fmt.trailing:
+                # Fields after the layout's (kept in extra.trailing) are cut off here and
+                # taken from the line itself below.
+                df = pl.read_csv(
+                    chunk, separator=" ", quote_char='"', has_header=False, new_columns=names,
+                    schema_overrides=dict.fromkeys(names, pl.String), infer_schema=False,
+                    extra_columns="ignore", truncate_ragged_lines=True,
+                )
+            else:
+                df = pl.read_csv(
+                    chunk, separator=" ", quote_char='"', has_header=False, new_columns=names,
+                    schema=dict.fromkeys(names, pl.String), infer_schema=False, truncate_ragged_lines=False,
+                )
         except Exception:
             return None
         if df.height != n_lines:
@@ -216,7 +219,24 @@ class TextReader:
                 ],
                 separator=" ",
             )
-            ok = ok & (rebuilt == pl.col("_raw_line").str.strip_suffix("\r")).fill_null(False)
+            line = pl.col("_raw_line").str.strip_suffix("\r")
+            if self.fmt.trailing:
+                # The exact path reads what follows the layout after a space as `trailing`,
+                # without the spaces and tabs that end the line: such a line is read here
+                # only when its tail is not empty and does not end in one.
+                tail = line.str.slice(rebuilt.str.len_chars() + 1)
+                with_tail = (
+                    line.str.starts_with(pl.concat_str(rebuilt, pl.lit(" ")))
+                    & (tail.str.len_bytes() > 0)
+                    & ~tail.str.ends_with(" ")
+                    & ~tail.str.ends_with("\t")
+                ).fill_null(False)
+                fits = (rebuilt == line).fill_null(False)
+                ok = ok & (fits | with_tail)
+                cols["trailing"] = pl.when(with_tail & ~fits).then(tail)
+                kinds["trailing"] = "str"
+            else:
+                ok = ok & (rebuilt == line).fill_null(False)
         raw = df.with_row_index("_i").select(
             pl.col("_i"),
             (pl.col("_i").cast(pl.Int64) + start_line).alias("_line_no"),
