@@ -211,32 +211,36 @@ class TextReader:
             cols[target] = c
             kinds[target] = d.kind
         if "_raw_line" in df.columns:
-            rebuilt = pl.concat_str(
-                [
-                    pl.concat_str(pl.lit('"'), pl.col(name), pl.lit('"')) if role == "quoted"
-                    else pl.lit(d.token) if role == "literal" else pl.col(name)
-                    for name, (d, role) in zip(names, plan, strict=True)
-                ],
-                separator=" ",
-            )
+            words = [
+                pl.concat_str(pl.lit('"'), pl.col(name), pl.lit('"')) if role == "quoted"
+                else pl.lit(d.token) if role == "literal" else pl.col(name)
+                for name, (d, role) in zip(names, plan, strict=True)
+            ]
             line = pl.col("_raw_line").str.strip_suffix("\r")
             if self.fmt.trailing:
                 # The exact path reads what follows the layout after a space as `trailing`,
                 # without the spaces and tabs that end the line: such a line is read here
-                # only when its tail is not empty and does not end in one.
-                tail = line.str.slice(rebuilt.str.len_chars() + 1)
+                # only when its tail is not empty and does not end in one. (The rebuilt line
+                # and a space, and the tail, are computed once: each use of such a column
+                # costs as much as building it.)
+                df = df.with_columns(_spaced=pl.concat_str([*words, pl.lit("")], separator=" "), _line=line)
+                spaced, whole = pl.col("_spaced"), pl.col("_line")
+                df = df.with_columns(_tail=whole.str.strip_prefix(spaced))
+                tail = pl.col("_tail")
+                fits = (
+                    (spaced.str.len_bytes() == whole.str.len_bytes() + 1) & spaced.str.starts_with(whole)
+                ).fill_null(False)
                 with_tail = (
-                    line.str.starts_with(pl.concat_str(rebuilt, pl.lit(" ")))
+                    (tail.str.len_bytes() < whole.str.len_bytes())
                     & (tail.str.len_bytes() > 0)
                     & ~tail.str.ends_with(" ")
                     & ~tail.str.ends_with("\t")
                 ).fill_null(False)
-                fits = (rebuilt == line).fill_null(False)
                 ok = ok & (fits | with_tail)
                 cols["trailing"] = pl.when(with_tail & ~fits).then(tail)
                 kinds["trailing"] = "str"
             else:
-                ok = ok & (rebuilt == line).fill_null(False)
+                ok = ok & (pl.concat_str(words, separator=" ") == line).fill_null(False)
         raw = df.with_row_index("_i").select(
             pl.col("_i"),
             (pl.col("_i").cast(pl.Int64) + start_line).alias("_line_no"),
