@@ -664,7 +664,10 @@ class _Writer:
                 # Columns the format never fills are left to their NULL default: scanning them
                 # from Arrow costs a tenth of the insert.
                 batch = batch.select(c for c in batch.columns if batch.get_column(c).null_count() < batch.height)
-            cur.register("batch", batch)
+            # Arrow with string views, which DuckDB scans as they are: the default conversion
+            # copies every string into a new buffer (a sixth of the insert's CPU for 1M
+            # CloudFront rows, and the batch's strings again in memory).
+            cur.register("batch", batch.to_arrow(compat_level=pl.CompatLevel.newest()))
             if table == "requests":
                 cur.execute("INSERT INTO requests BY NAME SELECT * FROM batch")
             else:
