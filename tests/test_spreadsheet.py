@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from forensics.casefile import load_case
 from forensics.pipeline import run_case
@@ -154,3 +156,138 @@ def test_frozen_heading_and_widths(demo_case: Path) -> None:
         sheet = z.read("xl/worksheets/sheet1.xml").decode()
     assert '<pane ySplit="1"' in sheet and 'state="frozen"' in sheet
     assert "<cols>" in sheet and 'customWidth="1"' in sheet and "<autoFilter" in sheet
+
+
+# --- the rows as XlsxWriter writes them cell by cell ------------------------------------------------
+
+
+def _reference_workbook(frame: pl.DataFrame, path: Path, timezone: str, rows_per_sheet: int) -> None:
+    """The workbook written the plain way, one XlsxWriter call per cell: the rows the generated
+    sheets must equal byte for byte."""
+    import math
+
+    import xlsxwriter
+
+    from forensics import spreadsheet as s
+
+    zone_of = {"UTC": UTC} | ({timezone: ZoneInfo(timezone)} if timezone != "UTC" else {})
+    columns = s._columns(frame, timezone)
+    widths = s._widths(frame, columns)
+    with_ms = {name: bool(frame.get_column(name).dt.microsecond().fill_null(0).max() or 0)
+               for name, dtype in frame.schema.items() if isinstance(dtype, pl.Datetime)}
+    workbook = xlsxwriter.Workbook(str(path), {"strings_to_formulas": False, "strings_to_urls": False,
+                                               "strings_to_numbers": False, "constant_memory": True})
+    header = workbook.add_format({"bold": True, "bottom": 1, "text_wrap": True, "valign": "top"})
+    cell = workbook.add_format({"valign": "top"})
+    date = workbook.add_format({"valign": "top", "num_format": s.DATE_FORMAT})
+    date_ms = workbook.add_format({"valign": "top", "num_format": s.DATE_FORMAT_MS})
+    sheets = []
+    for part in range(max(1, math.ceil(frame.height / rows_per_sheet))):
+        name = "downloaders" if part == 0 else f"downloaders ({part + 1})"
+        rows = frame.slice(part * rows_per_sheet, rows_per_sheet)
+        ws = workbook.add_worksheet(name)
+        sheets.append((name, rows.height))
+        for col, width in enumerate(widths):
+            ws.set_column(col, col, width)
+        ws.freeze_panes(1, 0)
+        if columns:
+            ws.autofilter(0, 0, max(rows.height, 1), len(columns) - 1)
+        for col, (_, heading, _) in enumerate(columns):
+            ws.write_string(0, col, heading, header)
+        for row_no, row in enumerate(rows.iter_rows(named=True), start=1):
+            for col, (source, _, zone) in enumerate(columns):
+                value = row[source]
+                if value is None:
+                    ws.write_blank(row_no, col, None, cell)
+                elif zone is not None:
+                    local = value.astimezone(zone_of[zone]).replace(tzinfo=None)
+                    ws.write_datetime(row_no, col, local, date_ms if with_ms[source] else date)
+                elif isinstance(value, bool):
+                    ws.write_boolean(row_no, col, value, cell)
+                elif isinstance(value, (int, float)) and math.isfinite(value):
+                    ws.write_number(row_no, col, value, cell)
+                else:
+                    ws.write_string(row_no, col, s._text(value), cell)
+    s._about(workbook, sheets, timezone, [h for _, h, z in columns if z is not None])
+    workbook.close()
+
+
+def _parts(path: Path) -> dict[str, bytes]:
+    """Every part of a workbook but its creation time."""
+    with zipfile.ZipFile(path) as z:
+        return {i.filename: z.read(i) for i in z.infolist() if i.filename != "docProps/core.xml"}
+
+
+def _assert_same_as_cell_by_cell(frame: pl.DataFrame, tmp_path: Path, timezone: str, rows_per_sheet: int) -> None:
+    write_downloaders_xlsx(frame, tmp_path / "fast.xlsx", timezone=timezone, rows_per_sheet=rows_per_sheet)
+    _reference_workbook(frame, tmp_path / "plain.xlsx", timezone, rows_per_sheet)
+    fast, plain = _parts(tmp_path / "fast.xlsx"), _parts(tmp_path / "plain.xlsx")
+    assert list(fast) == list(plain)
+    for name in plain:
+        assert fast[name].decode() == plain[name].decode(), name
+
+
+AWKWARD_TEXT = [
+    "a\x00b", "\x1b[31mred", " lead", "trail ", "a&b<c>\"d'", "_x0041_", "_X00fF_", "\u3000x", "x\xa0", "\ufffe",
+    "\u202eevil", "line\nbreak", "é" * 17_000, "\U0001f600" * 9_000, "", "plain",
+]
+
+
+def test_generated_rows_equal_xlsxwriter_cell_by_cell(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    t = datetime(2022, 11, 28, 19, 5, 1, 250_000, tzinfo=UTC)
+    n = len(AWKWARD_TEXT)
+    frame = pl.DataFrame({
+        "text": AWKWARD_TEXT,
+        "count": [2**53, 2**53 + 1, -(2**60), 0, None, *range(n - 5)],
+        "share": [float("nan"), float("inf"), -float("inf"), 0.1 + 0.2, 1e20, 1e-7, None, 100.0, -0.0, 1 / 3,
+                  *[2.5] * (n - 10)],
+        "flag": [True, False, None, True] * (n // 4),
+        "statuses": [[200, None], [], None, [206]] * (n // 4),
+        "agents": [["a", None, "\x07"], [], None, [" x & y"]] * (n // 4),
+        "referers": pl.Series([[None], [], None, [None, None]] * (n // 4), dtype=pl.List(pl.Null)),
+        "first_seen": [t, None, t + timedelta(microseconds=1), datetime(1900, 1, 1, tzinfo=UTC),
+                       datetime(1900, 2, 28, 12, tzinfo=UTC), datetime(1900, 3, 1, 0, 0, 1, tzinfo=UTC),
+                       datetime(2038, 1, 19, 3, 14, 8, 999_999, tzinfo=UTC), *[t] * (n - 7)],
+        "last_seen": [t.replace(microsecond=0)] * n,
+        "day": [datetime(2022, 1, 1).date()] * (n - 1) + [None],
+        "amount": pl.Series([Decimal("1.5")] * n),
+        "asn": [None] * n,
+        "small": pl.Series([1] * n, dtype=pl.UInt8),
+        "ratio": pl.Series([0.1] * n, dtype=pl.Float32),
+        "verified": [[True], None] * (n // 2),
+    })
+    for timezone in ("UTC", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe"):
+        _assert_same_as_cell_by_cell(frame, tmp_path, timezone, 1_048_575)
+        _assert_same_as_cell_by_cell(frame, tmp_path, timezone, 5)
+    for rows in (0, 1, 2):
+        _assert_same_as_cell_by_cell(frame.head(rows), tmp_path, "UTC", 1)
+    _assert_same_as_cell_by_cell(pl.DataFrame(), tmp_path, "UTC", 3)
+    _assert_same_as_cell_by_cell(frame.select("asn"), tmp_path, "UTC", 3)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    texts=st.lists(st.one_of(st.none(), st.text(max_size=12)), min_size=0, max_size=12),
+    numbers=st.lists(st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)), min_size=12, max_size=12),
+    shares=st.lists(st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)), min_size=12, max_size=12),
+    times=st.lists(st.one_of(st.none(), st.datetimes(min_value=datetime(1899, 12, 1), max_value=datetime(2200, 1, 1),
+                                                     timezones=st.just(UTC))), min_size=12, max_size=12),
+    rows_per_sheet=st.integers(1, 13),
+)
+def test_generated_rows_equal_xlsxwriter_for_any_values(
+    tmp_path: Path, texts: list[str | None], numbers: list[int | None], shares: list[float | None],
+    times: list[datetime | None], rows_per_sheet: int,
+) -> None:
+    n = len(texts)
+    # Polars strings are UTF-8: a lone surrogate cannot reach the writer.
+    texts = [None if t is None else t.encode("utf-8", "replace").decode("utf-8", "replace") for t in texts]
+    frame = pl.DataFrame({
+        "text": pl.Series(texts, dtype=pl.String),
+        "count": pl.Series(numbers[:n], dtype=pl.Int64),
+        "share": pl.Series(shares[:n], dtype=pl.Float64),
+        "seen": pl.Series(times[:n], dtype=pl.Datetime("us", "UTC")),
+        "agents": pl.Series([[t, t] for t in texts], dtype=pl.List(pl.String)),
+    })
+    _assert_same_as_cell_by_cell(frame, tmp_path, "America/New_York", rows_per_sheet)
