@@ -32,7 +32,7 @@ import polars as pl
 
 from forensics.db import NamedQuery, connect, named_queries
 from forensics.errors import InputError, QueryCancelled, QueryError
-from forensics.pipeline import iso_utc, neutralise_formula
+from forensics.listfiles import iso_utc, neutralise_formula
 from forensics.schema import ALL_TABLES
 from forensics.terminal import printable, printable_json
 

@@ -314,7 +314,7 @@ def _export_types(cur: duckdb.DuckDBPyConnection) -> list[pl.DataType]:
 
 def write_operator_export(con: duckdb.DuckDBPyConnection, out_dir: Path) -> dict[str, Path]:
     """operator_requests.csv and operator_requests.xlsx: the requests to network operators."""
-    from forensics.pipeline import write_csv
+    from forensics.listfiles import write_csv
     from forensics.spreadsheet import write_downloaders_xlsx
 
     frame = operator_export(con)

@@ -9,12 +9,10 @@ resources with their size and its signals, the coverage gaps and the limits of t
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ from forensics.errors import CaseFileError, EnrichmentError, InputError
 from forensics.ingest import IngestReport, Progress, check_output_folder, ingest, write_manifest
 from forensics.investigate import OUTCOMES, investigate, run_stage
 from forensics.limits import Limit, limits_manifest, source_date_limits
+from forensics.listfiles import iso_utc, write_csv, write_json_records
 
 # Columns of the downloader list, in the order an investigator reads them.
 DOWNLOADER_COLUMNS = (
@@ -38,10 +37,6 @@ DOWNLOADER_COLUMNS = (
     "crawler", "crawler_verified", "tor_exit", "vpn", "hosting",
 )
 
-# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection").
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
 @dataclass
 class RunReport:
     ingest: IngestReport
@@ -50,57 +45,6 @@ class RunReport:
     gaps: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     limits: list[Limit] = field(default_factory=list)
-
-
-def iso_utc(ts: datetime | None) -> str | None:
-    """ISO 8601 in UTC with a Z, seconds unless the log has fractions."""
-    if ts is None:
-        return None
-    text = ts.astimezone(UTC).isoformat()
-    return text.replace("+00:00", "Z")
-
-
-def neutralise_formula(value: str) -> str:
-    """Prefix a single quote to text a spreadsheet would run as a formula."""
-    return "'" + value if value.startswith(_FORMULA_START) else value
-
-
-def cell_text(value: Any) -> str:
-    """A value as spreadsheet-safe text: lists joined with ' | ', times in UTC, formulas neutralised."""
-    if value is None:
-        return ""
-    if isinstance(value, list):
-        return neutralise_formula(" | ".join("" if v is None else str(v) for v in value))
-    if isinstance(value, datetime):
-        return iso_utc(value) or ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return neutralise_formula(str(value))
-
-
-def write_csv(frame: pl.DataFrame, path: Path) -> Path:
-    """A frame as CSV with spreadsheet-safe cells (cell_text)."""
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(frame.columns)
-        for row in frame.iter_rows():
-            writer.writerow([cell_text(v) for v in row])
-    return path
-
-
-def write_json_records(frame: pl.DataFrame, path: Path, rows_at_once: int = 10_000) -> Path:
-    """A frame as a JSON array of objects (times as ISO 8601 UTC), the text json.dumps(records,
-    indent=2) gives, written a slice at a time: a million downloaders as one list of dicts would
-    take gigabytes."""
-    with path.open("w", encoding="utf-8") as fh:
-        fh.write("[")
-        for offset in range(0, frame.height, rows_at_once):
-            for i, row in enumerate(frame.slice(offset, rows_at_once).iter_rows(named=True), start=offset):
-                record = {k: iso_utc(v) if isinstance(v, datetime) else v for k, v in row.items()}
-                text = json.dumps(record, indent=2, ensure_ascii=False).replace("\n", "\n  ")
-                fh.write(("\n  " if i == 0 else ",\n  ") + text)
-        fh.write("\n]\n" if frame.height else "]\n")
-    return path
 
 
 def write_downloaders(frame: pl.DataFrame, out_dir: Path) -> dict[str, Path]:

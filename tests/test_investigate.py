@@ -22,7 +22,8 @@ from forensics.investigate import (
     remove_dot_segments,
     resolve_client,
 )
-from forensics.pipeline import neutralise_formula, run_case
+from forensics.listfiles import neutralise_formula
+from forensics.pipeline import run_case
 
 FILE = "/docs/2022/detention-roster.xlsx"
 SIZE = 1_000_000

@@ -15,7 +15,8 @@ import pytest
 import forensics.followup as followup
 import forensics.report as report
 from forensics.casefile import load_case
-from forensics.pipeline import iso_utc, run_case, write_json_records
+from forensics.listfiles import iso_utc, write_json_records
+from forensics.pipeline import run_case
 
 RESOURCE = "/files/roster.xlsx"
 CLIENTS = 150

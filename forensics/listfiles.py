@@ -1,0 +1,242 @@
+"""A list (the downloaders, the requests to network operators) as CSV and as JSON text.
+
+CSV: one row per list row, the cells spreadsheet-safe (`cell_text`: lists joined with ' | ',
+times as ISO 8601 UTC, true/false, a leading = + - @ tab or carriage return quoted away), written
+as Python's `csv.writer` writes them (quotes only where a cell holds a comma, a quote or a line
+break; lines end with CRLF). JSON: an array of objects, times as ISO 8601 UTC, the text
+`json.dumps(records, indent=2, ensure_ascii=False)` gives.
+
+Both are generated a block of rows at a time, column by column with polars string expressions, so
+a million rows take seconds instead of a Python call per cell; the rare values a column rule does
+not cover (control characters in JSON text, years before 1000, floating-point numbers, types
+without a rule) take the per-value path, whose text is the definition. Tests hold the two equal.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_PATTERN = "^[=+\\-@\\t\\r]"
+LIST_SEPARATOR = " | "
+# Rows generated and written at a time.
+BLOCK_ROWS = 20_000
+
+
+def iso_utc(ts: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a Z, seconds unless the log has fractions."""
+    if ts is None:
+        return None
+    text = ts.astimezone(UTC).isoformat()
+    return text.replace("+00:00", "Z")
+
+
+def neutralise_formula(value: str) -> str:
+    """Prefix a single quote to text a spreadsheet would run as a formula."""
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+def cell_text(value: Any) -> str:
+    """A value as spreadsheet-safe text: lists joined with ' | ', times in UTC, formulas neutralised."""
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return neutralise_formula(LIST_SEPARATOR.join("" if v is None else str(v) for v in value))
+    if isinstance(value, datetime):
+        return iso_utc(value) or ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return neutralise_formula(str(value))
+
+
+def json_value(value: Any) -> str:
+    """One field's JSON text inside a record of `write_json_records` (nested lists indented)."""
+    if isinstance(value, datetime):
+        value = iso_utc(value)
+    return json.dumps(value, indent=2, ensure_ascii=False).replace("\n", "\n    ")
+
+
+# --- column rules --------------------------------------------------------------------------------
+
+
+def _list_rule(dtype: pl.DataType) -> bool:
+    return isinstance(dtype, pl.List) and (dtype.inner in (pl.String, pl.Null) or dtype.inner.is_integer())
+
+
+def _iso_texts(values: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """iso_utc of each time, and which rows the per-value path must take (years outside 1000-9999,
+    where Python pads differently)."""
+    utc = values.dt.convert_time_zone("UTC")
+    text = pl.select(
+        pl.when(pl.lit(utc).dt.microsecond() == 0)
+        .then(pl.lit(utc).dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        .otherwise(pl.lit(utc).dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"))
+    ).to_series()
+    year = utc.dt.year()
+    return text, ((year < 1000) | (year > 9999)).fill_null(False)
+
+
+def _by_value(values: pl.Series, rows: pl.Series, text_of: Callable[[Any], str], text: pl.Series) -> pl.Series:
+    """`text` with the rows marked in `rows` replaced by text_of(value)."""
+    index = rows.arg_true()
+    if index.len() == 0:
+        return text
+    return text.scatter(index, pl.Series([text_of(values[i]) for i in index.to_list()], dtype=pl.String))
+
+
+def _per_distinct(values: pl.Series, text_of: Callable[[Any], str]) -> pl.Series:
+    """text_of applied once per distinct value (numbers whose text Python defines)."""
+    distinct = values.drop_nulls().unique()
+    texts = pl.Series([text_of(v) for v in distinct.to_list()], dtype=pl.String)
+    out = values.replace_strict(distinct, texts, default=None, return_dtype=pl.String)
+    # NaN is not equal to itself, so it is looked up apart.
+    if values.dtype.is_float() and bool(values.is_nan().any()):
+        out = _by_value(values, values.is_nan().fill_null(False), text_of, out)
+    return out
+
+
+def _is_fast_time(dtype: pl.DataType) -> bool:
+    return isinstance(dtype, pl.Datetime) and dtype.time_zone is not None and dtype.time_unit == "us"
+
+
+def csv_cells(values: pl.Series) -> pl.Series:
+    """cell_text of every value (nulls as empty text)."""
+    dtype = values.dtype
+    if dtype == pl.Null:
+        return pl.repeat("", values.len(), dtype=pl.String, eager=True)
+    if dtype == pl.Boolean:
+        text = pl.select(
+            pl.when(pl.lit(values).is_null()).then(pl.lit(""))
+            .when(pl.lit(values)).then(pl.lit("true")).otherwise(pl.lit("false"))
+        ).to_series()
+    elif _is_fast_time(dtype):
+        text, rare = _iso_texts(values)
+        text = _by_value(values, rare, cell_text, text)
+    elif dtype.is_float():
+        text = _per_distinct(values, cell_text)
+    elif dtype == pl.String or dtype.is_integer() or _list_rule(dtype):
+        if dtype == pl.String:
+            plain = values
+        elif dtype.is_integer():
+            plain = values.cast(pl.String)
+        else:
+            plain = values.cast(pl.List(pl.String)).list.eval(pl.element().fill_null("")).list.join(LIST_SEPARATOR)
+        text = pl.select(
+            pl.when(pl.lit(plain).str.contains(_FORMULA_PATTERN))
+            .then(pl.concat_str([pl.lit("'"), pl.lit(plain)]))
+            .otherwise(pl.lit(plain))
+        ).to_series()
+    else:
+        return pl.Series([cell_text(v) for v in values.to_list()], dtype=pl.String)
+    return text.fill_null("")
+
+
+def json_fields(values: pl.Series) -> pl.Series:
+    """json_value of every value."""
+    dtype = values.dtype
+    if dtype == pl.Null:
+        return pl.repeat("null", values.len(), dtype=pl.String, eager=True)
+    if dtype == pl.Boolean:
+        text = pl.select(pl.when(pl.lit(values)).then(pl.lit("true")).otherwise(pl.lit("false"))).to_series()
+    elif dtype.is_integer():
+        text = values.cast(pl.String)
+    elif dtype.is_float():
+        text = _per_distinct(values, json_value)
+    elif _is_fast_time(dtype):
+        iso, rare = _iso_texts(values)
+        quoted = pl.select(pl.concat_str([pl.lit('"'), pl.lit(iso), pl.lit('"')])).to_series()
+        text = _by_value(values, rare, json_value, quoted)
+    elif dtype == pl.String:
+        text = pl.select(_json_strings(pl.lit(values))).to_series()
+        text = _by_value(values, values.str.contains(_JSON_RARE).fill_null(False), json_value, text)
+    elif _list_rule(dtype):
+        items = values.cast(pl.List(pl.String))
+        texts = isinstance(dtype, pl.List) and dtype.inner == pl.String
+        encoded = items.list.eval(pl.when(pl.element().is_null()).then(pl.lit("null")).otherwise(
+            _json_strings(pl.element()) if texts else pl.element()
+        ))
+        text = pl.select(
+            pl.when(pl.lit(encoded).list.len() == 0).then(pl.lit("[]")).otherwise(pl.concat_str([
+                pl.lit("[\n      "), pl.lit(encoded).list.join(",\n      "), pl.lit("\n    ]"),
+            ]))
+        ).to_series()
+        rare = items.list.eval(pl.element().str.contains(_JSON_RARE)).list.any().fill_null(False)
+        text = _by_value(values, rare, lambda v: json_value(list(v)), text)
+    else:
+        return pl.Series([json_value(v) for v in values.to_list()], dtype=pl.String)
+    return pl.select(pl.when(pl.lit(values).is_null()).then(pl.lit("null")).otherwise(pl.lit(text))).to_series()
+
+
+# Characters json.dumps writes as \u00XX (the short escapes \n \r \t \\ \" are done in polars).
+_JSON_RARE = "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f]"
+
+
+def _json_strings(text: pl.Expr) -> pl.Expr:
+    escaped = (
+        text.str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
+        .str.replace_all("\n", "\\n", literal=True).str.replace_all("\r", "\\r", literal=True)
+        .str.replace_all("\t", "\\t", literal=True)
+    )
+    return pl.concat_str([pl.lit('"'), escaped, pl.lit('"')])
+
+
+# --- files ---------------------------------------------------------------------------------------
+
+
+def _csv_field(text: pl.Expr) -> pl.Expr:
+    """A cell as csv.writer writes it: quoted, with quotes doubled, when it holds , " CR or LF."""
+    return pl.when(text.str.contains('[,"\r\n]')).then(
+        pl.concat_str([pl.lit('"'), text.str.replace_all('"', '""', literal=True), pl.lit('"')])
+    ).otherwise(text)
+
+
+def _csv_lines(columns: list[pl.Series]) -> str:
+    if len(columns) == 1:
+        # csv.writer writes a row of one empty field as "" (an empty line would be no row).
+        line = pl.when(pl.lit(columns[0]) == "").then(pl.lit('""')).otherwise(_csv_field(pl.lit(columns[0])))
+    else:
+        line = pl.concat_str([_csv_field(pl.lit(c)) for c in columns], separator=",")
+    return str(pl.select(pl.concat_str([line, pl.lit("\r\n")]).str.join("")).item())
+
+
+def write_csv(frame: pl.DataFrame, path: Path) -> Path:
+    """A frame as CSV with spreadsheet-safe cells (cell_text), as csv.writer writes it."""
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        if frame.width == 0:
+            fh.write("\r\n" * (frame.height + 1))
+            return path
+        fh.write(_csv_lines([pl.Series(frame.columns, dtype=pl.String)]) if frame.width == 1
+                 else _csv_lines([pl.Series([c], dtype=pl.String) for c in frame.columns]))
+        for offset in range(0, frame.height, BLOCK_ROWS):
+            block = frame.slice(offset, BLOCK_ROWS)
+            fh.write(_csv_lines([csv_cells(block.get_column(c)) for c in frame.columns]))
+    return path
+
+
+def write_json_records(frame: pl.DataFrame, path: Path, rows_at_once: int = BLOCK_ROWS) -> Path:
+    """A frame as a JSON array of objects (times as ISO 8601 UTC), the text json.dumps(records,
+    indent=2, ensure_ascii=False) gives, written a block of rows at a time: a million downloaders
+    as one list of dicts would take gigabytes."""
+    keys = [json.dumps(c, ensure_ascii=False) + ": " for c in frame.columns]
+    with path.open("w", encoding="utf-8") as fh:
+        fh.write("[")
+        for offset in range(0, frame.height, rows_at_once):
+            block = frame.slice(offset, rows_at_once)
+            if frame.width == 0:
+                records = pl.repeat("{}", block.height, dtype=pl.String, eager=True)
+            else:
+                parts: list[pl.Expr] = []
+                for i, (key, name) in enumerate(zip(keys, frame.columns, strict=True)):
+                    lead = ("{\n    " if i == 0 else ",\n    ") + key
+                    parts += [pl.lit(lead), pl.lit(json_fields(block.get_column(name)))]
+                records = pl.select(pl.concat_str([*parts, pl.lit("\n  }")])).to_series()
+            fh.write(("\n  " if offset == 0 else ",\n  ") + str(pl.select(pl.lit(records).str.join(",\n  ")).item()))
+        fh.write("\n]\n" if frame.height else "]\n")
+    return path
