@@ -984,11 +984,9 @@ def _read_into(
 
 
 def _slow_lines(reader: Any, lines: int) -> int:
-    """Lines of the last chunk read line by line in Python (the text reader's exact path, every
-    JSON line) rather than by a columnar reader: the progress bar shows their share. Reading
-    clears the text reader's count."""
-    if getattr(reader, "fmt", None) is not None and reader.fmt.family == "json":
-        return lines
+    """Lines of the last chunk read line by line in Python (the text and JSON readers' exact
+    paths) rather than by a columnar reader: the progress bar shows their share. Reading clears
+    the reader's count."""
     slow = int(getattr(reader, "exact_lines", 0))
     if slow:
         reader.exact_lines = 0

@@ -18,6 +18,12 @@ a document left open. A line holding several records (a one-line {"records": [..
 per access record, all with that line's number; the line is skipped only when every record on it
 is a non-access record. Nothing in a line raises: JSON nested deeper than Python can follow is a
 reject, and a lone surrogate escape (\\ud83d) is kept as its escape text.
+
+Two paths give the same rows for one object per line. The exact path above parses each line with
+`json.loads` and walks the record in Python. The fast path (`_FastLines`) parses a chunk's lines
+with polars' NDJSON reader, every value read as text, and builds the same raw columns natively;
+it keeps only the lines whose answer it can prove equal, and hands every other line to the exact
+path (see `_FastLines` for which).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
+from polars._typing import PolarsDataType
 
 from forensics.formats import FormatDef
 from forensics.normalize import CANONICAL, to_canonical
@@ -164,6 +171,11 @@ class JsonReader:
         self.gap_lines: set[int] = set()
         self.broken: str | None = None
         self._line_cache = (0, 1)
+        # The fast path (polars) for one object per line; off, every line is read exactly.
+        self.fast_enabled = True
+        self.fast = _FastLines(self)
+        # Lines read_chunk gave to the exact path (shown as the share of slow lines).
+        self.exact_lines = 0
 
     # -- records ------------------------------------------------------------------------------
     def _record(self, record: Any, line_no: int, text: str, out: _Collected, repaired: str | None) -> None:
@@ -421,12 +433,16 @@ class JsonReader:
         return lines[i] if 0 <= i < len(lines) else ""
 
     # -- entry points ---------------------------------------------------------------------------
-    def _read(self, start_line: int, lines: list[str], final: bool) -> ChunkResult:
-        out = _Collected()
+    def _decide_mode(self, lines: list[str]) -> None:
+        """The first line with content says whether this is NDJSON or a document."""
         if self.mode is None:
             first = next((ln for ln in lines if ln.strip()), None)
             if first is not None:
                 self.mode = "document" if self._starts_document(first) else "lines"
+
+    def _read(self, start_line: int, lines: list[str], final: bool) -> ChunkResult:
+        out = _Collected()
+        self._decide_mode(lines)
         if self.mode == "document":
             self._document(start_line, lines, final, out)
         else:
@@ -437,7 +453,7 @@ class JsonReader:
                 self._line(start_line + i, line, out)
         return self._finish(out)
 
-    def _finish(self, out: _Collected) -> ChunkResult:
+    def _finish(self, out: _Collected, fast: pl.DataFrame | None = None) -> ChunkResult:
         if out.skip_lines:
             used = {int(r["_line_no"] or 0) for r in out.rows} | {r[0] for r in out.rejects}
             for no, why in out.skip_lines.items():
@@ -452,15 +468,20 @@ class JsonReader:
                 }
             )
         ] if out.rejects else []
-        if not out.rows:
+        if not out.rows and (fast is None or fast.height == 0):
             rej = pl.concat(rejects) if rejects else empty_rejects()
             return ChunkResult(empty_requests_frame(), rej.sort("line_no"), out.skipped)
         names: dict[str, None] = {}
         for row in out.rows:
             names.update(dict.fromkeys(row))
-        raw = pl.from_dicts(out.rows, schema=dict.fromkeys(names, pl.String)).with_columns(
-            pl.col("_line_no").cast(pl.Int64)
-        )
+        parts = [fast] if fast is not None and fast.height else []
+        if out.rows:
+            parts.append(
+                pl.from_dicts(out.rows, schema=dict.fromkeys(names, pl.String)).with_columns(
+                    pl.col("_line_no").cast(pl.Int64)
+                )
+            )
+        raw = pl.concat(parts, how="diagonal") if len(parts) > 1 else parts[0]
         kinds = {t: k for t, (k, _) in self.targets.items() if t in raw.columns}
         if "_ts" in raw.columns and kinds.get("_ts", "str") == "str":
             kinds["_ts"] = "ts_auto"
@@ -478,8 +499,27 @@ class JsonReader:
 
     def read_chunk(self, start_line: int, chunk: bytes) -> ChunkResult:
         """Lines of a file in order; a JSON document still open at the end of the chunk waits
-        for the next one, and finish() says what was left open when the file ends."""
-        return self._read(start_line, decode_lines(chunk), final=False)
+        for the next one, and finish() says what was left open when the file ends. One object
+        per line takes the fast path, which leaves to the exact path the lines it cannot
+        vouch for."""
+        lines: list[str] | None = None
+        if self.fast_enabled and self.mode is None and chunk:
+            lines = decode_lines(chunk)
+            self._decide_mode(lines)
+        if self.fast_enabled and self.mode == "lines":
+            fast = self.fast.read(start_line, chunk)
+            if fast is not None:
+                raw, skipped, slow, texts = fast
+                out = _Collected()
+                out.skipped.update(skipped)
+                for i, line in zip(slow, texts.gather(slow).to_list() if slow else [], strict=True):
+                    self._line(start_line + i, line, out)
+                self.exact_lines += len(slow)
+                return self._finish(out, raw)
+        if lines is None:
+            lines = decode_lines(chunk)
+        self.exact_lines += len(lines)
+        return self._read(start_line, lines, final=False)
 
     def finish(self) -> ChunkResult:
         """The end of the file: a document still open there was cut short."""
@@ -491,3 +531,391 @@ class JsonReader:
         """Read lines that are the whole input (detection, tests): a document still open at the
         end is reported, line by line, as cut short."""
         return self._read(start_line, lines, final=True)
+
+
+# -- the fast path ------------------------------------------------------------------------------
+
+# A line goes to the exact path when its text has any of these (they may also match inside a
+# string value, which only costs speed, never a difference):
+# - a UTF-16 surrogate escape (\ud83d): Python keeps a lone one as its escape text, polars not;
+# - an escaped or spaced quote before a colon (\": or " :): the member count below relies on
+#   every key ending in an unescaped quote right before its colon;
+# - a number with a fraction or an exponent: polars writes 1.0 as "1" and 1e20 in digits where
+#   Python writes "1.0" and "1e+20";
+# - an array holding an array or an object ([[, [{, or one after a comma, which in an object is
+#   always followed by a key): the exact path writes such arrays as JSON text, and without them
+#   nesting is by objects only, which the member count bounds (polars' parser overflows its
+#   stack on objects a thousand deep);
+# - control characters (Python's JSON refuses them raw in strings; a tab or CR elsewhere is
+#   rare), and `\x`, which is how bytes that are not UTF-8 reach the exact path's text.
+_FAST_EXCLUDE = (
+    r"\\u[dD][89a-fA-F]"
+    r'|\\"[ ]*:|"[ ]+:'
+    r"|[:,\[][ ]*-?[0-9]+(?:\.[0-9]+(?:[eE][+-]?[0-9]+)?|[eE][+-]?[0-9]+)[ ]*[,}\]]"
+    r"|[\[,][ ]*[\[{]"
+    r"|[\x00-\x1f]|\\x"
+)
+# Bytes that make a chunk "dirty": its lines are then split in Python (as the exact path does)
+# rather than by polars' CSV reader, which drops a CR before a newline and would read a control
+# byte as a column separator.
+_CONTROL_BYTES = bytes(b for b in range(32) if b != 0x0A)
+_BOM = b"\xef\xbb\xbf"
+# Deeper structures are left to the exact path (Python's recursion limit decides there), and
+# so are lines with more members than this, which might nest deeper than polars can follow.
+_MAX_DEPTH = 16
+_MAX_MEMBERS = 256
+# Keys the fast path follows at most; records with more distinct keys are read exactly.
+_MAX_NODES = 400
+# A block of lines polars cannot parse is halved until the line it refuses is found (then read
+# exactly), at most _MAX_SPLITS times per chunk: a chunk with many such lines leaves the blocks
+# that still fail to the exact path instead of parsing them again and again.
+_MAX_SPLITS = 48
+
+
+def _text_dtype(dtype: PolarsDataType, depth: int = 1) -> pl.DataType | None:
+    """The dtype that reads a value as the exact path's text: objects stay structs (walked key by
+    key), arrays become lists of strings (joined as _text joins them), anything else a string."""
+    if isinstance(dtype, pl.Struct):
+        if depth >= _MAX_DEPTH:
+            return None
+        fields = {}
+        for f in dtype.fields:
+            sub = _text_dtype(f.dtype, depth + 1)
+            if sub is not None:
+                fields[f.name] = sub
+        return pl.Struct(fields)
+    if isinstance(dtype, pl.List | pl.Array):
+        return pl.List(pl.String)
+    return pl.String()
+
+
+def _merge_dtype(old: PolarsDataType, new: PolarsDataType) -> PolarsDataType:
+    """`old` with the keys of `new` it lacks (a key whose shape differs keeps the old shape: lines
+    that do not fit it fail to parse or to count, and are read exactly)."""
+    if isinstance(old, pl.Struct) and isinstance(new, pl.Struct):
+        fields = {f.name: f.dtype for f in old.fields}
+        for f in new.fields:
+            fields[f.name] = _merge_dtype(fields[f.name], f.dtype) if f.name in fields else f.dtype
+        return pl.Struct(fields)
+    return old
+
+
+@dataclass
+class _Node:
+    path: tuple[str, ...]
+    dtype: PolarsDataType
+    expr: pl.Expr
+
+    @property
+    def dotted(self) -> str:
+        return ".".join(self.path)
+
+    @property
+    def is_struct(self) -> bool:
+        return isinstance(self.dtype, pl.Struct)
+
+    def text(self) -> pl.Expr:
+        """The exact path's _text of the value (structs are never asked: see `_Plan.checks`)."""
+        if isinstance(self.dtype, pl.List):
+            kept = self.expr.list.drop_nulls()
+            return pl.when(kept.list.len() > 0).then(kept.list.join(", "))
+        return self.expr
+
+
+def _nodes(dtype: pl.Struct, prefix: tuple[str, ...], parent: pl.Expr | None) -> list[_Node]:
+    out: list[_Node] = []
+    for f in dtype.fields:
+        expr = pl.col(f.name) if parent is None else parent.struct.field(f.name)
+        node = _Node((*prefix, f.name), f.dtype, expr)
+        out.append(node)
+        if isinstance(f.dtype, pl.Struct):
+            out.extend(_nodes(f.dtype, node.path, expr))
+    return out
+
+
+class _Plan:
+    """For one schema: the expressions that turn parsed lines into the exact path's raw columns,
+    and the checks a row must pass to be kept (any row that fails is read exactly)."""
+
+    def __init__(self, reader: JsonReader, schema: pl.Struct) -> None:
+        fmt = reader.fmt
+        self.schema = schema
+        nodes = _nodes(schema, (), None)
+        by_path = {n.dotted: n for n in nodes}
+        present = {n.dotted: n.expr.is_not_null() for n in nodes}
+        never = pl.lit(False)
+        slow: list[pl.Expr] = []
+
+        def value(path: str) -> _Node | None:
+            return by_path.get(path)
+
+        def has(spec: str) -> pl.Expr:
+            found = [present[alt] for alt in spec.split("|") if alt in present]
+            return pl.any_horizontal(found) if found else never
+
+        def text(path: str) -> pl.Expr:
+            node = value(path)
+            if node is None:
+                return pl.lit(None, pl.String)
+            if node.is_struct:
+                # The exact path writes an object found at a mapped key as JSON text.
+                slow.append(present[path])
+                return pl.lit(None, pl.String)
+            return node.text()
+
+        # Each key counts once when present: the line's members (its `":`) must all be seen.
+        self.members = pl.sum_horizontal(p.cast(pl.UInt32) for p in present.values()) if nodes else pl.lit(0)
+        for n in nodes:
+            if "." in n.path[-1]:
+                # A dotted key reads differently through _get's literal lookup.
+                slow.append(present[n.dotted])
+            if n.is_struct:
+                # An empty object is written "{}" by the exact path, and one whose keys are all
+                # unknown here does not count right.
+                kids = [present[c.dotted] for c in nodes if c.path[:-1] == n.path]
+                slow.append(present[n.dotted] & ~pl.any_horizontal(kids) if kids else present[n.dotted])
+            elif isinstance(n.dtype, pl.List):
+                # An array holding arrays or objects is written as JSON text by the exact path.
+                first = pl.element().str.head(1)
+                slow.append(n.expr.list.eval((first == "[") | (first == "{")).list.any().fill_null(False))
+            else:
+                # An array or object read into a string-typed key comes back as polars' JSON.
+                slow.append(n.expr.str.head(1).is_in(["[", "{"]).fill_null(False))
+
+        self.identity = pl.all_horizontal([has(k) for k in reader.identity]) if reader.identity else pl.lit(True)
+        self.required = pl.all_horizontal([has(k) for k in fmt.required]) if fmt.required else pl.lit(True)
+        self.access: pl.Expr = pl.lit(True)
+        self.label: pl.Expr | None = None
+        if fmt.access:
+            key = fmt.access["key"]
+            if fmt.access.get("present"):
+                self.access = has(key)
+            else:
+                found = text(key).fill_null("")
+                is_access = pl.lit(False)
+                for p in fmt.access.get("prefix", []):
+                    is_access = is_access | found.str.starts_with(p)
+                if fmt.access.get("values"):
+                    is_access = is_access | found.is_in(list(fmt.access["values"]))
+                self.access = is_access
+            label_key = fmt.access.get("kind", key)
+            label = text(label_key).fill_null("")
+            self.label = (
+                pl.when(label != "")
+                .then(pl.concat_str(pl.lit(f"{SKIP_NON_ACCESS} ({label_key} "), label, pl.lit(")")))
+                .otherwise(pl.lit(f"{SKIP_NON_ACCESS} (no {label_key})"))
+            )
+
+        nulls = list(fmt.null)
+        columns: dict[str, pl.Expr] = {}
+        for target, (_, paths) in reader.targets.items():
+            options = []
+            for path in paths:
+                t = text(path)
+                options.append(pl.when(t.is_not_null() & ~t.is_in(nulls)).then(t) if nulls else t)
+            columns[target] = pl.coalesce(options) if len(options) > 1 else options[0]
+        if "_date" in columns and "_time" in columns:
+            both = columns["_date"].is_not_null() & columns["_time"].is_not_null()
+            stamp = pl.concat_str(columns["_date"], pl.lit("T"), columns["_time"], pl.lit("Z"))
+            columns["_ts"] = pl.when(both).then(stamp).otherwise(columns.get("_ts", pl.lit(None, pl.String)))
+        columns.pop("_date", None)
+        columns.pop("_time", None)
+        # Every key not under a mapped key goes to extra under its dotted path, as _flatten does.
+        mapped = reader.mapped_paths
+        names: dict[str, _Node] = {}
+        for n in nodes:
+            if n.is_struct or any(".".join(n.path[:i]) in mapped for i in range(1, len(n.path) + 1)):
+                continue
+            key = n.dotted
+            clash = key in CANONICAL or key in reader.targets or key.startswith("_")
+            name = f"json.{key}" if clash else key
+            if name in names or name in columns:
+                # Two keys that end in one column: the exact path keeps the last one written.
+                slow.append(present[key] | present[names[name].dotted] if name in names else present[key])
+                continue
+            names[name] = n
+            columns[name] = n.text()
+        self.columns = columns
+        self.slow = pl.any_horizontal(slow) if slow else never
+
+
+class _FastLines:
+    """Reads a chunk of one-object-per-line JSON with polars, for the lines whose rows it can
+    prove equal to the exact path's; the others are returned by index for the exact path.
+
+    The proof, per line: its text is free of everything `_FAST_EXCLUDE` names; it is one object
+    (`{` to `}`), parsed by polars with every scalar read as text (strings as decoded, integers
+    in full, true/false, which is what the exact path's _text makes of them); every member the
+    line has (counted as `":`) is a key of the schema that polars filled with a value (so no key
+    is dropped, a null member or a duplicate key, which polars resolves to the first and Python
+    to the last, fails the count); no array holds arrays or objects; identity and required keys
+    are present. Lines of a block polars refuses (invalid JSON, NaN, another
+    shape for a known key) are found by halving the block and read exactly.
+    """
+
+    def __init__(self, reader: JsonReader) -> None:
+        self.reader = reader
+        self.schema: pl.Struct | None = None
+        self.plan: _Plan | None = None
+
+    def _grow(self, texts: pl.Series) -> bool:
+        """Add the keys of these lines to the schema; False when nothing new was learnt. A block
+        polars cannot parse is halved, as in `_parse`, and its lines that parse are learnt from."""
+        merged: PolarsDataType | None = self.schema
+        todo = [(0, texts.len())]
+        splits = 0
+        while todo:
+            lo, hi = todo.pop()
+            try:
+                inferred = pl.read_ndjson(_joined(texts.slice(lo, hi - lo)), infer_schema_length=None).schema
+            except Exception:
+                if hi - lo > 1 and splits < _MAX_SPLITS:
+                    splits += 1
+                    mid = (lo + hi) // 2
+                    todo += [(mid, hi), (lo, mid)]
+                continue
+            new = _text_dtype(pl.Struct(inferred))
+            if isinstance(new, pl.Struct):
+                merged = new if merged is None else _merge_dtype(merged, new)
+        if not isinstance(merged, pl.Struct):
+            return False
+        if merged == self.schema or len(_nodes(merged, (), None)) > _MAX_NODES:  # type: ignore[arg-type]
+            return False
+        self.schema = merged  # type: ignore[assignment]
+        self.plan = _Plan(self.reader, self.schema)
+        return True
+
+    def _parse(self, texts: pl.Series, whole: bytes | None) -> tuple[list[tuple[int, pl.DataFrame]], list[int]]:
+        """Parsed blocks (first index, frame) and the indexes of lines polars refused."""
+        assert self.schema is not None
+        fields = {f.name: f.dtype for f in self.schema.fields}
+        parsed: list[tuple[int, pl.DataFrame]] = []
+        refused: list[int] = []
+        todo = [(0, texts.len())]
+        splits = 0
+        while todo:
+            lo, hi = todo.pop()
+            block = whole if whole is not None and (lo, hi) == (0, texts.len()) else _joined(texts.slice(lo, hi - lo))
+            try:
+                frame = pl.read_ndjson(block, schema=fields) if fields else None
+            except Exception:
+                frame = None
+            if frame is not None and frame.height == hi - lo:
+                parsed.append((lo, frame))
+            elif hi - lo == 1 or splits >= _MAX_SPLITS:
+                refused.extend(range(lo, hi))
+            else:
+                splits += 1
+                mid = (lo + hi) // 2
+                todo += [(mid, hi), (lo, mid)]
+        parsed.sort(key=lambda p: p[0])
+        return parsed, refused
+
+    def _rows(
+        self, cand: pl.DataFrame, whole: bytes | None
+    ) -> tuple[list[pl.DataFrame], Counter[str], list[int], list[int]]:
+        """Of these candidate lines (`_i`, `l`): raw frames of the rows kept, skipped counts of the
+        non-access records kept, the indexes left to the exact path, and the indexes whose member
+        count did not match (keys the schema lacks, or duplicate keys)."""
+        assert self.plan is not None
+        plan = self.plan
+        parsed, refused = self._parse(cand.get_column("l"), whole)
+        slow = cand.get_column("_i").gather(refused).to_list() if refused else []
+        frames: list[pl.DataFrame] = []
+        skipped: Counter[str] = Counter()
+        unknown: list[int] = []
+        for lo, frame in parsed:
+            part = cand.slice(lo, frame.height)
+            ev = frame.with_columns(
+                _i=part.get_column("_i"), _line=part.get_column("l"), _n=part.get_column("_n")
+            ).select(
+                pl.col("_i"),
+                pl.col("_line"),
+                _count_ok=pl.col("_n") == plan.members,
+                _keep=~plan.slow & plan.identity,
+                _access=plan.access,
+                _required=plan.required,
+                _label=plan.label if plan.label is not None else pl.lit(None, pl.String),
+                **plan.columns,
+            )
+            unknown += ev.filter(~pl.col("_count_ok")).get_column("_i").to_list()
+            ev = ev.filter(pl.col("_count_ok"))
+            slow += ev.filter(~pl.col("_keep") | (pl.col("_access") & ~pl.col("_required"))).get_column("_i").to_list()
+            ev = ev.filter(pl.col("_keep") & (~pl.col("_access") | pl.col("_required")))
+            for label, count in ev.filter(~pl.col("_access")).get_column("_label").value_counts().rows():
+                skipped[label] += count
+            rows = ev.filter(pl.col("_access")).drop("_count_ok", "_keep", "_access", "_required", "_label")
+            frames.append(rows)
+        return frames, skipped, slow, unknown
+
+    def read(
+        self, start_line: int, chunk: bytes
+    ) -> tuple[pl.DataFrame | None, Counter[str], list[int], pl.Series] | None:
+        """Raw rows of the lines read here (as `_finish` takes them, with `_line_no`), skipped
+        counts, the chunk indexes of the lines left to the exact path and the chunk's lines;
+        None when no line of the chunk is for this path."""
+        n_lines = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
+        texts = _split(chunk, n_lines)
+        fmt = self.reader.fmt
+        line = pl.col("l")
+        candidate = line.str.starts_with("{") & line.str.ends_with("}") & ~line.str.contains(_FAST_EXCLUDE)
+        if fmt.records_key:
+            candidate = candidate & ~line.str.contains(f'"{fmt.records_key}"', literal=True)
+        cand = (
+            texts.to_frame("l")
+            .with_row_index("_i")
+            .filter(candidate.fill_null(False))
+            .with_columns(_n=pl.col("l").str.count_matches('":', literal=True))
+            .filter(pl.col("_n") <= _MAX_MEMBERS)
+        )
+        if cand.height == 0:
+            return None
+        if self.plan is None and not self._grow(cand.get_column("l").head(1000)):
+            return None
+        whole = chunk if cand.height == n_lines and chunk.endswith(b"\n") else None
+        frames, skipped, slow, unknown = self._rows(cand, whole)
+        if unknown:
+            again = cand.filter(pl.col("_i").is_in(unknown))
+            if self._grow(again.get_column("l")):
+                # Lines with keys the schema did not have: read again with those keys added.
+                more, more_skipped, more_slow, unknown = self._rows(again, None)
+                frames += more
+                skipped.update(more_skipped)
+                slow += more_slow
+            slow += unknown
+        in_fast = set(cand.get_column("_i").to_list())
+        slow_all = sorted(set(slow) | set(range(n_lines)).difference(in_fast))
+        raw = pl.concat(frames, how="diagonal") if frames else None
+        rows = raw.height if raw is not None else 0
+        if rows + sum(skipped.values()) + len(slow_all) != n_lines:
+            return None  # not every line accounted for once: the exact path reads the chunk
+        if raw is not None:
+            # Keys no row of this chunk has are left out, as the exact path leaves them out.
+            kept = [c for c in raw.columns if c != "_i" and (c == "_line" or raw.get_column(c).null_count() < rows)]
+            raw = raw.select((pl.col("_i").cast(pl.Int64) + start_line).alias("_line_no"), *kept)
+        return raw, skipped, slow_all, texts
+
+
+def _joined(texts: pl.Series) -> bytes:
+    return "\n".join(texts.to_list()).encode("utf-8")
+
+
+def _split(chunk: bytes, n_lines: int) -> pl.Series:
+    """The chunk's lines as decode_lines gives them, split natively when that is provably the
+    same (UTF-8 without control characters other than the newline, no byte order mark)."""
+    if not chunk.startswith(_BOM) and len(chunk.translate(None, _CONTROL_BYTES)) == len(chunk):
+        try:
+            chunk.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            try:
+                lines = pl.read_csv(
+                    chunk, separator="\x1f", quote_char=None, has_header=False, new_columns=["l"],
+                    schema={"l": pl.String}, infer_schema=False,
+                ).get_column("l").fill_null("")
+            except Exception:
+                lines = None
+            if lines is not None and lines.len() == n_lines:
+                return lines
+    return pl.Series("l", decode_lines(chunk), dtype=pl.String)

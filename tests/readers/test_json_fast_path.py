@@ -1,0 +1,283 @@
+"""Property tests for the JSON family: the fast (polars) path gives exactly the requests, rejects
+and skipped counts of the exact (json.loads) path, for every JSON format, on generated lines that
+include hostile ones (invalid UTF-8, huge numbers, NaN, floats, nested objects and arrays,
+duplicate keys, nulls, unicode and surrogate escapes, control characters, blank lines, CRLF,
+prefixes, records arrays, cut lines), and it really reads the ordinary lines itself."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from forensics.formats import builtin_formats, get_format
+from forensics.readers import ChunkResult, make_reader
+
+JSON = sorted(n for n, f in builtin_formats().items() if f.family == "json")
+SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@dataclass(frozen=True)
+class Raw:
+    """A token written as is (numbers in their own spelling, NaN, damaged text)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Obj:
+    """An object as its members in order, so that a key can repeat."""
+
+    members: tuple[tuple[str, Any], ...]
+
+
+def dump(value: Any, spaced: bool, ascii_only: bool) -> str:
+    colon, comma = (": ", ", ") if spaced else (":", ",")
+    if isinstance(value, Raw):
+        return value.text
+    if isinstance(value, Obj):
+        inner = comma.join(
+            f"{json.dumps(k, ensure_ascii=ascii_only)}{colon}{dump(v, spaced, ascii_only)}" for k, v in value.members
+        )
+        return "{" + inner + "}"
+    if isinstance(value, list):
+        return "[" + comma.join(dump(v, spaced, ascii_only) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=ascii_only)
+
+
+text_values = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(["", "-", "N/A", "GET", "/files/a.pdf?x=1", "https://e.org/f.zip", "bytes 0-9/100", "1.50",
+                     "[x", "{y", "HIT", "miss", "é", "\\x41", "a\u2028b", "\ufeff", "2024-01-02T03:04:05Z",
+                     "1712790000100000000", "28/Nov/2022:14:10:00 -0500", "89.160.20.156:9989", "10.0.0.1, 10.0.0.2"]),
+)
+numbers = st.one_of(
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.integers(min_value=0, max_value=10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([Raw(t) for t in ["-0", "1.0", "1.50", "1e5", "1E400", "-0.0", "0.0001", "1e-5", "1e16",
+                                       "1716723772.6014807", "NaN", "Infinity", "-Infinity", "01", "1.", "+1"]]),
+)
+scalars = st.one_of(text_values, numbers, st.booleans(), st.none())
+hostile_values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.lists(st.tuples(st.sampled_from(["a", "b", "x-forwarded-for", "User-Agent", "a.b", ""]), inner), max_size=3)
+        .map(lambda m: Obj(tuple(m))),
+    ),
+    max_leaves=6,
+)
+# What logs mostly hold: strings, integers, booleans, header lists, small objects.
+plain_text = st.one_of(
+    st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=12),
+    st.sampled_from(["", "-", "GET", "/files/a.pdf?x=1", "https://e.org:443/f.zip?v=2", "HIT", "miss",
+                     "2024-01-02T03:04:05Z", "1712790000", "89.160.20.156:9989", "bytes 0-9/100", "é"]),
+)
+plain_scalars = st.one_of(
+    plain_text, st.integers(min_value=-(10**20), max_value=10**20), st.booleans(), st.floats(allow_nan=False)
+)
+plain_values = st.one_of(
+    plain_scalars,
+    plain_scalars,
+    st.lists(plain_text, max_size=3),
+    st.lists(st.tuples(st.sampled_from(["a", "b", "x-forwarded-for", "User-Agent"]), plain_scalars), min_size=1,
+             max_size=3, unique_by=lambda m: m[0]).map(lambda m: Obj(tuple(m))),
+)
+
+
+def nest(path: str, value: Any) -> tuple[str, Any]:
+    head, _, rest = path.partition(".")
+    return (head, Obj((nest(rest, value),)) if rest else value)
+
+
+@st.composite
+def records(draw: st.DrawFn, name: str, plain: bool = False) -> Obj:
+    """A record of the format: some of its mapped keys (nested where the key is dotted), the
+    access key with access and non-access values, and unknown keys; its values are plain (what
+    logs mostly hold) or hostile."""
+    fmt = get_format(name)
+    hostile = not plain and draw(st.integers(0, 3)) == 0
+    values: st.SearchStrategy[Any] = hostile_values if hostile else plain_values
+    # Mapped keys mostly hold scalars (header lists for Caddy), other keys anything.
+    mapped_values: st.SearchStrategy[Any] = hostile_values if hostile else st.one_of(plain_scalars, plain_scalars, st.lists(plain_text, max_size=2))
+    members: list[tuple[str, Any]] = []
+    paths = sorted(set(fmt.fields) | {alt for spec in (*fmt.identity, *fmt.required) for alt in spec.split("|")})
+    chosen = draw(st.lists(st.sampled_from(paths), max_size=len(paths), unique=True))
+    if plain or draw(st.integers(0, 3)):
+        # The keys a record of the format must have, so that most records are requests.
+        chosen += [spec.split("|")[0] for spec in (*fmt.identity, *fmt.required)]
+    seen: dict[str, Any] = {}
+    for path in chosen:
+        head = path.split(".")[0]
+        member = nest(path, draw(mapped_values))
+        if head in seen and isinstance(seen[head], Obj) and isinstance(member[1], Obj):
+            # Keys under one object (request.uri, request.host) join in it.
+            seen[head] = Obj(seen[head].members + member[1].members)
+        else:
+            seen[head] = member[1]
+    members += list(seen.items())
+    if bool(fmt.access) and draw(st.booleans()):
+        access_values = [*fmt.access.get("prefix", []), *fmt.access.get("values", []), "other", "http.log.error"]
+        members.append(nest(fmt.access["key"], draw(st.one_of(st.sampled_from(access_values), values))))
+    for _ in range(draw(st.integers(0, 3))):
+        key = draw(st.sampled_from(["extra", "status", "_x", "json", "a.b", "", "é", "records", "ts", "k1", "k2"]))
+        members.append((key, draw(values)))
+    order = draw(st.permutations(range(len(members)))) if members else []
+    out = [members[i] for i in order]
+    if out and not plain and draw(st.integers(0, 9)) == 0:
+        out.append((out[0][0], draw(values)))  # a duplicate key
+    return Obj(tuple(out))
+
+
+@st.composite
+def json_lines(draw: st.DrawFn, name: str) -> bytes:
+    kind = draw(st.integers(0, 24))
+    if kind == 0:
+        return draw(st.sampled_from([b"", b"   ", b"\t", b"{", b"[]", b"{}", b"null", b"[1, 2]", b"\xef\xbb\xbf{}",
+                                     b"not json", b'{"a":1} x', b'{"a":1}{"b":2}', b"\x00\x00{}"]))
+    if kind == 1:
+        return draw(st.binary(max_size=40)).replace(b"\n", b" ")
+    record = draw(records(name))
+    if kind == 2:
+        record = Obj((("records", [record, draw(records(name))]),))
+    line = dump(record, spaced=draw(st.booleans()), ascii_only=draw(st.booleans()))
+    data = line.encode("utf-8", "surrogatepass")
+    if kind == 3:
+        data = data[: draw(st.integers(0, len(data)))]
+    elif kind == 4:
+        data = b"caddy  | " + data
+    elif kind == 5:
+        data += b"\r"
+    elif kind == 6:
+        at = draw(st.integers(0, len(data)))
+        data = data[:at] + draw(st.sampled_from([b"\xff", b"\xc3", b"\t", b"\x01", b"\r", b" "])) + data[at:]
+    return data.replace(b"\n", b"\\n")
+
+
+def compare(fast: ChunkResult, exact: ChunkResult) -> None:
+    """Identical rows (extra as the same object: its key order follows the chunk's first
+    appearances, on either path), identical rejects and skipped counts."""
+
+    def rows(res: ChunkResult) -> list[dict[str, Any]]:
+        return [
+            {**r, "extra": json.loads(r["extra"]) if r["extra"] is not None else None} for r in res.requests.to_dicts()
+        ]
+
+    assert rows(fast) == rows(exact)
+    assert fast.rejects.sort("line_no", "reason").to_dicts() == exact.rejects.sort("line_no", "reason").to_dicts()
+    assert +fast.skipped == +exact.skipped
+
+
+def read_both(name: str, chunks: list[bytes]) -> tuple[list[ChunkResult], list[ChunkResult], int]:
+    fast_reader = make_reader(get_format(name), "UTC")
+    exact_reader = make_reader(get_format(name), "UTC")
+    exact_reader.fast_enabled = False
+    fast, exact, start = [], [], 1
+    for chunk in chunks:
+        fast.append(fast_reader.read_chunk(start, chunk))
+        exact.append(exact_reader.read_chunk(start, chunk))
+        start += chunk.count(b"\n")
+    fast.append(fast_reader.finish())
+    exact.append(exact_reader.finish())
+    return fast, exact, fast_reader.exact_lines
+
+
+@st.composite
+def format_and_lines(draw: st.DrawFn) -> tuple[str, list[bytes]]:
+    name = draw(st.sampled_from(JSON))
+    return name, draw(st.lists(json_lines(name), min_size=1, max_size=12))
+
+
+@st.composite
+def mostly_plain_lines(draw: st.DrawFn) -> tuple[str, list[bytes]]:
+    """Requests of the format as servers write them, with a few hostile lines among them."""
+    name = draw(st.sampled_from(JSON))
+    plain = st.builds(
+        lambda rec, spaced: dump(rec, spaced, ascii_only=False).encode(), records(name, plain=True), st.booleans()
+    )
+    return name, draw(st.lists(st.one_of(plain, plain, plain, json_lines(name)), min_size=1, max_size=12))
+
+
+@SETTINGS
+@given(case=format_and_lines())
+@example(case=("cloudflare_logpush", [b'{"ClientIP":"192.0.2.1","EdgeStartTimestamp":1,"ClientRequestURI":"/a","x":1,"x":null}']))
+@example(case=("cloudflare_logpush", [b'{"ClientIP":"192.0.2.1","EdgeStartTimestamp":1,"ClientRequestURI":"/a","k":1.0}']))
+@example(case=("cloudflare_logpush", [b'{"ClientIP":"192.0.2.1","EdgeStartTimestamp":1,"ClientRequestURI":"/a","k":[1e20]}']))
+@example(case=("caddy", [b'{"ts":1,"level":"info","msg":"m","logger":"http.log.access","request":{"uri":"/a","headers":{}}}']))
+@example(case=("caddy", [b'{"ts":1,"level":"info","msg":"m","logger":"tls","request":{"uri":"/a"}}']))
+@example(case=("gcp_lb", [b'{"timestamp":"2024-01-02T03:04:05Z","insertId":"i","httpRequest":{"requestUrl":"https://e/a","requestUrl":{"x":"1"}}}']))
+def test_fast_path_equals_exact_path(case: tuple[str, list[bytes]]) -> None:
+    name, lines = case
+    fast, exact, _ = read_both(name, [b"\n".join(lines) + b"\n"])
+    for f, e in zip(fast, exact, strict=True):
+        compare(f, e)
+
+
+@SETTINGS
+@given(case=mostly_plain_lines())
+def test_fast_path_equals_exact_path_on_mostly_plain_lines(case: tuple[str, list[bytes]]) -> None:
+    name, lines = case
+    fast, exact, _ = read_both(name, [b"\n".join(lines) + b"\n"])
+    for f, e in zip(fast, exact, strict=True):
+        compare(f, e)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(JSON), data=st.data())
+def test_fast_path_equals_exact_path_over_several_chunks(name: str, data: st.DataObject) -> None:
+    """The fast path learns a file's keys as it goes: later chunks with other keys, or the same
+    keys in other shapes, still read the same."""
+    chunks = [
+        b"\n".join(data.draw(st.lists(json_lines(name), min_size=1, max_size=8))) + b"\n" for _ in range(3)
+    ]
+    fast, exact, _ = read_both(name, chunks)
+    for f, e in zip(fast, exact, strict=True):
+        compare(f, e)
+
+
+@SETTINGS
+@given(case=format_and_lines())
+def test_every_line_is_a_row_a_reject_or_skipped_once(case: tuple[str, list[bytes]]) -> None:
+    name, lines = case
+    results, _, _ = read_both(name, [b"\n".join(lines) + b"\n"])
+    if get_format(name).records_key or any(b'"records"' in ln or ln.lstrip().startswith(b"[") for ln in lines):
+        return  # a records line gives a row per record
+    seen = [n for res in results for n in res.requests.get_column("line_no").to_list()]
+    seen += [n for res in results for n in res.rejects.get_column("line_no").to_list()]
+    assert len(seen) == len(set(seen))
+    assert len(seen) + sum(sum(res.skipped.values()) for res in results) == len(lines)
+
+
+def test_ordinary_lines_take_the_fast_path() -> None:
+    """Lines as Cloudflare writes them are read by polars, and a line the fast path leaves to the
+    exact path (NaN here, which Python reads) keeps its line number among them."""
+    base = {"ClientIP": "192.0.2.1", "ClientRequestHost": "e.org", "ClientRequestMethod": "GET",
+            "EdgeStartTimestamp": 1712790000100000000, "EdgeResponseStatus": 200, "EdgeResponseBytes": 10,
+            "RayID": "87a1", "RequestHeaders": {"x-forwarded-for": "198.51.100.7"}, "WorkerSubrequest": False,
+            "ClientRequestURI": "/a"}
+    lines = [json.dumps({**base, "ClientRequestURI": f"/f/{i}"}, separators=(",", ":")) for i in range(50)]
+    lines[20] = lines[20].replace('"EdgeResponseBytes":10', '"EdgeResponseBytes":NaN')
+    chunk = ("\n".join(lines) + "\n").encode()
+    fast, exact, exact_lines = read_both("cloudflare_logpush", [chunk])
+    compare(fast[0], exact[0])
+    assert exact_lines == 1
+    res = fast[0].requests
+    assert res.get_column("line_no").to_list() == [n for n in range(1, 51) if n != 21]
+    assert fast[0].rejects.select("line_no", "reason").rows() == [(21, "total_bytes is not a number")]
+    assert res.filter(pl.col("line_no") == 22).get_column("path").to_list() == ["/f/21"]
+    assert res.get_column("path").to_list()[:3] == ["/f/0", "/f/1", "/f/2"]
+    assert json.loads(res.get_column("extra")[0]) == {"WorkerSubrequest": "false"}
+
+
+def test_sample_lines_of_every_json_format_read_the_same_on_both_paths() -> None:
+    """Each format's own sample lines (floats and nulls included) give the same rows."""
+    for name in JSON:
+        fmt = get_format(name)
+        lines = [s.line.encode() for s in fmt.samples]
+        fast, exact, _ = read_both(name, [b"\n".join(lines) + b"\n"])
+        compare(fast[0], exact[0])
