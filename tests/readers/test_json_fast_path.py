@@ -187,6 +187,12 @@ def read_both(name: str, chunks: list[bytes]) -> tuple[list[ChunkResult], list[C
     return fast, exact, fast_reader.exact_lines
 
 
+def both_paths_agree(name: str, chunks: list[bytes]) -> None:
+    fast, exact, _ = read_both(name, chunks)
+    for f, e in zip(fast, exact, strict=True):
+        compare(f, e)
+
+
 @st.composite
 def format_and_lines(draw: st.DrawFn) -> tuple[str, list[bytes]]:
     name = draw(st.sampled_from(JSON))
@@ -213,18 +219,14 @@ def mostly_plain_lines(draw: st.DrawFn) -> tuple[str, list[bytes]]:
 @example(case=("gcp_lb", [b'{"timestamp":"2024-01-02T03:04:05Z","insertId":"i","httpRequest":{"requestUrl":"https://e/a","requestUrl":{"x":"1"}}}']))
 def test_fast_path_equals_exact_path(case: tuple[str, list[bytes]]) -> None:
     name, lines = case
-    fast, exact, _ = read_both(name, [b"\n".join(lines) + b"\n"])
-    for f, e in zip(fast, exact, strict=True):
-        compare(f, e)
+    both_paths_agree(name, [b"\n".join(lines) + b"\n"])
 
 
 @SETTINGS
 @given(case=mostly_plain_lines())
 def test_fast_path_equals_exact_path_on_mostly_plain_lines(case: tuple[str, list[bytes]]) -> None:
     name, lines = case
-    fast, exact, _ = read_both(name, [b"\n".join(lines) + b"\n"])
-    for f, e in zip(fast, exact, strict=True):
-        compare(f, e)
+    both_paths_agree(name, [b"\n".join(lines) + b"\n"])
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -235,9 +237,7 @@ def test_fast_path_equals_exact_path_over_several_chunks(name: str, data: st.Dat
     chunks = [
         b"\n".join(data.draw(st.lists(json_lines(name), min_size=1, max_size=8))) + b"\n" for _ in range(3)
     ]
-    fast, exact, _ = read_both(name, chunks)
-    for f, e in zip(fast, exact, strict=True):
-        compare(f, e)
+    both_paths_agree(name, chunks)
 
 
 @SETTINGS
