@@ -54,6 +54,7 @@ from forensics.inputs import (
     check_readable,
     expand_source_path,
     head_lines,
+    is_uri,
     looks_binary,
     parquet_records,
     read_chunks,
@@ -84,6 +85,9 @@ class PlannedFile:
     # False when the format named in the case file was not checked against this file's first
     # lines at planning; reading then checks it (see _check_named_format).
     format_checked: bool = True
+    # The file's URI when a source names one (s3://, hdfs://, file://...): read by the Spark
+    # engine through Spark's file system layer; `path` is then where a task puts its copy.
+    uri: str | None = None
 
     @property
     def settings(self) -> str:
@@ -258,6 +262,8 @@ def check_output_folder(case: Case, out_dir: Path) -> None:
     resolved = out.resolve()
     outputs = [resolved / name for name in _OUTPUT_NAMES]
     for spec in case.sources:
+        if is_uri(spec.path):
+            continue  # read through Spark's file system layer: never a folder of this machine's
         pattern = Path(spec.path).expanduser()
         root = pattern if pattern.is_absolute() else case.base_dir / pattern
         if any(ch in spec.path for ch in "*?["):
@@ -309,74 +315,136 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out))
 
 
-def plan_files(case: Case) -> tuple[list[PlannedFile], list[str]]:
-    """Check every input before anything is loaded, so that a long run does not fail late."""
+@dataclass
+class FileHead:
+    """What planning learns of one input file before loading it: its size, time and compression,
+    whether its first lines are text and hold anything, and the format they read as.
+
+    `resolve` gives the file's format from its first lines (forensics.ingest.resolve_format) and
+    raises InputError when they do not read as the format the case file names. `uri` is set for
+    a file named by a URI (s3://, hdfs://, file://...), which only the Spark engine reads; its
+    `path` is then where a Spark task puts the copy it reads."""
+
+    path: Path
+    display: str
+    size: int
+    mtime_ns: int
+    compression: str
+    binary: bool
+    has_content: bool
+    resolve: Callable[[], tuple[FormatDef, bool]]
+    uri: str | None = None
+    sha256: str = ""  # when examining hashed the file already
+
+    @property
+    def where(self) -> str | Path:
+        """How messages name the file: its URI, else its local path."""
+        return self.uri or self.path
+
+
+def examine_local(spec: SourceSpec, path: Path, display: str) -> FileHead:
+    """A local file's head (see FileHead): its first lines are read and decompressed."""
+    check_readable(path)
+    stat = path.stat()
+    if stat.st_size == 0:
+        return FileHead(path, display, 0, stat.st_mtime_ns, "none", False, False, lambda: _no_format(spec))
+    return examine_head(spec, path, display, stat.st_size, stat.st_mtime_ns)
+
+
+def examine_head(spec: SourceSpec, path: Path, display: str, size: int, mtime_ns: int) -> FileHead:
+    """The head of a non-empty file at `path` (also run by a Spark task on its copy of a URI)."""
+    compression = sniff_compression(path)
+    raw = head_lines(path, compression)
+    binary = compression != "parquet" and looks_binary(raw)
+    lines = [b.decode("utf-8", "backslashreplace") for b in raw]
+    has_content = any(ln.strip() for ln in lines)
+    return FileHead(
+        path, display, size, mtime_ns, compression, binary, has_content,
+        functools.partial(resolve_format, spec, path, lines) if has_content else lambda: _no_format(spec),
+    )
+
+
+def _no_format(spec: SourceSpec) -> tuple[FormatDef, bool]:
+    """The format recorded for a file with nothing to read (empty or blank lines only)."""
+    return get_format(spec.format if spec.format != "auto" else "combined"), spec.format == "auto"
+
+
+def _local_heads(spec: SourceSpec, case_dir: Path, seen: set[Path | str]) -> Iterator[FileHead]:
+    """The heads of a local source's files, each file once in a case (`seen`: those planned)."""
+    base = case_dir.resolve()  # once a source, not once a file
+    for path in expand_source_path(spec.path, case_dir):
+        real = path.resolve()
+        if real in seen:
+            continue
+        seen.add(real)
+        yield examine_local(spec, path, _relative(real, base))
+
+
+def plan_files(
+    case: Case, listed: dict[int, Iterator[FileHead]] | None = None
+) -> tuple[list[PlannedFile], list[str]]:
+    """Check every input before anything is loaded, so that a long run does not fail late.
+
+    `listed`: the heads of the files of some sources (by the source's index in the case file),
+    examined elsewhere (the Spark engine examines URI sources in Spark tasks); the other sources'
+    files are found and examined here."""
     planned: list[PlannedFile] = []
     warnings: list[str] = []
-    seen: set[Path] = set()
-    for spec in case.sources:
-        files = expand_source_path(spec.path, case.base_dir)
+    seen: set[Path | str] = set()
+    for index, spec in enumerate(case.sources):
+        heads = listed[index] if listed is not None and index in listed else _local_heads(spec, case.base_dir, seen)
         nonempty = 0
         # A named format is checked against the first lines of the source's first file here;
         # the other files are checked as they are read, where the check costs nothing unless
         # the file's first lines gave no request (a source of 50,000 small files would
         # otherwise spend most of its planning on the check).
         format_checked = False
-        base = case.base_dir.resolve()
-        for path in files:
-            real = path.resolve()
-            if real in seen:
-                continue
-            seen.add(real)
-            check_readable(path)
-            stat = path.stat()
-            size = stat.st_size
-            display = _relative(real, base)
+        for head in heads:
+            if head.uri is not None:  # local files are each planned once by _local_heads
+                if head.uri in seen:
+                    continue
+                seen.add(head.uri)
+            path, display, size, compression = head.path, head.display, head.size, head.compression
             if size == 0:
                 warnings.append(f"{display}: empty file (recorded with 0 lines)")
-                fmt = get_format(spec.format) if spec.format != "auto" else get_format("combined")
+                fmt, detected = _no_format(spec)
                 planned.append(
-                    PlannedFile(
-                        path, display, spec, fmt, spec.format == "auto", "none", 0, stat.st_mtime_ns, empty=True
-                    )
+                    PlannedFile(path, display, spec, fmt, detected, "none", 0, head.mtime_ns, head.sha256, empty=True,
+                                uri=head.uri)
                 )
                 continue
-            compression = sniff_compression(path)
-            raw = head_lines(path, compression)
-            if compression != "parquet" and looks_binary(raw):
+            if head.binary:
                 raise InputError(
                     "this is a binary file, not a text log",
                     hint="remove it from the folder or narrow the source's path or glob",
-                    path=path,
+                    path=head.where,
                 )
-            lines = [b.decode("utf-8", "backslashreplace") for b in raw]
             deferred = False
-            if any(ln.strip() for ln in lines):
+            if head.has_content:
                 nonempty += 1
                 if spec.format != "auto" and format_checked and compression != "parquet":
                     fmt, detected, deferred = get_format(spec.format), False, True
                 else:
-                    fmt, detected = resolve_format(spec, path, lines)
+                    fmt, detected = head.resolve()
                     format_checked = format_checked or spec.format != "auto"
             else:
                 warnings.append(f"{display}: no lines with content (recorded, nothing to read)")
-                fmt = get_format(spec.format if spec.format != "auto" else "combined")
-                detected = spec.format == "auto"
+                fmt, detected = _no_format(spec)
             if compression == "parquet" and fmt.family != "json":
                 raise InputError(
                     f"a Parquet file cannot be read as format {fmt.name!r}",
                     hint="Parquet logs are read with a JSON-family format, e.g. format = \"cloudfront_v2\"",
-                    path=path,
+                    path=head.where,
                 )
             if fmt.timezone == "source" and not spec.timezone:
                 raise InputError(
                     f"format {fmt.name!r} writes times without a zone and the source gives none",
                     hint="add timezone = \"<IANA zone of the server>\" to this [[sources]] table",
-                    path=path,
+                    path=head.where,
                 )
             planned.append(
-                PlannedFile(path, display, spec, fmt, detected, compression, size, stat.st_mtime_ns,
-                            format_checked=not deferred)
+                PlannedFile(path, display, spec, fmt, detected, compression, size, head.mtime_ns, head.sha256,
+                            format_checked=not deferred, uri=head.uri)
             )
         if nonempty == 0:
             raise InputError(

@@ -57,8 +57,26 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+# A URI names its file system by a scheme (s3://bucket/logs/, hdfs://nn/logs/, file:///logs/);
+# a Windows drive letter (C:\\logs) is not one.
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")
+
+
+def is_uri(path: str) -> bool:
+    """Whether a source path is a URI (s3://, s3a://, hdfs://, abfss://, gs://, file:...), which
+    only the Spark engine reads, through Spark's own file system layer."""
+    return bool(_URI.match(path))
+
+
 def expand_source_path(pattern: str, base: Path) -> list[Path]:
     """A file, a directory (every file below it) or a glob, relative to `base`."""
+    if is_uri(pattern):
+        raise InputError(
+            "this source is a URI, which a local run cannot read (it reads files on this machine)",
+            hint="run with --engine spark, which reads it through Spark's file system layer, "
+            "or copy the logs to this machine and name their local path",
+            path=pattern,
+        )
     p = Path(pattern).expanduser()
     if not p.is_absolute():
         p = base / p

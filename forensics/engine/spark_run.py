@@ -20,6 +20,8 @@ job is rerun whole).
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import os
 import queue
@@ -38,7 +40,15 @@ import pyarrow as pa
 from forensics.casefile import Case
 from forensics.db import connect, create_tables
 from forensics.engine.spark import SPARK_TYPES, SparkEngine
-from forensics.errors import InputError
+from forensics.engine.spark_inputs import (
+    binary_files,
+    error_json,
+    examine_sources,
+    local_copy,
+    raise_error,
+    rows_of,
+)
+from forensics.errors import ForensicsError, InputError
 from forensics.inputs import ReadState
 from forensics.investigate import Investigation, investigate
 from forensics.schema import (
@@ -192,11 +202,44 @@ def read_file_records(result: Any) -> Iterator[pa.RecordBatch]:
 
 
 def _read_task(results: dict[int, Any]) -> Any:
+    """The load of files on paths every executor sees: one task per file, read where it is."""
     def task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             for sid in batch.column("source_id").to_pylist():
-                yield from read_file_records(results[sid])
+                yield from _records_or_error(results[sid])
     return task
+
+
+def _read_uri_task(results: dict[str, Any]) -> Any:
+    """The load of files named by URIs: Spark's binaryFile hands each file's bytes to the task,
+    which reads a local copy of them (forensics.engine.spark_inputs.local_copy) with the same code
+    as a local file; the case records the URI, and the size and SHA-256 of the bytes read."""
+    def task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            for uri, content in rows_of(batch):
+                result = copy.copy(results[uri])
+                with local_copy(content) as local:
+                    # The copy is the file as read: its time is the copy's, so a change while
+                    # reading is told by the SHA-256 alone.
+                    result.planned = dataclasses.replace(result.planned, path=local,
+                                                         mtime_ns=local.stat().st_mtime_ns)
+                    yield from _records_or_error(result)
+    return task
+
+
+def _records_or_error(result: Any) -> Iterator[pa.RecordBatch]:
+    """read_file_records, with an error the investigator can act on (a file of another format
+    than the case file names) handed to the driver as the file's record instead of failing the
+    job, so the driver raises it naming the file."""
+    try:
+        yield from read_file_records(result)
+    except ForensicsError as exc:
+        frame = pl.DataFrame(
+            {"source_id": [result.source_id],
+             "file_result": [json.dumps({"source_id": result.source_id, "error": error_json(exc)})]},
+            schema={"source_id": pl.Int32, "file_result": pl.String},
+        )
+        yield _batch(frame, "file", _arrow_schema())
 
 
 def _hash_task(paths: dict[int, str]) -> Any:
@@ -235,23 +278,45 @@ def load(spark: SparkSession, case: Case, out_dir: Path, warehouse: str) -> Spar
     )
 
     started = datetime.now(UTC)
-    planned, warnings = plan_files(case)
-    paths = {i: str(pf.path) for i, pf in enumerate(planned)}
-    hashed = _one_task_each(spark, "index", list(paths)).mapInArrow(_hash_task(paths), "`index` INT, `sha256` STRING")
-    for index, sha in hashed.toLocalIterator():
-        planned[index].sha256 = sha
+    planned, warnings = plan_files(case, examine_sources(spark, case))
+    for pf in planned:
+        pf.max_line_bytes = case.max_line_bytes
+    # Files on paths are hashed here, one task each; files named by URIs were hashed when examined.
+    paths = {i: str(pf.path) for i, pf in enumerate(planned) if pf.uri is None}
+    if paths:
+        hashed = _one_task_each(spark, "index", list(paths)).mapInArrow(
+            _hash_task(paths), "`index` INT, `sha256` STRING")
+        for index, sha in hashed.toLocalIterator():
+            planned[index].sha256 = sha
     plan = reconcile(planned, {}, prune=False, replace=False)
     results = {r.source_id: r for r in plan.load}
     engine = SparkEngine(spark, warehouse)
     staging = f"{engine.warehouse}/load"
-    if results:
-        records = _one_task_each(spark, "source_id", sorted(results)).mapInArrow(_read_task(results), load_schema())
+    on_paths = sorted(sid for sid, r in results.items() if r.planned.uri is None)
+    by_uri = {r.planned.uri: r for r in results.values() if r.planned.uri is not None}
+    jobs = []
+    if on_paths:
+        jobs.append(_one_task_each(spark, "source_id", on_paths).mapInArrow(_read_task(results), load_schema()))
+    if by_uri:
+        wanted = [(spec.path, [u for u in by_uri if by_uri[u].planned.spec is spec]) for spec in case.sources]
+        jobs.append(binary_files(spark, wanted).mapInArrow(_read_uri_task(by_uri), load_schema()))
+    if jobs:
+        records = jobs[0] if len(jobs) == 1 else jobs[0].unionByName(jobs[1])
         records.write.mode("overwrite").partitionBy("record_kind").parquet(staging)
     ingested_at = datetime.now(UTC)
     source_rows: list[dict[str, Any]] = [_custody_values(row, ingested_at) for row in plan.custody]
     skipped_rows: list[dict[str, Any]] = []
-    for (text,) in _read_kind(engine, staging, "file", "`file_result` STRING"):
-        acc = json.loads(text)
+    accounts = [json.loads(text) for (text,) in _read_kind(engine, staging, "file", "`file_result` STRING")]
+    accounts.sort(key=lambda acc: acc["source_id"])
+    for acc in accounts:
+        if "error" in acc:
+            raise_error(acc["error"], results[acc["source_id"]].planned.display_path)
+    missing = sorted(set(results) - {acc["source_id"] for acc in accounts})
+    if missing:
+        # Every file to load gives one accounting record; a file without one would vanish.
+        raise InputError("Spark's load gave no record of this file",
+                         hint="run the same command again", path=results[missing[0]].planned.display_path)
+    for acc in accounts:
         r = results[acc["source_id"]]
         r.lines_read, r.lines_parsed, r.lines_rejected = acc["lines_read"], acc["lines_parsed"], acc["lines_rejected"]
         r.requests, r.skipped = acc["requests"], Counter(acc["skipped"])
