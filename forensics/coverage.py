@@ -30,6 +30,26 @@ from typing import Any
 import duckdb
 
 BIN_MINUTES = 5
+
+# Bin widths of the report's timeline, shortest first: the shortest that keeps the chart within
+# TIMELINE_MAX_BARS bars is used, so a chart over an hour and one over a year (a long exposure
+# with its margin) both have a bounded number of bars. The investigation counts the requests per
+# bin (stage_request_timeline) so the report needs no scan of `requests`.
+TIMELINE_BINS = (
+    timedelta(minutes=1), timedelta(minutes=2), timedelta(minutes=5), timedelta(minutes=10),
+    timedelta(minutes=15), timedelta(minutes=30), timedelta(hours=1), timedelta(hours=2),
+    timedelta(hours=3), timedelta(hours=6), timedelta(hours=12), timedelta(days=1), timedelta(days=2),
+    timedelta(days=7), timedelta(days=14), timedelta(days=28),
+)
+TIMELINE_MAX_BARS = 120
+
+
+def timeline_bin(span: timedelta) -> timedelta:
+    """The width of the timeline's bins for an examined period of `span`."""
+    for step in TIMELINE_BINS:
+        if span / step <= TIMELINE_MAX_BARS:
+            return step
+    return timedelta(days=-(-span.days // TIMELINE_MAX_BARS) + 1)
 NEIGHBOURHOOD_MINUTES = 60
 # A silent stretch is reported when its neighbourhood expects at least this many lines in it:
 # the chance of such a silence by luck is exp(-10), about 1 in 22,000.

@@ -487,6 +487,10 @@ def investigate(target: duckdb.DuckDBPyConnection | Engine, case: Case) -> Inves
 
     # Stage 6: log coverage: the hourly table, then gaps at the logs' own resolution.
     run_stage(engine, "stage_log_coverage", examine_from=window["examine_from"], examine_to=window["examine_to"])
+    run_stage(
+        engine, "stage_request_timeline", examine_from=window["examine_from"], examine_to=window["examine_to"],
+        bin_us=coverage.timeline_bin(window["examine_to"] - window["examine_from"]) // timedelta(microseconds=1),
+    )
     gaps = coverage_gaps(engine, window["examine_from"], window["examine_to"])
     log_gaps = find_log_gaps(engine, window["examine_from"], window["examine_to"])
     if isinstance(engine, DuckDBEngine):

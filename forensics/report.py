@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 import jinja2
 
-from forensics.coverage import BIN_MINUTES, how_unusual
+from forensics.coverage import BIN_MINUTES, how_unusual, timeline_bin
 from forensics.db import connect, named_queries
 from forensics.errors import InputError
 from forensics.followup import report_context as follow_up_context
@@ -157,30 +157,15 @@ def _ensure_tables(con: duckdb.DuckDBPyConnection, have: dict[str, set[str]]) ->
 # --- sections ------------------------------------------------------------------------------------
 
 
-# Bin widths and tick steps for the timeline, shortest first: the shortest that keeps the chart
-# within MAX_BARS bars and MAX_TICKS labelled ticks is used, so a chart over an hour and one
-# over a year (a long exposure with its margin) both have a bounded number of SVG elements.
-BIN_LADDER = (
-    timedelta(minutes=1), timedelta(minutes=2), timedelta(minutes=5), timedelta(minutes=10),
-    timedelta(minutes=15), timedelta(minutes=30), timedelta(hours=1), timedelta(hours=2),
-    timedelta(hours=3), timedelta(hours=6), timedelta(hours=12), timedelta(days=1), timedelta(days=2),
-    timedelta(days=7), timedelta(days=14), timedelta(days=28),
-)
+# Tick steps for the timeline, shortest first: the shortest that keeps the chart within MAX_TICKS
+# labelled ticks is used (its bins: forensics.coverage.timeline_bin).
 TICK_LADDER = (
     timedelta(minutes=5), timedelta(minutes=10), timedelta(minutes=15), timedelta(minutes=30),
     timedelta(hours=1), timedelta(hours=2), timedelta(hours=3), timedelta(hours=6), timedelta(hours=12),
     timedelta(days=1), timedelta(days=2), timedelta(days=7), timedelta(days=14),
 )
 MONTH_LADDER = (1, 2, 3, 6, 12, 24, 60, 120)
-MAX_BARS = 120
 MAX_TICKS = 12
-
-
-def _bin_width(span: timedelta) -> timedelta:
-    for step in BIN_LADDER:
-        if span / step <= MAX_BARS:
-            return step
-    return timedelta(days=-(-span.days // MAX_BARS) + 1)
 
 
 def _ticks(examine_from: datetime, examine_to: datetime, zone: Zone) -> tuple[list[dict[str, Any]], str]:
@@ -247,24 +232,36 @@ def _ticks(examine_from: datetime, examine_to: datetime, zone: Zone) -> tuple[li
 
 
 def _timeline(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime, examine_from: datetime,
-              examine_to: datetime, zone: Zone) -> dict[str, Any]:
+              examine_to: datetime, zone: Zone, has_timeline: bool = True) -> dict[str, Any]:
     """Requests and counted requests for the resource per bin over the window and margin, as
     coordinates for an inline SVG bar chart (drawn by the template). Bins and ticks adapt to the
-    period, so the chart has at most MAX_BARS bars and MAX_TICKS ticks whatever its length."""
-    step = _bin_width(examine_to - examine_from)
-    rows = con.execute(
-        """
-        SELECT time_bucket(to_microseconds(?), r.ts, ?::TIMESTAMPTZ) AS bin,
-               count(*) AS requests,
-               count(h.line_no) FILTER (WHERE h.counts) AS resource_requests,
-               count(h.line_no) FILTER (WHERE h.counts AND r.status IN (200, 206)) AS deliveries
-        FROM requests r
-        LEFT JOIN hits h ON h.source_id = r.source_id AND h.line_no = r.line_no
-        WHERE r.ts >= ? AND r.ts < ?
-        GROUP BY bin ORDER BY bin
-        """,
-        [int(step / timedelta(microseconds=1)), examine_from, examine_from, examine_to],
-    ).fetchall()
+    period, so the chart has at most TIMELINE_MAX_BARS bars and MAX_TICKS ticks whatever its length."""
+    step = timeline_bin(examine_to - examine_from)
+    window = {"examine_from": examine_from, "examine_to": examine_to, "bin_us": step // timedelta(microseconds=1)}
+    # All requests per bin: counted by the investigation on the engine that holds `requests`
+    # (request_timeline); a case written before that table was read here, from `requests`.
+    if has_timeline:
+        totals = con.execute("SELECT bin_start, requests FROM request_timeline").fetchall()
+    else:
+        totals = con.execute(named_queries()["stage_request_timeline"].sql, window).fetchall()
+    # The file's requests per bin, from the hits and their copied rows (no scan of `requests`);
+    # the table name is one of two fixed names.
+    resource = dict(
+        (r[0], r[1:]) for r in con.execute(
+            f"""
+            SELECT time_bucket(to_microseconds($bin_us), h.ts, $examine_from::TIMESTAMPTZ) AS bin,
+                   count(*) FILTER (WHERE h.counts) AS resource_requests,
+                   count(*) FILTER (WHERE h.counts AND r.status IN (200, 206)) AS deliveries
+            FROM hits h
+            JOIN {"hit_requests" if has_timeline else "requests"} r
+                ON r.source_id = h.source_id AND r.line_no = h.line_no
+            WHERE r.ts >= $examine_from AND r.ts < $examine_to
+            GROUP BY bin
+            """,
+            window,
+        ).fetchall()
+    )
+    rows = [(b, n, *resource.get(b, (0, 0))) for b, n in totals]
     by_bin = {r[0].astimezone(UTC): r[1:] for r in rows}
     bins: list[tuple[datetime, int, int, int]] = []
     t = examine_from.astimezone(UTC)
@@ -513,7 +510,7 @@ def gather(case_dir: Path) -> dict[str, Any]:
             "SELECT role, count(*) AS hours, sum(lines) AS lines, count(*) FILTER (WHERE is_gap) AS gaps "
             "FROM coverage GROUP BY role ORDER BY role",
         )
-        timeline = _timeline(con, start, end, examine_from, examine_to, zone)
+        timeline = _timeline(con, start, end, examine_from, examine_to, zone, has_timeline="request_timeline" in have)
         context: dict[str, Any] = {
             "case": case,
             "zone": zone.name,

@@ -378,6 +378,16 @@ COVERAGE = Table(
     ),
 )
 
+REQUEST_TIMELINE = Table(
+    "request_timeline",
+    "Requests logged per bin of the report's timeline over the exposure window and margin, from "
+    "every source: the report draws its chart from this small table, whichever engine holds `requests`.",
+    (
+        Column("bin_start", "TIMESTAMPTZ", "Start of the bin, UTC; bins run from the start of the margin."),
+        Column("requests", "BIGINT", "Requests logged in the bin."),
+    ),
+)
+
 LOG_GAPS = Table(
     "log_gaps",
     "Stretches of the examined period that a log role or format may be missing, at the logs' own "
@@ -416,7 +426,9 @@ HIT_REQUESTS = Table(
     REQUESTS.columns,
 )
 
-INVESTIGATION_TABLES: tuple[Table, ...] = (HITS, HIT_REQUESTS, DOWNLOADERS, NEAR_MISSES, COVERAGE, LOG_GAPS)
+INVESTIGATION_TABLES: tuple[Table, ...] = (
+    HITS, HIT_REQUESTS, DOWNLOADERS, NEAR_MISSES, COVERAGE, REQUEST_TIMELINE, LOG_GAPS,
+)
 
 IP_ENRICHMENT = Table(
     "ip_enrichment",

@@ -238,3 +238,24 @@ def test_binary_verdict_counts_characters_whatever_the_encoding(lines: list[byte
         bad = sum(1 for ch in text if ch in "\ufffd\x7f" or (ord(ch) < 0x20 and ch not in "\t\n\r"))
         expected = bool(text) and 1 - bad / len(text) < 0.85
         assert looks_binary(sample_lines) == expected
+
+
+@pytest.mark.parametrize("uri", ["s3://bucket/logs/*.gz", "s3a://bucket/logs/", "hdfs://nn:8020/logs",
+                                 "abfss://c@acct.dfs.core.windows.net/logs", "gs://b/l", "file:///srv/logs/*.gz"])
+def test_a_local_run_refuses_a_uri_and_says_what_to_do(write_case, tmp_path, uri):
+    from forensics.casefile import load_case
+    from forensics.errors import InputError
+    from forensics.ingest import ingest
+
+    case = load_case(write_case([{"path": uri, "format": "combined"}]))
+    with pytest.raises(InputError) as caught:
+        ingest(case, tmp_path / "out")
+    assert caught.value.path == uri
+    assert "--engine spark" in str(caught.value.hint) and "copy the logs" in str(caught.value.hint)
+
+
+def test_a_windows_drive_or_a_relative_name_with_a_colon_is_not_a_uri():
+    from forensics.inputs import is_uri
+
+    assert not is_uri("C:/logs/*.gz") and not is_uri("logs/a:b.log") and not is_uri("logs")
+    assert is_uri("file:/srv/logs") and is_uri("s3://b/k")

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from forensics.casefile import load_case
+from forensics.coverage import TIMELINE_MAX_BARS, timeline_bin
 from forensics.pipeline import run_case
-from forensics.report import MAX_BARS, MAX_TICKS, Zone, _bin_width, _duration, _period, _ticks
+from forensics.report import MAX_TICKS, Zone, _duration, _period, _ticks
 
 REPO = Path(__file__).resolve().parent.parent
 START = datetime(2022, 11, 28, 18, 32, tzinfo=UTC)
@@ -37,7 +38,7 @@ def test_ticks_and_bins_fit_the_period(span, unit, first_label):
     assert got_unit == unit
     assert 2 <= len(ticks) <= MAX_TICKS
     assert ticks[0]["local"] == first_label
-    assert span / _bin_width(span) <= MAX_BARS
+    assert span / timeline_bin(span) <= TIMELINE_MAX_BARS
     assert all(START <= k["t"] <= START + span for k in ticks)
     if unit == "time":
         assert ticks[0]["date"] in ("Nov 28", "Nov 29") and ticks[0]["utc"].endswith("Z")
@@ -80,7 +81,7 @@ def test_a_long_period_in_a_utc_case(tmp_path: Path) -> None:
     run_case(load_case(case), tmp_path / "out")
     page = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     svg = page[page.index("<svg"):page.index("</svg>")]
-    assert svg.count("<rect") <= 3 * MAX_BARS + 10 and svg.count("<text") <= 3 * MAX_TICKS + 20
+    assert svg.count("<rect") <= 3 * TIMELINE_MAX_BARS + 10 and svg.count("<text") <= 3 * MAX_TICKS + 20
     assert "exposed: 2021 Dec 1 00:00 to 2022 Nov 29 00:05 UTC" in svg
     assert "months in UTC" in svg and ">Jan 2022<" in svg
     # No time is shown twice ("00:00 UTC ... 00:00Z") anywhere in the report.

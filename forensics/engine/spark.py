@@ -10,6 +10,7 @@ views. The session's time zone is UTC, so timestamps read and written are UTC.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -35,6 +36,10 @@ SPARK_TYPES = {
     "TIMESTAMPTZ": "TIMESTAMP",
     "VARCHAR[]": "ARRAY<STRING>",
 }
+
+
+# Bytes of rows in one batch a Spark run brings home (forensics.engine.spark_run).
+COLLECT_BATCH_BYTES = 16 << 20
 
 
 def spark_ddl(table: Table) -> str:
@@ -100,6 +105,16 @@ class SparkEngine:
         """The table's rows on the driver, as Arrow with UTC timestamps."""
         return self.spark.table(table.name).toArrow()
 
+    def collect_batches(self, table: Table, max_bytes: int = COLLECT_BATCH_BYTES) -> Iterator[pa.Table]:
+        """The table's rows on the driver a bounded batch at a time (Arrow, UTC timestamps), so that
+        a large table (`rejects` of a case with many bad lines) never sits whole in the driver's
+        memory. The executors cut their rows into Arrow IPC messages of about `max_bytes`; the
+        driver fetches one partition at a time (a partition is at most a file split,
+        spark.sql.files.maxPartitionBytes, 128 MB of Parquet by default)."""
+        frame = self.spark.table(table.name).select(*[f"`{c}`" for c in table.column_names])
+        for (message,) in frame.mapInArrow(_ipc_messages(max_bytes), "`message` BINARY").toLocalIterator():
+            yield pa.ipc.open_stream(message).read_all()
+
     # --- stages --------------------------------------------------------------------------------
 
     def _typed(self, table: Table, frame: DataFrame, produced: list[str]) -> DataFrame:
@@ -138,6 +153,23 @@ class SparkEngine:
 
     def sql_rows(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         return arrow_rows(self.spark.sql(to_spark(sql, params or {})).toArrow())
+
+
+def _ipc_messages(max_bytes: int) -> Any:
+    """A mapInArrow task that gives its rows as Arrow IPC messages of about `max_bytes` each."""
+    def task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        schema = pa.schema([("message", pa.binary())])
+        for batch in batches:
+            if not batch.num_rows:
+                continue
+            rows = max(1, batch.num_rows * max_bytes // max(batch.nbytes, 1))
+            for offset in range(0, batch.num_rows, rows):
+                part = batch.slice(offset, rows)
+                sink = pa.BufferOutputStream()
+                with pa.ipc.new_stream(sink, part.schema) as writer:
+                    writer.write_batch(part)
+                yield pa.RecordBatch.from_pydict({"message": [sink.getvalue().to_pybytes()]}, schema=schema)
+    return task
 
 
 def _arrow_ddl(schema: pa.Schema) -> str:

@@ -58,6 +58,7 @@ from forensics.schema import (
     HITS,
     NEAR_MISSES,
     REJECTS,
+    REQUEST_TIMELINE,
     REQUESTS,
     SKIPPED,
     SOURCES,
@@ -67,9 +68,9 @@ from forensics.schema import (
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-# The tables a Spark run brings back into the local case database (all small but rejects, which
-# is as large as the logs are bad).
-COLLECTED = (SOURCES, SKIPPED, REJECTS, HITS, HIT_REQUESTS, DOWNLOADERS, NEAR_MISSES, COVERAGE)
+# The tables a Spark run brings back into the local case database, a bounded batch at a time (all
+# small but rejects, which is as large as the logs are bad).
+COLLECTED = (SOURCES, SKIPPED, REJECTS, HITS, HIT_REQUESTS, DOWNLOADERS, NEAR_MISSES, COVERAGE, REQUEST_TIMELINE)
 
 # One record of the load job: a request, a reject, or the accounting of one file.
 _EXTRA_COLUMNS = (("reason", "STRING"), ("line", "STRING"), ("file_result", "STRING"), ("record_kind", "STRING"))
@@ -387,11 +388,11 @@ def ingest_and_investigate(
         create_tables(con)
         con.execute("INSERT INTO case_info VALUES ('engine', 'spark')")
         for table in COLLECTED:
-            data = loaded.engine.collect(table)
-            con.register("collected", data)
             cols = ", ".join(table.column_names)
-            con.execute(f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM collected")  # schema's names
-            con.unregister("collected")
+            for data in loaded.engine.collect_batches(table):
+                con.register("collected", data)
+                con.execute(f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM collected")  # schema's names
+                con.unregister("collected")
         _requests_view(con, loaded.engine)
         store_gaps(con, result.log_gaps)
         _write_case_info(con, case)

@@ -9,7 +9,7 @@ SELECT
     min(h.ts) AS first_seen,
     max(h.ts) AS last_seen
 FROM hits h
-JOIN requests r ON r.source_id = h.source_id AND r.line_no = h.line_no
+JOIN hit_requests r ON r.source_id = h.source_id AND r.line_no = h.line_no
 WHERE h.counts AND h.window_position <> 'outside'
 GROUP BY ALL
 ORDER BY h.resource_path, clients DESC, requests DESC, referer

@@ -23,11 +23,22 @@ import pytest
 
 from forensics.casefile import load_case
 from forensics.db import connect
-from forensics.schema import COVERAGE, DOWNLOADERS, HITS, NEAR_MISSES, REJECTS, REQUESTS, SKIPPED, SOURCES, Table
+from forensics.schema import (
+    COVERAGE,
+    DOWNLOADERS,
+    HITS,
+    NEAR_MISSES,
+    REJECTS,
+    REQUEST_TIMELINE,
+    REQUESTS,
+    SKIPPED,
+    SOURCES,
+    Table,
+)
 from tests.test_investigate import CF_FIELDS
 
 REPO = Path(__file__).resolve().parents[2]
-COMPARED = (HITS, DOWNLOADERS, NEAR_MISSES, COVERAGE)
+COMPARED = (HITS, DOWNLOADERS, NEAR_MISSES, COVERAGE, REQUEST_TIMELINE)
 INPUTS = (SOURCES, REQUESTS, REJECTS, SKIPPED)
 
 
@@ -137,15 +148,21 @@ def test_investigation_scenarios_give_the_same_answers_on_spark(
 # --- whole runs: the demo case and a case linked by request id ----------------------------------
 
 
-def _run_both(spark: Any, case_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+def _run_spark(spark: Any, case_path: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     import forensics.engine.spark_run as spark_run
     from forensics.pipeline import run_case
 
     monkeypatch.setattr(spark_run, "spark_session", lambda master=None: spark)
-    local, other = tmp_path / "duckdb-out", tmp_path / "spark-out"
+    run_case(load_case(case_path), out, engine="spark")
+    return out
+
+
+def _run_both(spark: Any, case_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    from forensics.pipeline import run_case
+
+    local = tmp_path / "duckdb-out"
     run_case(load_case(case_path), local)
-    run_case(load_case(case_path), other, engine="spark")
-    return local, other
+    return local, _run_spark(spark, case_path, tmp_path / "spark-out", monkeypatch)
 
 
 def _database_tables(out: Path) -> dict[str, list[tuple[Any, ...]]]:
@@ -156,22 +173,135 @@ def _database_tables(out: Path) -> dict[str, list[tuple[Any, ...]]]:
         con.close()
 
 
-def test_demo_case_gives_the_same_answers_on_spark(spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    case = tmp_path / "case"
-    shutil.copytree(REPO / "sample_logs", case)
-    local, other = _run_both(spark, case / "case.toml", tmp_path, monkeypatch)
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the demo case (`case/`) and its run on the default engine (`duckdb-out/`), made
+    once for the tests that compare a Spark run with it."""
+    from forensics.pipeline import run_case
+
+    root = tmp_path_factory.mktemp("demo")
+    shutil.copytree(REPO / "sample_logs", root / "case")
+    run_case(load_case(root / "case" / "case.toml"), root / "duckdb-out")
+    return root
+
+
+_ACCOUNTING = ("sha256", "size_bytes", "lines_read", "lines_parsed", "lines_rejected", "lines_skipped", "requests",
+               "status")
+
+
+def _same_run(local: Path, other: Path) -> None:
+    """Two runs of the demo case gave the same answer: the same downloader list, tables and line
+    accounting of every file."""
     assert (other / "downloaders.csv").read_text() == (local / "downloaders.csv").read_text()
     tables = _database_tables(local)
     assert len(tables["downloaders"]) >= 30
     assert_same(tables, _database_tables(other))
-    # The load inside Spark accounts for every line as the local load does.
     manifest_local = json.loads((local / "manifest.json").read_text())
     manifest_spark = json.loads((other / "manifest.json").read_text())
-    keys = ("path", "sha256", "lines_read", "lines_parsed", "lines_rejected", "lines_skipped", "requests", "status")
-    assert [{k: s[k] for k in keys} for s in manifest_spark["sources"]] == [
-        {k: s[k] for k in keys} for s in manifest_local["sources"]
+    assert [{k: s[k] for k in _ACCOUNTING} for s in manifest_spark["sources"]] == [
+        {k: s[k] for k in _ACCOUNTING} for s in manifest_local["sources"]
     ]
+
+
+def test_demo_case_gives_the_same_answers_on_spark(spark: Any, demo: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    other = _run_spark(spark, demo / "case" / "case.toml", tmp_path / "spark-out", monkeypatch)
+    _same_run(demo / "duckdb-out", other)
+    paths = [s["path"] for s in json.loads((other / "manifest.json").read_text())["sources"]]
+    assert paths == [s["path"] for s in json.loads((demo / "duckdb-out" / "manifest.json").read_text())["sources"]]
     assert (other / "report.html").stat().st_size > 0
+
+
+def test_sources_named_by_uri_give_the_same_answers_as_local_paths(
+    spark: Any, demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """file:// URIs take the path s3:// takes: listed by Spark's Hadoop FileSystem, read by its
+    binaryFile source. A glob and a folder (every file below it) give what the local paths give.
+    The warehouse is treated as remote (no local view of `requests`, as with s3://): the report
+    still shows the same timeline and referrers."""
+    import forensics.engine.spark_run as spark_run
+    from forensics.report import gather
+
+    case_dir = demo / "case"
+    text = (case_dir / "case.toml").read_text()
+    text = text.replace('path = "cdn/*.gz"', f'path = "{(case_dir / "cdn").as_uri()}/*.gz"')
+    text = text.replace('path = "origin/access.log*"', f'path = "{(case_dir / "origin").as_uri()}/"')
+    assert text.count('path = "file:///') == 2
+    uri_case = case_dir / "case-uri.toml"
+    uri_case.write_text(text)
+    monkeypatch.setattr(spark_run, "_requests_view", lambda con, engine: None)
+    other = _run_spark(spark, uri_case, tmp_path / "uri-out", monkeypatch)
+    local = demo / "duckdb-out"
+    _same_run(local, other)
+    # Custody names each file by the URI it was read from.
+    local_paths = [s["path"] for s in json.loads((local / "manifest.json").read_text())["sources"]]
+    uri_paths = [s["path"] for s in json.loads((other / "manifest.json").read_text())["sources"]]
+    assert uri_paths == ["file:" + (case_dir / p).as_posix() for p in local_paths]
+    # The report reads no `requests` row (there is none here) and shows the same numbers.
+    con = connect(other / "case.duckdb", read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM requests").fetchone() == (0,)
+    finally:
+        con.close()
+    report_local, report_remote = gather(local), gather(other)
+    assert report_local["timeline"]["total_requests"] > 1000 and report_local["timeline"]["total_resource"] > 30
+    for key in ("timeline", "referrers"):
+        assert report_remote[key] == report_local[key], key
+
+
+def _combined(n: int) -> str:
+    return "".join(
+        f'198.51.100.{i % 250} - - [28/Nov/2022:20:{i % 60:02d}:00 +0000] "GET /a HTTP/1.1" 200 {i} "-" "curl/8"\n'
+        for i in range(n)
+    )
+
+
+def test_uri_files_that_cannot_be_read_stop_the_run_with_their_name(
+    spark: Any, write_case: Any, tmp_path: Path
+) -> None:
+    from forensics.engine.spark_inputs import examine_sources, list_source
+    from forensics.engine.spark_run import load
+    from forensics.errors import InputError
+    from forensics.ingest import plan_files
+
+    logs = tmp_path / "logs"
+
+    def planned(source: Path | str) -> Any:
+        uri = source.as_uri() if isinstance(source, Path) else source
+        case = load_case(write_case([{"path": uri, "format": "combined"}]))
+        return plan_files(case, examine_sources(spark, case))
+
+    # Spark's reader leaves out names starting with "_": the run stops rather than lose the file.
+    files = {"logs/a.log": _combined(3), "logs/_b.log": _combined(2)}
+    write_case([], files=files)
+    with pytest.raises(InputError, match="did not hand over") as caught:
+        planned(logs)
+    assert caught.value.path == "file:" + (logs / "_b.log").as_posix()
+    (logs / "_b.log").unlink()
+    # A file of another format is named by its URI, not by the task's copy.
+    (logs / "c.log").write_text("this is not an access log\n" * 3)
+    with pytest.raises(InputError, match="reads as format 'combined'") as caught:
+        planned(logs / "c.log")
+    assert caught.value.path == "file:" + (logs / "c.log").as_posix()
+    # ... also when the load finds it (a named format is checked at planning on a source's first
+    # file only, the others as they are read).
+    case = load_case(write_case([{"path": logs.as_uri(), "format": "combined"}]))
+    with pytest.raises(InputError, match="reads as format 'combined'") as caught:
+        load(spark, case, tmp_path / "out", (tmp_path / "warehouse").as_uri())
+    assert caught.value.path == "file:" + (logs / "c.log").as_posix()
+    # A file larger than binaryFile reads is refused before anything is read.
+    spark.conf.set("spark.sql.sources.binaryFile.maxLength", "100")
+    try:
+        with pytest.raises(InputError, match="at most 100 bytes") as caught:
+            list_source(spark, logs.as_uri())
+    finally:
+        spark.conf.unset("spark.sql.sources.binaryFile.maxLength")
+    assert caught.value.path == "file:" + (logs / "a.log").as_posix()
+    # No file system for the scheme (s3:// is EMRFS on EMR; s3a:// needs hadoop-aws): said, no traceback.
+    with pytest.raises(InputError, match="No FileSystem for scheme"):
+        list_source(spark, "s3://forensics-test-bucket/logs/*.gz")
+    with pytest.raises(InputError, match="matches no file"):
+        list_source(spark, (logs / "*.gz").as_uri().replace("%2A", "*"))
 
 
 FILE = "/files/roster.xlsx"
@@ -237,6 +367,57 @@ def test_case_linked_by_request_id_gives_the_same_answers_on_spark(
     assert linked == (4,), "the case must exercise linking by request id"
     assert (other / "downloaders.csv").read_text() == (local / "downloaders.csv").read_text()
     assert_same(tables, _database_tables(other))
+
+
+def test_a_large_table_comes_home_in_bounded_batches(spark: Any, tmp_path: Path) -> None:
+    """A Spark run brings `rejects` (as large as the logs are bad) into the local case database a
+    bounded batch at a time, never whole."""
+    from forensics.engine.spark import SparkEngine
+
+    n = 3000
+    rejects = pa.table({
+        "source_id": pa.array([1 + i % 3 for i in range(n)], pa.int32()),
+        "line_no": pa.array(range(1, n + 1), pa.int64()),
+        "reason": ["unparseable"] * n,
+        "line": [f"{i} " + "x" * 200 for i in range(n)],
+    })
+    engine = SparkEngine(spark, tmp_path.as_uri())
+    engine.write_arrow(REJECTS, rejects)
+    batches = list(engine.collect_batches(REJECTS, max_bytes=60_000))
+    assert len(batches) >= n * 200 // 60_000
+    assert all(b.nbytes <= 2 * 60_000 for b in batches)
+    assert _sorted_rows(pa.concat_tables(batches), REJECTS.column_names) == _sorted_rows(rejects, REJECTS.column_names)
+
+
+def test_a_spark_run_killed_during_the_load_then_run_again_gives_the_same_list(
+    spark: Any, demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGKILL `forensics run --engine spark` while Spark writes the load, run the same command
+    again: the downloader list is byte for byte a clean run's."""
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "forensics", "run", str(demo / "case" / "case.toml"), "--out", str(out),
+               "--engine", "spark", "--master", "local[2]", "-q"]
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    process = subprocess.Popen(command, env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / "warehouse" / "load").exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert process.poll() is None, "the run ended before its load began"
+        os.killpg(process.pid, signal.SIGKILL)  # the run and the JVM it started
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert not (out / "downloaders.csv").exists(), "killed after the load, not during it"
+    _run_spark(spark, demo / "case" / "case.toml", out, monkeypatch)  # the same command again
+    assert (out / "downloaders.csv").read_bytes() == (demo / "duckdb-out" / "downloaders.csv").read_bytes()
 
 
 def test_engine_choice_is_checked_before_anything_runs(tmp_path: Path) -> None:
