@@ -167,7 +167,11 @@ class CaseInfo(_Table):
 
 
 class SourceSpec(_Table):
-    path: Text = Field(description="a log file, a folder or a glob", examples=['"logs/*.gz"'])
+    path: Text = Field(
+        description="a log file, a folder or a glob; with --engine spark also a URI (s3://, s3a://, hdfs://, "
+        "abfss://, gs://, file://) read through Spark's file system layer",
+        examples=['"logs/*.gz"', '"s3://bucket/cdn/*.gz"'],
+    )
     format: Text = Field(
         default="auto", description="a name from `forensics formats`, or auto", examples=['"auto"']
     )

@@ -372,6 +372,8 @@ def run(
 
     With --engine spark the logs are loaded and the stages run on Spark (one task per log file,
     Parquet tables); the results come back into DIR/case.duckdb and every output is the same.
+    A source's path may then be a URI Spark's file system layer reads (s3://, s3a://, hdfs://,
+    abfss://, gs://, file://); a file read from a URI may be at most 2 GiB.
 
     \b
     Example: forensics run sample_logs/case.toml --out case-out

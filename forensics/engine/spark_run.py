@@ -1,18 +1,23 @@
 """`forensics run --engine spark`: the load and the investigation on Spark, the answer written locally.
 
 1. Plan on the driver as a local run does (forensics.ingest.plan_files: every file checked, its
-   format detected from its first lines), then hash every file in Spark, one task per file, and
-   decide empty and duplicate files exactly as locally (forensics.ingest.reconcile).
-2. Load in Spark, one task per file (mapInArrow): each task reads its file with the project's own
-   readers (forensics.ingest's reading loop: the same decompression, line counting, rejects with
-   reasons, SHA-256 of the bytes read), and gives Arrow batches of requests, rejects and one row
-   with the file's accounting. They are written once as Parquet, partitioned by kind of record, so
-   `requests` and `rejects` are folders of Parquet files, one part per input file.
+   format detected from its first lines). Files on local paths are examined here and hashed in
+   Spark, one task per file; files named by URIs are listed through Spark's file system layer and
+   examined and hashed in Spark tasks (forensics.engine.spark_inputs). Empty and duplicate files
+   are decided exactly as locally (forensics.ingest.reconcile).
+2. Load in Spark (mapInArrow): each task reads a file with the project's own readers
+   (forensics.ingest's reading loop: the same decompression, line counting, rejects with
+   reasons, SHA-256 of the bytes read), a file on a path where it is, a file named by a URI from
+   the bytes Spark's binaryFile source hands over; it gives Arrow batches of requests, rejects and
+   one row with the file's accounting (or the error the investigator must act on). They are
+   written once as Parquet, partitioned by kind of record, so `requests` and `rejects` are folders
+   of Parquet files.
 3. The stages run on Spark SQL (forensics.engine.spark). Every table after the hits is small.
-4. The small result tables (sources, rejects, hits, hit_requests, downloaders, near_misses,
-   coverage) are collected into a local DuckDB case database, `requests` there is a view over the
-   Parquet files when the warehouse is on this machine, and the run goes on as a local run does:
-   enrichment, follow-up, downloader files, manifest and report are written by the same code.
+4. The result tables (sources, rejects, hits, hit_requests, downloaders, near_misses, coverage,
+   request_timeline) come into a local DuckDB case database a bounded batch at a time, `requests`
+   there is a view over the Parquet files when the warehouse is on this machine, and the run goes
+   on as a local run does: enrichment, follow-up, downloader files, manifest and report are
+   written by the same code (the report needs no `requests` row).
 
 A Spark run always loads every file again into a fresh warehouse (no resume or growth: a cluster
 job is rerun whole).
