@@ -91,7 +91,7 @@ def spark_tables(engine: Any) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def _arrow(con: Any, table: Table) -> pa.Table:
-    return con.execute(f"SELECT {', '.join(table.column_names)} FROM {table.name}").to_arrow_table()
+    return con.sql(f"SELECT {', '.join(table.column_names)} FROM {table.name}").to_arrow_table()
 
 
 def investigate_on_spark(spark: Any, con: Any, case: Any, warehouse: Path) -> dict[str, list[tuple[Any, ...]]]:
