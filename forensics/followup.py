@@ -40,9 +40,8 @@ import duckdb
 import polars as pl
 
 from forensics.casefile import Case
-from forensics.db import named_queries
 from forensics.formats import FormatDef, builtin_formats
-from forensics.investigate import stage_query
+from forensics.investigate import query_frame, stage_query
 from forensics.schema import (
     CRAWLER_FETCHES,
     DOWNLOADER_GROUPS,
@@ -291,25 +290,10 @@ def formats_logging_ports(formats: Sequence[FormatDef] | None = None) -> tuple[l
 
 
 def operator_export(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """The operator export as the named query `operator_requests` gives it (every network)."""
-    q = named_queries()["operator_requests"]
-    cur = con.execute(q.sql, {"asn": None})
-    names = [d[0] for d in cur.description or []]
-    schema = {n: t for n, t in zip(names, _export_types(cur), strict=True)}
-    return pl.DataFrame(cur.fetchall(), schema=schema, orient="row")
-
-
-def _export_types(cur: duckdb.DuckDBPyConnection) -> list[pl.DataType]:
-    types: list[pl.DataType] = []
-    for d in cur.description or []:
-        kind = str(d[1]).upper()
-        if kind in ("BIGINT", "INTEGER", "SMALLINT", "NUMBER"):
-            types.append(pl.Int64())
-        elif kind in ("BOOLEAN", "BOOL"):
-            types.append(pl.Boolean())
-        else:
-            types.append(pl.String())
-    return types
+    """The operator export as the named query `operator_requests` gives it (every network), whole
+    numbers as 64-bit integers."""
+    frame = query_frame(con, "operator_requests", asn=None)
+    return frame.with_columns(pl.col(pl.Int8, pl.Int16, pl.Int32, pl.UInt8, pl.UInt16, pl.UInt32).cast(pl.Int64))
 
 
 def write_operator_export(con: duckdb.DuckDBPyConnection, out_dir: Path) -> dict[str, Path]:

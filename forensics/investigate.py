@@ -330,6 +330,15 @@ def run_stage(target: duckdb.DuckDBPyConnection | Engine, name: str, **params: A
     return target.rows(query, bound)
 
 
+def query_frame(con: duckdb.DuckDBPyConnection, name: str, **params: Any) -> pl.DataFrame:
+    """A named query's rows as a polars frame, through Arrow (no Python object per value), each
+    column typed by the query's own type (a column empty in this case keeps it), times in UTC."""
+    query, bound = named(name, **params)
+    frame = pl.from_arrow(con.sql(query.sql, params=bound).to_arrow_table())
+    assert isinstance(frame, pl.DataFrame)
+    return frame.with_columns(pl.col(pl.Datetime).dt.convert_time_zone("UTC"))
+
+
 def _rows(engine: Engine, name: str, **params: Any) -> list[tuple[Any, ...]]:
     result = run_stage(engine, name, **params)
     return list(result.fetchall() if isinstance(result, duckdb.DuckDBPyConnection) else result)

@@ -23,7 +23,7 @@ from forensics.casefile import Case
 from forensics.db import connect
 from forensics.errors import CaseFileError, EnrichmentError, InputError
 from forensics.ingest import IngestReport, Progress, check_output_folder, ingest, write_manifest
-from forensics.investigate import OUTCOMES, investigate, run_stage
+from forensics.investigate import OUTCOMES, investigate, query_frame, run_stage
 from forensics.limits import Limit, limits_manifest, source_date_limits
 from forensics.listfiles import iso_utc, write_csv, write_json_records
 
@@ -192,13 +192,9 @@ def run_case(
 
         follow_up = run_follow_up(con, settings_from_case(case), [h for r in case.resources for h in r.hosts])
         con.execute("COMMIT")
-        rows = run_stage(con, "downloaders", outcome=None)
-        names = [d[0] for d in rows.description or []]
-        # Types from every row: a column empty for the first hundred downloaders (crawler names)
-        # would otherwise be typed as empty and fail on the first value.
-        frame = pl.DataFrame(
-            rows.fetchall(), schema=names, orient="row", infer_schema_length=None
-        ).select(DOWNLOADER_COLUMNS)
+        # Typed by the query: a column empty for the first downloaders (crawler names) or for all
+        # of them (no IP databases) keeps its type in the Parquet file.
+        frame = query_frame(con, "downloaders", outcome=None).select(DOWNLOADER_COLUMNS)
         outputs = write_downloaders(frame, out_dir)
         follow_up_outputs = write_operator_export(con, out_dir)
         exposure = case.exposure
