@@ -17,4 +17,5 @@ JOIN ip_enrichment e ON e.address = d.client_ip
 WHERE e.crawler IS NOT NULL OR e.client_kind IN ('crawler', 'link_preview')
 ORDER BY d.resource_path,
     CASE d.outcome WHEN 'complete' THEN 1 WHEN 'partial' THEN 2 WHEN 'failed' THEN 3 ELSE 4 END,
-    d.first_seen
+    d.first_seen,
+    d.client_ip
