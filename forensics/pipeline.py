@@ -179,6 +179,9 @@ def run_case(
     else:
         report = ingest(case, out_dir, progress=progress, workers=workers, prune=prune, replace=replace)
     con = connect(report.database)
+    # A bounded buffer pool, as for the load: joins and sorts over millions of requests spill to
+    # the case folder's temporary files instead of holding gigabytes (2M requests: 3.0 -> 2.2 GB).
+    con.execute("SET memory_limit = '1GB'")
     try:
         # The investigation's tables are replaced whole or not at all: a run stopped half-way
         # leaves the previous answer, which the next run replaces.
