@@ -380,8 +380,9 @@ class ListMatch:
 
 def _load_addresses(con: duckdb.DuckDBPyConnection, seen: Sequence[tuple[str, datetime]]) -> None:
     rows = []
+    numbers: dict[str, tuple[int, int] | None] = {}  # an address is seen at several times
     for text, when in seen:
-        number = address_number(text)
+        number = numbers[text] if text in numbers else numbers.setdefault(text, address_number(text))
         if number is not None:
             rows.append((text, number[0], str(number[1]), when))
     frame = pl.DataFrame(
@@ -457,6 +458,8 @@ def match_lists(
     con: duckdb.DuckDBPyConnection, seen: Sequence[tuple[str, datetime]], lists: Sequence[PublishedList]
 ) -> ListMatches:
     """Match addresses (each with a time it was seen) against the lists, in DuckDB."""
+    if not lists:
+        return ListMatches({}, {}, [])
     _load_addresses(con, seen)
     notes = _load_ranges(con, lists)
     networks: dict[str, list[ListMatch]] = {}
