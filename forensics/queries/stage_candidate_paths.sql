@@ -4,11 +4,14 @@
 -- writes: none (rows for forensics.investigate)
 -- A path that percent-encodes the very letters of the file name would escape the substring test,
 -- so any encoded path at least as long as the file name is kept as well and decoded in Python.
-SELECT DISTINCT s.format, r.path
-FROM requests AS r
-JOIN sources AS s ON s.source_id = r.source_id
-WHERE r.path IS NOT NULL
-  AND (
-    regexp_matches(lower(r.path), $needle_pattern)
-    OR (contains(r.path, '%') AND length(r.path) >= $min_encoded_length)
-  )
+-- The test runs on the distinct paths, not on every request: a log repeats its paths.
+WITH logged AS (
+    SELECT DISTINCT s.format, r.path
+    FROM requests AS r
+    JOIN sources AS s ON s.source_id = r.source_id
+    WHERE r.path IS NOT NULL
+)
+SELECT l.format, l.path
+FROM logged AS l
+WHERE regexp_matches(lower(l.path), $needle_pattern)
+   OR (contains(l.path, '%') AND length(l.path) >= $min_encoded_length)
