@@ -627,6 +627,9 @@ def _settings_change(old: str, new: str) -> str:
 
 
 FLUSH_ROWS = 500_000
+# A file's rows are also written once they hold this much memory: 500,000 ALB rows (long lines,
+# most fields in extra) are about 700 MB.
+FLUSH_BYTES = 128 << 20
 # Small files are committed together (each file whole), so that a case of many small files does
 # not pay a commit per file.
 GROUP_FILES = 2_000
@@ -640,6 +643,7 @@ class _Stopped(Exception):
 class _Pending:
     frames: dict[str, list[pl.DataFrame]] = field(default_factory=lambda: {"requests": [], "rejects": []})
     rows: int = 0
+    bytes: int = 0
     cursor: duckdb.DuckDBPyConnection | None = None
 
 
@@ -648,8 +652,8 @@ class _Writer:
 
     Rows of a file are held until the file is done, then committed together with its `sources`
     and `skipped_lines` rows. A large file opens its own transaction once it has buffered
-    FLUSH_ROWS rows and commits it when done; small files are committed in groups. A bounded
-    queue keeps memory flat when parsing is faster than writing.
+    FLUSH_ROWS rows (or FLUSH_BYTES) and commits it when done; small files are committed in
+    groups. A bounded queue keeps memory flat when parsing is faster than writing.
     """
 
     def __init__(
@@ -670,6 +674,7 @@ class _Writer:
         self.group: list[tuple[list[FileResult], _Pending]] = []
         self.group_files = 0
         self.group_rows = 0
+        self.group_bytes = 0
         self.committed: list[FileResult] = []
         self.thread = threading.Thread(target=self._run, name="forensics-writer", daemon=True)
         self.thread.start()
@@ -708,13 +713,14 @@ class _Writer:
         p = self.pending.setdefault(sid, _Pending())
         p.frames[table].append(frame)
         p.rows += frame.height
-        if p.rows >= FLUSH_ROWS:
+        p.bytes += int(frame.estimated_size())
+        if p.rows >= FLUSH_ROWS or p.bytes >= FLUSH_BYTES:
             if p.cursor is None:
                 p.cursor = self.con.cursor()
                 p.cursor.execute("BEGIN TRANSACTION")
                 self._before_rows(p.cursor, sid)
             self._insert(p.cursor, p.frames)
-            p.rows = 0
+            p.rows = p.bytes = 0
 
     def _before_rows(self, cur: duckdb.DuckDBPyConnection, sid: int) -> None:
         """In the file's own transaction: remove what a reload replaces."""
@@ -735,12 +741,17 @@ class _Writer:
             # Arrow with string views, which DuckDB scans as they are: the default conversion
             # copies every string into a new buffer (a sixth of the insert's CPU for 1M
             # CloudFront rows, and the batch's strings again in memory).
-            cur.register("batch", batch.to_arrow(compat_level=pl.CompatLevel.newest()))
+            ingest_batch = batch.to_arrow(compat_level=pl.CompatLevel.newest())
+            del batch
+            # DuckDB reads the local variable by its name (a replacement scan). A view made
+            # with register() and dropped with unregister() inside the file's transaction
+            # keeps its Arrow table alive until the commit: memory grew with the file's size
+            # (1 GB for 2M combined lines), where it now stays flat.
             if table == "requests":
-                cur.execute("INSERT INTO requests BY NAME SELECT * FROM batch")
+                cur.execute("INSERT INTO requests BY NAME SELECT * FROM ingest_batch")
             else:
-                cur.execute("INSERT INTO rejects BY NAME SELECT source_id, line_no, reason, line FROM batch")
-            cur.unregister("batch")
+                cur.execute("INSERT INTO rejects BY NAME SELECT source_id, line_no, reason, line FROM ingest_batch")
+            del ingest_batch
 
     def _done(self, result: FileResult) -> None:
         p = self.pending.pop(result.source_id, None) or _Pending()
@@ -767,7 +778,8 @@ class _Writer:
         self.group.append((results, p))
         self.group_files += len(results)
         self.group_rows += sum(f.height for parts in p.frames.values() for f in parts)
-        if self.group_rows >= FLUSH_ROWS or self.group_files >= GROUP_FILES:
+        self.group_bytes += sum(int(f.estimated_size()) for parts in p.frames.values() for f in parts)
+        if self.group_rows >= FLUSH_ROWS or self.group_bytes >= FLUSH_BYTES or self.group_files >= GROUP_FILES:
             self._commit_group()
 
     def _commit_group(self) -> None:
@@ -795,6 +807,7 @@ class _Writer:
         self.group.clear()
         self.group_files = 0
         self.group_rows = 0
+        self.group_bytes = 0
 
     def _abort(self, sid: int) -> None:
         p = self.pending.pop(sid, None)
@@ -1413,8 +1426,10 @@ def _open_case_database(out_dir: Path) -> duckdb.DuckDBPyConnection:
                 path=db_path,
             )
     # Written blocks are on disk: a bounded buffer pool keeps memory flat on large cases, and
-    # row order is carried by (source_id, line_no), not by insertion order.
-    con.execute("SET memory_limit = '1GB'")
+    # row order is carried by (source_id, line_no), not by insertion order. The pool shares the
+    # process with the readers' frames (a few hundred MB): at 1 GB, committing 1M ALB rows
+    # took the process to 1.1 GB; at 512 MB it stays under 0.95 GB.
+    con.execute("SET memory_limit = '512MB'")
     con.execute("SET preserve_insertion_order = false")
     create_tables(con)
     if "case_info" not in tables:

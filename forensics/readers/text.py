@@ -17,7 +17,7 @@ import polars as pl
 from forensics.formats import FormatDef
 from forensics.layouts import CompiledLayout, compile_layout
 from forensics.normalize import to_canonical
-from forensics.readers import ChunkResult, decode_lines, empty_rejects, empty_result
+from forensics.readers import ChunkResult, decode_lines, empty_rejects, empty_result, native_lines
 from forensics.schema import empty_requests_frame
 
 # A double quote that neither opens a field (after a space or at the start of a line) nor closes
@@ -48,18 +48,6 @@ _SPACE_HINTS = (b"\t", b"\v", b"\f", b"\xc2", b"\xe1", b"\xe2", b"\xe3")
 
 def _has_other_space(chunk: bytes) -> bool:
     return any(h in chunk for h in _SPACE_HINTS) and _OTHER_SPACE.search(chunk) is not None
-
-
-def _whole_lines(chunk: bytes, n_lines: int) -> pl.Series | None:
-    """The chunk's lines as they are (no CSV quoting), or None when they cannot be had cheaply."""
-    try:
-        lines = pl.read_csv(
-            chunk, separator="\x1f", quote_char=None, has_header=False, new_columns=["l"],
-            schema={"l": pl.String}, infer_schema=False, truncate_ragged_lines=False,
-        ).get_column("l")
-    except Exception:
-        return None
-    return lines if lines.len() == n_lines else None
 
 
 class TextReader:
@@ -177,7 +165,7 @@ class TextReader:
         # under the layout, and the ones that differ are read exactly. Counting the chunk's
         # quotes is not enough: two damaged lines whose extra and missing quotes cancel out (or
         # one line with both) would pass, and a line's row would depend on its neighbours.
-        lines = _whole_lines(chunk, n_lines)
+        lines = native_lines(chunk)
         if lines is None:
             return None
         df = df.with_columns(_raw_line=lines)
