@@ -259,14 +259,21 @@ def _split_addr_port(df: pl.DataFrame, kinds: dict[str, str]) -> tuple[pl.DataFr
         if kind not in ADDR_PORT_KINDS or col not in df.columns:
             continue
         text = pl.col(col).str.strip_chars(' "')
-        bracket = text.str.extract_groups(r"^\[([^\]]+)\](?::([0-9]+))?$")
-        single = text.str.extract_groups(r"^([^:\[\]]+):([0-9]+)$")
-        addrs = [bracket.struct.field("1"), single.struct.field("1")]
-        ports = [bracket.struct.field("2"), single.struct.field("2")]
+        addrs: list[pl.Expr] = []
+        ports: list[pl.Expr] = []
+        # Without a "[" in the chunk's column the bracketed form reads nothing, and where the
+        # one-colon form reads a value the last-colon form reads the same: only the forms that
+        # can read something are run (each is a regex over every row).
+        bracketed = bool(df.get_column(col).str.contains("[", literal=True).any())
+        forms = [r"^\[([^\]]+)\](?::([0-9]+))?$"] if bracketed else []
+        if kind == "addr_port" or bracketed:
+            forms.append(r"^([^:\[\]]+):([0-9]+)$")
         if kind == "addr_lastport":
-            last = text.str.extract_groups(r"^(.+):([0-9]+)$")
-            addrs.append(last.struct.field("1"))
-            ports.append(last.struct.field("2"))
+            forms.append(r"^(.+):([0-9]+)$")
+        for form in forms:
+            groups = text.str.extract_groups(form)
+            addrs.append(groups.struct.field("1"))
+            ports.append(groups.struct.field("2"))
         port_col = col[: -len("_addr")] + "_port" if col.endswith("_addr") else f"{col}_port"
         port = pl.coalesce(ports)
         if port_col in df.columns:

@@ -9,7 +9,7 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forensics.normalize import extra_expr
+from forensics.normalize import _split_addr_port, extra_expr
 
 value = st.one_of(
     st.none(),
@@ -51,3 +51,32 @@ def test_extra_is_what_the_json_encoder_writes(names, rows, data, ints):
     for text, row in zip(got, df.iter_rows(named=True), strict=True):
         kept = {k: str(v) for k, v in row.items() if v is not None}
         assert (json.loads(text) if text is not None else {}) == kept
+
+
+def all_forms_split(df: pl.DataFrame, col: str, kind: str) -> pl.DataFrame:
+    """Address and port by every form in order (bracketed, one colon, last colon): what
+    _split_addr_port must equal when it runs only the forms that can read something."""
+    text = pl.col(col).str.strip_chars(' "')
+    forms = [r"^\[([^\]]+)\](?::([0-9]+))?$", r"^([^:\[\]]+):([0-9]+)$"]
+    if kind == "addr_lastport":
+        forms.append(r"^(.+):([0-9]+)$")
+    groups = [text.str.extract_groups(f) for f in forms]
+    return df.select(
+        pl.coalesce([*(g.struct.field("1") for g in groups), text]).alias(col),
+        pl.coalesce([g.struct.field("2") for g in groups]).alias("client_port"),
+    )
+
+
+address = st.one_of(
+    st.sampled_from(["192.0.2.1:443", "2001:db8::1:52000", "[2001:db8::1]:443", "[::1]", "::1", "-", "a]b:80",
+                     '"10.0.0.1:8080"', " 10.0.0.1:1 ", "host:", ":80", "[x]:y", "1.2.3.4", "[", "a:b:c"]),
+    st.text(alphabet="0123456789abcdef.:[] \"", max_size=12),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(address, min_size=1, max_size=6), kind=st.sampled_from(["addr_port", "addr_lastport"]))
+def test_address_and_port_read_as_by_every_form(values, kind):
+    df = pl.DataFrame({"client_addr": values}, schema={"client_addr": pl.String})
+    got, _ = _split_addr_port(df, {"client_addr": kind})
+    assert got.select("client_addr", "client_port").to_dicts() == all_forms_split(df, "client_addr", kind).to_dicts()
