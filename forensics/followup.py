@@ -41,7 +41,7 @@ import polars as pl
 
 from forensics.casefile import Case
 from forensics.formats import FormatDef, builtin_formats
-from forensics.investigate import query_frame, stage_query
+from forensics.investigate import query_to_parquet, stage_query
 from forensics.schema import (
     CRAWLER_FETCHES,
     DOWNLOADER_GROUPS,
@@ -289,22 +289,43 @@ def formats_logging_ports(formats: Sequence[FormatDef] | None = None) -> tuple[l
 # --- outputs -------------------------------------------------------------------------------------
 
 
-def operator_export(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """The operator export as the named query `operator_requests` gives it (every network), whole
-    numbers as 64-bit integers."""
-    frame = query_frame(con, "operator_requests", asn=None)
-    return frame.with_columns(pl.col(pl.Int8, pl.Int16, pl.Int32, pl.UInt8, pl.UInt16, pl.UInt32).cast(pl.Int64))
+# The operator export's whole numbers (ports, statuses) are written as 64-bit integers.
+_NARROW_INTEGERS = (pl.Int8, pl.Int16, pl.Int32, pl.UInt8, pl.UInt16, pl.UInt32)
+
+
+def _operator_sql(con: duckdb.DuckDBPyConnection, outer: str, **params: Any) -> pl.DataFrame:
+    """A query over the operator export (`operator_requests`, every network), through Arrow."""
+    sql, bound = stage_query("operator_requests", asn=None)
+    result = con.sql(outer.format(export=f"(\n{sql}\n) AS o"), params={**bound, **params})
+    frame = pl.from_arrow(result.to_arrow_table())
+    assert isinstance(frame, pl.DataFrame)
+    return frame.with_columns(pl.col(*_NARROW_INTEGERS).cast(pl.Int64))
+
+
+def operator_export(con: duckdb.DuckDBPyConnection, limit: int | None = None) -> pl.DataFrame:
+    """The operator export as the named query `operator_requests` gives it (every network), or its
+    first `limit` rows."""
+    if limit is None:
+        return _operator_sql(con, "SELECT * FROM {export}")
+    return _operator_sql(con, "SELECT * FROM {export} LIMIT $limit", limit=limit)
 
 
 def write_operator_export(con: duckdb.DuckDBPyConnection, out_dir: Path) -> dict[str, Path]:
-    """operator_requests.csv and operator_requests.xlsx: the requests to network operators."""
+    """operator_requests.csv and operator_requests.xlsx: the requests to network operators. The
+    rows go from DuckDB to a Parquet file in the output folder (removed after), from which both
+    files are written a block of rows at a time: a case's millions of counted requests are never
+    in memory whole."""
     from forensics.listfiles import write_csv
     from forensics.spreadsheet import write_downloaders_xlsx
 
-    frame = operator_export(con)
-    csv_path = out_dir / f"{OPERATOR_EXPORT}.csv"
-    write_csv(frame, csv_path)
-    xlsx_path = write_downloaders_xlsx(frame, out_dir / f"{OPERATOR_EXPORT}.xlsx", sheet=OPERATOR_EXPORT)
+    staged = out_dir / f".{OPERATOR_EXPORT}.parquet.partial"
+    try:
+        query_to_parquet(con, "operator_requests", staged, asn=None)
+        rows = pl.scan_parquet(staged).with_columns(pl.col(*_NARROW_INTEGERS).cast(pl.Int64))
+        csv_path = write_csv(rows, out_dir / f"{OPERATOR_EXPORT}.csv")
+        xlsx_path = write_downloaders_xlsx(rows, out_dir / f"{OPERATOR_EXPORT}.xlsx", sheet=OPERATOR_EXPORT)
+    finally:
+        staged.unlink(missing_ok=True)
     return {csv_path.name: csv_path, xlsx_path.name: xlsx_path}
 
 
@@ -383,15 +404,17 @@ REPORT_OPERATOR_ROWS = 2000
 def report_context(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """What the report's follow-up sections show, from the follow-up tables (empty when a case was
     written before they existed)."""
-    export = operator_export(con)
+    # Counted in DuckDB and only the rows shown fetched: the export can have millions of rows.
     totals = {
         (op, asn): (requests, clients)
-        for op, asn, requests, clients in export.group_by("operator", "asn")
-        .agg(pl.len(), pl.col("client_ip").n_unique())
-        .iter_rows()
+        for op, asn, requests, clients in _operator_sql(
+            con, "SELECT o.operator, o.asn, count(*), count(DISTINCT o.client_ip) FROM {export} "
+            "GROUP BY o.operator, o.asn"
+        ).iter_rows()
     }
+    export_rows = sum(requests for requests, _ in totals.values())
     operators: list[dict[str, Any]] = []
-    for row in export.head(REPORT_OPERATOR_ROWS).iter_rows(named=True):
+    for row in operator_export(con, REPORT_OPERATOR_ROWS).iter_rows(named=True):
         if not operators or (operators[-1]["operator"], operators[-1]["asn"]) != (row["operator"], row["asn"]):
             requests, clients = totals[(row["operator"], row["asn"])]
             operators.append(
@@ -409,8 +432,8 @@ def report_context(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     with_port, without_port = formats_logging_ports()
     return {
         "operators": operators,
-        "operator_rows": export.height,
-        "operator_rows_shown": min(export.height, REPORT_OPERATOR_ROWS),
+        "operator_rows": export_rows,
+        "operator_rows_shown": min(export_rows, REPORT_OPERATOR_ROWS),
         "operator_port_sources": port_sources,
         "formats_with_port": with_port,
         "formats_without_port": without_port,

@@ -15,7 +15,7 @@ without a rule) take the per-value path, whose text is the definition. Tests hol
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -206,37 +206,48 @@ def _csv_lines(columns: list[pl.Series]) -> str:
     return str(pl.select(pl.concat_str([line, pl.lit("\r\n")]).str.join("")).item())
 
 
-def write_csv(frame: pl.DataFrame, path: Path) -> Path:
-    """A frame as CSV with spreadsheet-safe cells (cell_text), as csv.writer writes it."""
+def _blocks(frame: pl.DataFrame | pl.LazyFrame, rows_at_once: int) -> tuple[list[str], Iterator[pl.DataFrame]]:
+    """The list's column names and its rows a block at a time (a lazy frame, such as a scan of a
+    Parquet file, is never read whole)."""
+    rows = frame.lazy()
+    names = rows.collect_schema().names()
+    height = int(rows.select(pl.len()).collect().item())
+    return names, (rows.slice(offset, rows_at_once).collect() for offset in range(0, height, rows_at_once))
+
+
+def write_csv(frame: pl.DataFrame | pl.LazyFrame, path: Path) -> Path:
+    """A list as CSV with spreadsheet-safe cells (cell_text), as csv.writer writes it."""
+    names, blocks = _blocks(frame, BLOCK_ROWS)
     with path.open("w", newline="", encoding="utf-8") as fh:
-        if frame.width == 0:
-            fh.write("\r\n" * (frame.height + 1))
+        if not names:
+            fh.write("\r\n" * (1 + sum(block.height for block in blocks)))
             return path
-        fh.write(_csv_lines([pl.Series(frame.columns, dtype=pl.String)]) if frame.width == 1
-                 else _csv_lines([pl.Series([c], dtype=pl.String) for c in frame.columns]))
-        for offset in range(0, frame.height, BLOCK_ROWS):
-            block = frame.slice(offset, BLOCK_ROWS)
-            fh.write(_csv_lines([csv_cells(block.get_column(c)) for c in frame.columns]))
+        fh.write(_csv_lines([pl.Series(names, dtype=pl.String)]) if len(names) == 1
+                 else _csv_lines([pl.Series([c], dtype=pl.String) for c in names]))
+        for block in blocks:
+            fh.write(_csv_lines([csv_cells(block.get_column(c)) for c in names]))
     return path
 
 
-def write_json_records(frame: pl.DataFrame, path: Path, rows_at_once: int = BLOCK_ROWS) -> Path:
-    """A frame as a JSON array of objects (times as ISO 8601 UTC), the text json.dumps(records,
+def write_json_records(frame: pl.DataFrame | pl.LazyFrame, path: Path, rows_at_once: int = BLOCK_ROWS) -> Path:
+    """A list as a JSON array of objects (times as ISO 8601 UTC), the text json.dumps(records,
     indent=2, ensure_ascii=False) gives, written a block of rows at a time: a million downloaders
     as one list of dicts would take gigabytes."""
-    keys = [json.dumps(c, ensure_ascii=False) + ": " for c in frame.columns]
+    names, blocks = _blocks(frame, rows_at_once)
+    keys = [json.dumps(c, ensure_ascii=False) + ": " for c in names]
+    written = 0
     with path.open("w", encoding="utf-8") as fh:
         fh.write("[")
-        for offset in range(0, frame.height, rows_at_once):
-            block = frame.slice(offset, rows_at_once)
-            if frame.width == 0:
+        for block in blocks:
+            if not names:
                 records = pl.repeat("{}", block.height, dtype=pl.String, eager=True)
             else:
                 parts: list[pl.Expr] = []
-                for i, (key, name) in enumerate(zip(keys, frame.columns, strict=True)):
+                for i, (key, name) in enumerate(zip(keys, names, strict=True)):
                     lead = ("{\n    " if i == 0 else ",\n    ") + key
                     parts += [pl.lit(lead), pl.lit(json_fields(block.get_column(name)))]
                 records = pl.select(pl.concat_str([*parts, pl.lit("\n  }")])).to_series()
-            fh.write(("\n  " if offset == 0 else ",\n  ") + str(pl.select(pl.lit(records).str.join(",\n  ")).item()))
-        fh.write("\n]\n" if frame.height else "]\n")
+            fh.write(("\n  " if written == 0 else ",\n  ") + str(pl.select(pl.lit(records).str.join(",\n  ")).item()))
+            written += block.height
+        fh.write("\n]\n" if written else "]\n")
     return path

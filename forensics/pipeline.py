@@ -23,7 +23,7 @@ from forensics.casefile import Case
 from forensics.db import connect
 from forensics.errors import CaseFileError, EnrichmentError, InputError
 from forensics.ingest import IngestReport, Progress, check_output_folder, ingest, write_manifest
-from forensics.investigate import OUTCOMES, investigate, query_frame, run_stage
+from forensics.investigate import OUTCOMES, investigate, query_to_parquet, run_stage
 from forensics.limits import Limit, limits_manifest, source_date_limits
 from forensics.listfiles import iso_utc, write_csv, write_json_records
 
@@ -47,9 +47,10 @@ class RunReport:
     limits: list[Limit] = field(default_factory=list)
 
 
-def write_downloaders(frame: pl.DataFrame, out_dir: Path) -> dict[str, Path]:
-    """The downloader list as CSV (lists joined with ' | ', formulas neutralised), Parquet (typed:
-    UTC timestamps, lists) and JSON (an array of objects, times as ISO 8601 UTC)."""
+def write_downloaders(con: duckdb.DuckDBPyConnection, out_dir: Path) -> dict[str, Path]:
+    """The downloader list as Parquet (typed by the query: UTC timestamps, lists; written by
+    DuckDB), then CSV (lists joined with ' | ', formulas neutralised) and JSON (an array of
+    objects, times as ISO 8601 UTC) generated from that file a block of rows at a time."""
     outputs = {
         "downloaders.csv": out_dir / "downloaders.csv",
         "downloaders.parquet": out_dir / "downloaders.parquet",
@@ -58,9 +59,10 @@ def write_downloaders(frame: pl.DataFrame, out_dir: Path) -> dict[str, Path]:
     # Each file is written beside its final name and renamed into place, so an interrupted run
     # leaves the previous list or the new one, never half of one.
     partial = {name: path.with_name(f".{path.name}.partial") for name, path in outputs.items()}
-    write_csv(frame, partial["downloaders.csv"])
-    frame.write_parquet(partial["downloaders.parquet"])
-    write_json_records(frame, partial["downloaders.json"])
+    query_to_parquet(con, "downloaders", partial["downloaders.parquet"], DOWNLOADER_COLUMNS, outcome=None)
+    listed = pl.scan_parquet(partial["downloaders.parquet"])
+    write_csv(listed, partial["downloaders.csv"])
+    write_json_records(listed, partial["downloaders.json"])
     for name, path in outputs.items():
         os.replace(partial[name], path)
     return outputs
@@ -197,8 +199,7 @@ def run_case(
         con.execute("COMMIT")
         # Typed by the query: a column empty for the first downloaders (crawler names) or for all
         # of them (no IP databases) keeps its type in the Parquet file.
-        frame = query_frame(con, "downloaders", outcome=None).select(DOWNLOADER_COLUMNS)
-        outputs = write_downloaders(frame, out_dir)
+        outputs = write_downloaders(con, out_dir)
         follow_up_outputs = write_operator_export(con, out_dir)
         exposure = case.exposure
         extra = {
@@ -247,7 +248,9 @@ def run_case(
     from forensics.report import write_report
     from forensics.spreadsheet import write_downloaders_xlsx
 
-    outputs["downloaders.xlsx"] = write_downloaders_xlsx(frame, out_dir / "downloaders.xlsx", timezone=case.timezone)
+    outputs["downloaders.xlsx"] = write_downloaders_xlsx(
+        pl.scan_parquet(outputs["downloaders.parquet"]), out_dir / "downloaders.xlsx", timezone=case.timezone
+    )
     all_outputs = {
         **outputs,
         **follow_up_outputs,

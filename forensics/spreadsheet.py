@@ -60,11 +60,11 @@ def _number(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:,.1f}"
 
 
-def _columns(frame: pl.DataFrame, timezone: str) -> list[tuple[str, str, str | None]]:
+def _columns(schema: pl.Schema, timezone: str) -> list[tuple[str, str, str | None]]:
     """(source column, heading, zone) per sheet column: a time column gives one column per zone."""
     zones = [timezone, "UTC"] if timezone != "UTC" else ["UTC"]
     columns: list[tuple[str, str, str | None]] = []
-    for name, dtype in frame.schema.items():
+    for name, dtype in schema.items():
         if _is_time(dtype):
             columns += [(name, f"{name} ({zone})", zone) for zone in zones]
         else:
@@ -72,24 +72,31 @@ def _columns(frame: pl.DataFrame, timezone: str) -> list[tuple[str, str, str | N
     return columns
 
 
-def _widths(frame: pl.DataFrame, columns: list[tuple[str, str, str | None]]) -> list[int]:
+def _widths(rows: pl.LazyFrame, columns: list[tuple[str, str, str | None]]) -> list[int]:
     """Column widths from the longest value shown (capped), computed before rows are written."""
+    schema = rows.collect_schema()
+    wanted: list[pl.Expr] = []
+    for i, (name, _, zone) in enumerate(columns):
+        dtype = schema[name]
+        if zone is None and (isinstance(dtype, pl.List) or dtype == pl.String):
+            text = pl.col(name).cast(pl.List(pl.String)).list.join(LIST_SEPARATOR) if isinstance(dtype, pl.List) \
+                else pl.col(name)
+            wanted.append(text.str.len_chars().max().alias(f"longest {i}"))
+        elif zone is None and dtype.is_numeric():
+            wanted += [pl.col(name).min().alias(f"min {i}"), pl.col(name).max().alias(f"max {i}")]
+    stats = rows.select(wanted).collect().row(0, named=True) if wanted else {}
     widths = []
-    for name, heading, zone in columns:
-        dtype = frame.schema[name]
+    for i, (name, heading, zone) in enumerate(columns):
+        dtype = schema[name]
         shown = 0
         if zone is not None:
             shown = len("2022-11-28 14:02:00.000")
-        elif frame.height and (isinstance(dtype, pl.List) or dtype == pl.String):
-            col = frame.get_column(name)
-            if isinstance(dtype, pl.List):
-                col = col.cast(pl.List(pl.String)).list.join(LIST_SEPARATOR)
-            longest = col.str.len_chars().max()
+        elif f"longest {i}" in stats:
+            longest = stats[f"longest {i}"]
             shown = longest if isinstance(longest, int) else 0
-        elif dtype.is_numeric():
-            values = frame.get_column(name).drop_nulls()
-            if values.len():
-                shown = max(len(_number(values.min())), len(_number(values.max())))
+        elif f"min {i}" in stats:
+            if stats[f"min {i}"] is not None:
+                shown = max(len(_number(stats[f"min {i}"])), len(_number(stats[f"max {i}"])))
         elif dtype == pl.Boolean:
             shown = len("FALSE")
         widths.append(min(max(MIN_WIDTH, len(heading) + 2, shown + 2), MAX_WIDTH))
@@ -97,27 +104,33 @@ def _widths(frame: pl.DataFrame, columns: list[tuple[str, str, str | None]]) -> 
 
 
 def write_downloaders_xlsx(
-    frame: pl.DataFrame,
+    frame: pl.DataFrame | pl.LazyFrame,
     path: Path,
     sheet: str = "downloaders",
     timezone: str = "UTC",
     rows_per_sheet: int = MAX_DATA_ROWS,
 ) -> Path:
     """Write a list (the downloaders, or another export) to `path` as an XLSX workbook, with
-    times in `timezone` and in UTC."""
-    columns = _columns(frame, timezone)
-    widths = _widths(frame, columns)
-    with_ms = {
-        name: bool(frame.get_column(name).dt.microsecond().fill_null(0).max() or 0)
-        for name, dtype in frame.schema.items() if _is_time(dtype)
-    }
-    cells = [_ColumnCells(frame, source, zone, with_ms.get(source, False)) for source, _, zone in columns]
-    parts = max(1, math.ceil(frame.height / rows_per_sheet))
-    bounds = [(part * rows_per_sheet, min(frame.height, (part + 1) * rows_per_sheet)) for part in range(parts)]
+    times in `timezone` and in UTC. A lazy frame (a scan of a Parquet file) is read a block of
+    rows at a time, so a list of millions of rows is never in memory whole."""
+    rows = frame.lazy()
+    schema = rows.collect_schema()
+    height = int(rows.select(pl.len()).collect().item())
+    columns = _columns(schema, timezone)
+    widths = _widths(rows, columns)
+    times = [name for name, dtype in schema.items() if _is_time(dtype)]
+    with_ms: dict[str, bool] = {}
+    if times:
+        most = rows.select([pl.col(n).dt.microsecond().fill_null(0).max() for n in times]).collect().row(0)
+        with_ms = {n: bool(v or 0) for n, v in zip(times, most, strict=True)}
+    blocks = _Blocks(rows, columns, with_ms)
+    parts = max(1, math.ceil(height / rows_per_sheet))
+    bounds = [(part * rows_per_sheet, min(height, (part + 1) * rows_per_sheet)) for part in range(parts)]
+    surveys = [blocks.survey(start, stop) for start, stop in bounds]
     scaffold = path.with_name(f".{path.name}.scaffold")
     try:
-        styles = _write_scaffold(scaffold, sheet, columns, widths, cells, bounds, timezone)
-        _fill_sheets(scaffold, path, cells, bounds, styles)
+        styles = _write_scaffold(scaffold, sheet, columns, widths, bounds, [s[0] for s in surveys], timezone)
+        _fill_sheets(scaffold, path, blocks, bounds, [s[1] for s in surveys], styles)
     finally:
         scaffold.unlink(missing_ok=True)
     return path
@@ -170,8 +183,9 @@ class _ColumnCells:
             pl.when(pl.lit(values).is_null()).then(pl.lit("cell")).otherwise(pl.lit(styled))
         ).to_series()
 
-    def size_bound(self, start: int, stop: int) -> int:
-        """At least as many bytes as the XML of rows start..stop of this column."""
+    def size_bound(self, start: int, stop: int, close: bool) -> int:
+        """At least as many bytes as the XML of rows start..stop of this column; with `close`, a
+        bound nearer to it that takes longer to compute."""
         rows = stop - start
         if self.fast is None:
             return sum(len(self.by_value[i][1].encode("utf-8")) for i in range(start, stop)) + _CELL_BYTES * rows
@@ -180,6 +194,8 @@ class _ColumnCells:
         values = self.values.slice(start, rows)
         text = values if self.fast == "text" else _joined(values)
         size = text.str.len_bytes()
+        if not close:
+            return 6 * int(size.sum() or 0) + _CELL_BYTES * rows
         # &amp; adds four bytes to one; the per-value path's escapes at most multiply text by six
         # (a bidirectional mark of three bytes shown as \u202e, each \ then a byte).
         escaped = int(text.str.count_matches("[&<>]").sum() or 0)
@@ -227,6 +243,43 @@ class _ColumnCells:
         if slow:
             out = out.scatter(list(slow), list(slow.values()))
         return out
+
+
+class _Blocks:
+    """The list's rows a block at a time, as each sheet column's cells."""
+
+    def __init__(self, rows: pl.LazyFrame, columns: list[tuple[str, str, str | None]], with_ms: dict[str, bool]):
+        self.rows = rows
+        self.columns = columns
+        self.with_ms = with_ms
+
+    def cells(self, start: int, stop: int) -> list[_ColumnCells]:
+        block = self.rows.slice(start, stop - start).collect()
+        return [_ColumnCells(block, source, zone, self.with_ms.get(source, False)) for source, _, zone in self.columns]
+
+    def survey(self, start: int, stop: int) -> tuple[set[tuple[int, int, str]], int]:
+        """For the sheet of rows start..stop: where each style is first used before the sheet's last
+        row and every style of that row (sheet row, column, style), and a bound on its XML's bytes."""
+        first_uses: set[tuple[int, int, str]] = set()
+        found: set[tuple[int, str]] = set()
+        size = _ROW_BYTES * (stop - start)
+        for begin in range(start, stop, _BLOCK_ROWS):
+            end = min(stop, begin + _BLOCK_ROWS)
+            rows = end - begin
+            before_last = rows if end < stop else rows - 1
+            for col, column in enumerate(self.cells(begin, end)):
+                # The quick bound while the sheet is surely under ZIP64's limit, then the close one.
+                quick = column.size_bound(0, rows, close=False)
+                size += quick if size + quick < zipfile.ZIP64_LIMIT else column.size_bound(0, rows, close=True)
+                styles = column.styles(0, rows)
+                for style in _STYLES:
+                    hit = (styles.head(before_last) == style).arg_true()
+                    if (col, style) not in found and hit.len():
+                        found.add((col, style))
+                        first_uses.add((begin - start + int(hit[0]) + 1, col, style))
+                if end == stop:
+                    first_uses.add((stop - start, col, styles[rows - 1]))
+        return first_uses, size
 
 
 # Text the fast path leaves to the per-value path: what `printable` escapes, XLSX's own
@@ -328,8 +381,8 @@ def _write_scaffold(
     sheet: str,
     columns: list[tuple[str, str, str | None]],
     widths: list[int],
-    cells: list[_ColumnCells],
     bounds: list[tuple[int, int]],
+    first_uses: list[set[tuple[int, int, str]]],
     timezone: str,
 ) -> dict[str, int]:
     """The workbook without its data rows, written by XlsxWriter; returns each cell style's index.
@@ -361,17 +414,7 @@ def _write_scaffold(
                 ws.autofilter(0, 0, max(stop - start, 1), len(columns) - 1)
             for col, (_, heading, _) in enumerate(columns):
                 ws.write_string(0, col, heading, header)
-            first_uses: set[tuple[int, int, str]] = set()
-            for col, column in enumerate(cells):
-                if stop - start > 1:
-                    styles = column.styles(start, stop - 1)
-                    for style in _STYLES:
-                        hit = (styles == style).arg_true()
-                        if hit.len():
-                            first_uses.add((int(hit[0]) + 1, col, style))
-                if stop > start:
-                    first_uses.add((stop - start, col, column.styles(stop - 1, stop)[0]))
-            for row, col, style in sorted(first_uses):
+            for row, col, style in sorted(first_uses[part]):
                 ws.write_blank(row, col, None, formats[style])
         _about(workbook, sheets, timezone, [h for _, h, z in columns if z is not None])
     finally:
@@ -390,13 +433,18 @@ _ROW_BYTES = 30
 
 
 def _fill_sheets(
-    scaffold: Path, path: Path, cells: list[_ColumnCells], bounds: list[tuple[int, int]], styles: dict[str, int]
+    scaffold: Path,
+    path: Path,
+    blocks: _Blocks,
+    bounds: list[tuple[int, int]],
+    sizes: list[int],
+    styles: dict[str, int],
 ) -> None:
     """Copy the scaffold workbook to `path`, with each data sheet's rows after its heading row.
-    The next block of rows is generated (polars, outside the GIL) while one is deflated."""
-    letters = [xl_col_to_name(col) for col in range(len(cells))]
+    The next block of rows is read and generated (polars, outside the GIL) while one is deflated."""
+    letters = [xl_col_to_name(col) for col in range(len(blocks.columns))]
     style_text = {name: f' s="{index}"' for name, index in styles.items()}
-    sheet_parts = {f"xl/worksheets/sheet{part + 1}.xml": bound for part, bound in enumerate(bounds)}
+    sheet_parts = {f"xl/worksheets/sheet{part + 1}.xml": part for part in range(len(bounds))}
     with (
         zipfile.ZipFile(scaffold) as src,
         zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, allowZip64=True, compresslevel=_ROWS_LEVEL) as out,
@@ -404,38 +452,40 @@ def _fill_sheets(
     ):
         for info in src.infolist():
             xml = src.read(info).decode("utf-8")
-            if info.filename not in sheet_parts or not cells:
+            if info.filename not in sheet_parts or not blocks.columns:
                 target = zipfile.ZipInfo(info.filename, info.date_time)
                 target.external_attr = info.external_attr
                 out.writestr(target, xml.encode("utf-8"), zipfile.ZIP_DEFLATED, compresslevel=6)
                 continue
-            start, stop = sheet_parts[info.filename]
+            part = sheet_parts[info.filename]
+            start, stop = bounds[part]
             # The heading row stays; the scaffold's placeholder cells after it go.
             head_end = xml.index("</row>", xml.index("<sheetData>")) + len("</row>")
-            blocks = [(b, min(stop, b + _BLOCK_ROWS), b - start + 2) for b in range(start, stop, _BLOCK_ROWS)]
+            rows = [(b, min(stop, b + _BLOCK_ROWS), b - start + 2) for b in range(start, stop, _BLOCK_ROWS)]
             # ZIP64 headers only where a sheet may pass 4 GiB: some spreadsheet programs refuse them.
-            bound = sum(column.size_bound(start, stop) for column in cells) + len(xml) + _ROW_BYTES * (stop - start)
-            with out.open(info.filename, "w", force_zip64=bound >= zipfile.ZIP64_LIMIT) as fh:
+            large = sizes[part] + len(xml) >= zipfile.ZIP64_LIMIT
+            with out.open(info.filename, "w", force_zip64=large) as fh:
                 fh.write(xml[:head_end].encode("utf-8"))
-                pending = generator.submit(_rows_xml, cells, letters, style_text, *blocks[0]) if blocks else None
-                for i in range(len(blocks)):
+                pending = generator.submit(_rows_xml, blocks, letters, style_text, *rows[0]) if rows else None
+                for i in range(len(rows)):
                     assert pending is not None
-                    rows = pending.result()
-                    if i + 1 < len(blocks):
-                        pending = generator.submit(_rows_xml, cells, letters, style_text, *blocks[i + 1])
-                    fh.write(rows)
+                    done = pending.result()
+                    if i + 1 < len(rows):
+                        pending = generator.submit(_rows_xml, blocks, letters, style_text, *rows[i + 1])
+                    fh.write(done)
                 fh.write(xml[xml.index("</sheetData>"):].encode("utf-8"))
 
 
 def _rows_xml(
-    cells: list[_ColumnCells], letters: list[str], style_text: dict[str, str], start: int, stop: int, first_row: int
+    blocks: _Blocks, letters: list[str], style_text: dict[str, str], start: int, stop: int, first_row: int
 ) -> bytes:
-    """The `<row>` elements of frame rows start..stop, numbered from first_row in the sheet."""
-    number = pl.int_range(first_row, first_row + stop - start, eager=True).cast(pl.String)
+    """The `<row>` elements of list rows start..stop, numbered from first_row in the sheet."""
+    rows = stop - start
+    number = pl.int_range(first_row, first_row + rows, eager=True).cast(pl.String)
     parts: list[pl.Expr] = [pl.lit('<row r="'), pl.lit(number), pl.lit('">')]
-    for letter, column in zip(letters, cells, strict=True):
-        style = column.styles(start, stop).replace_strict(style_text, return_dtype=pl.String)
-        rest = column.rest(start, stop)
+    for letter, column in zip(letters, blocks.cells(start, stop), strict=True):
+        style = column.styles(0, rows).replace_strict(style_text, return_dtype=pl.String)
+        rest = column.rest(0, rows)
         parts += [pl.lit(f'<c r="{letter}'), pl.lit(number), pl.lit('"'), pl.lit(style), pl.lit(rest)]
     parts.append(pl.lit("</row>"))
     return pl.select(pl.concat_str(parts).str.join("")).item().encode("utf-8")

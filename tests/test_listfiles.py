@@ -93,3 +93,20 @@ def test_any_values_are_written_as_csv_writer_and_json_dumps_write_them(
         "agents": pl.Series([[t, None] for t in texts], dtype=pl.List(pl.String)),
     })
     _assert_same(frame, tmp_path)
+
+
+def test_a_list_read_from_parquet_a_few_rows_at_a_time_gives_the_same_files(tmp_path: Path, monkeypatch) -> None:
+    import forensics.listfiles as listfiles
+
+    t = datetime(2022, 11, 28, 19, 5, 1, 250_000, tzinfo=UTC)
+    frame = pl.DataFrame({
+        "client_ip": [f"192.0.2.{i}" for i in range(10)],
+        "first_seen": [t + timedelta(seconds=i) for i in range(10)],
+        "user_agents": [["curl/8", f'say "{i}"'] for i in range(10)],
+        "requests": list(range(10)),
+    })
+    frame.write_parquet(tmp_path / "list.parquet")
+    monkeypatch.setattr(listfiles, "BLOCK_ROWS", 3)
+    listed = pl.scan_parquet(tmp_path / "list.parquet")
+    assert write_csv(listed, tmp_path / "lazy.csv").read_bytes() == _reference_csv(frame, tmp_path / "plain.csv")
+    assert write_json_records(listed, tmp_path / "lazy.json", rows_at_once=4).read_bytes() == _reference_json(frame)

@@ -171,8 +171,8 @@ def _reference_workbook(frame: pl.DataFrame, path: Path, timezone: str, rows_per
     from forensics import spreadsheet as s
 
     zone_of = {"UTC": UTC} | ({timezone: ZoneInfo(timezone)} if timezone != "UTC" else {})
-    columns = s._columns(frame, timezone)
-    widths = s._widths(frame, columns)
+    columns = s._columns(frame.schema, timezone)
+    widths = s._widths(frame.lazy(), columns)
     with_ms = {name: bool(frame.get_column(name).dt.microsecond().fill_null(0).max() or 0)
                for name, dtype in frame.schema.items() if isinstance(dtype, pl.Datetime)}
     workbook = xlsxwriter.Workbook(str(path), {"strings_to_formulas": False, "strings_to_urls": False,
@@ -291,3 +291,30 @@ def test_generated_rows_equal_xlsxwriter_for_any_values(
         "agents": pl.Series([[t, t] for t in texts], dtype=pl.List(pl.String)),
     })
     _assert_same_as_cell_by_cell(frame, tmp_path, "America/New_York", rows_per_sheet)
+
+
+def test_a_list_read_from_parquet_a_few_rows_at_a_time_gives_the_same_workbook(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blocks smaller than a sheet and sheets cut inside a block: each style still first used where
+    the cell-by-cell writer first uses it (a time column empty in the first rows)."""
+    from forensics import spreadsheet
+
+    t = datetime(2022, 11, 28, 19, 5, 1, tzinfo=UTC)
+    n = 23
+    frame = pl.DataFrame({
+        "client_ip": [f"192.0.2.{i}" for i in range(n)],
+        "first_seen": [None] * 4 + [t + timedelta(seconds=i) for i in range(n - 5)] + [None],
+        "last_seen": [t + timedelta(milliseconds=i) for i in range(n)],
+        "requests": [None if i % 7 == 0 else i for i in range(n)],
+        "agents": [[f"agent {i}", "x & y"] if i % 5 else None for i in range(n)],
+        "flag": [None if i % 3 == 0 else bool(i % 2) for i in range(n)],
+    })
+    frame.write_parquet(tmp_path / "list.parquet")
+    monkeypatch.setattr(spreadsheet, "_BLOCK_ROWS", 3)
+    for rows_per_sheet in (4, 5, 23, 100):
+        _reference_workbook(frame, tmp_path / "plain.xlsx", "America/New_York", rows_per_sheet)
+        write_downloaders_xlsx(pl.scan_parquet(tmp_path / "list.parquet"), tmp_path / "lazy.xlsx",
+                               timezone="America/New_York", rows_per_sheet=rows_per_sheet)
+        lazy, plain = _parts(tmp_path / "lazy.xlsx"), _parts(tmp_path / "plain.xlsx")
+        assert lazy == plain, rows_per_sheet
