@@ -30,7 +30,7 @@ from forensics.coverage import BIN_MINUTES, how_unusual, timeline_bin
 from forensics.db import connect, named_queries
 from forensics.errors import InputError
 from forensics.followup import report_context as follow_up_context
-from forensics.schema import ALL_TABLES, DOWNLOADERS
+from forensics.schema import ALL_TABLES, DOWNLOADERS, HIT_REQUESTS
 
 REPORT_NAME = "report.html"
 OUTCOME_ORDER = ("complete", "partial", "undetermined", "failed", "headers_only")
@@ -148,9 +148,12 @@ def _tables(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
 
 
 def _ensure_tables(con: duckdb.DuckDBPyConnection, have: dict[str, set[str]]) -> None:
-    """Older cases lack later tables: add them empty (TEMP) so every query has its columns."""
+    """Older cases lack later tables: add them empty (TEMP) so every query has its columns; the
+    copied rows of the hits (hit_requests) as a view of `requests`, the rows the stage copies."""
     for table in ALL_TABLES:
-        if table.name not in have:
+        if table.name == HIT_REQUESTS.name and table.name not in have:
+            con.execute(f"CREATE TEMP VIEW hit_requests AS {named_queries()['stage_hit_requests'].sql}")
+        elif table.name not in have:
             con.execute(table.ddl().replace("CREATE TABLE IF NOT EXISTS", "CREATE TEMP TABLE", 1))
 
 
@@ -244,17 +247,15 @@ def _timeline(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime, ex
         totals = con.execute("SELECT bin_start, requests FROM request_timeline").fetchall()
     else:
         totals = con.execute(named_queries()["stage_request_timeline"].sql, window).fetchall()
-    # The file's requests per bin, from the hits and their copied rows (no scan of `requests`);
-    # the table name is one of two fixed names.
+    # The file's requests per bin, from the hits and their copied rows (no scan of `requests`).
     resource = dict(
         (r[0], r[1:]) for r in con.execute(
-            f"""
+            """
             SELECT time_bucket(to_microseconds($bin_us), h.ts, $examine_from::TIMESTAMPTZ) AS bin,
                    count(*) FILTER (WHERE h.counts) AS resource_requests,
                    count(*) FILTER (WHERE h.counts AND r.status IN (200, 206)) AS deliveries
             FROM hits h
-            JOIN {"hit_requests" if has_timeline else "requests"} r
-                ON r.source_id = h.source_id AND r.line_no = h.line_no
+            JOIN hit_requests r ON r.source_id = h.source_id AND r.line_no = h.line_no
             WHERE r.ts >= $examine_from AND r.ts < $examine_to
             GROUP BY bin
             """,

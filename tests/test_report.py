@@ -7,6 +7,7 @@ fetch nothing: no script, style, font or image from anywhere but the file itself
 from __future__ import annotations
 
 import csv
+import json
 import re
 import shutil
 from html.parser import HTMLParser
@@ -199,6 +200,42 @@ def test_report_command_rewrites_the_report(case_copy: Path) -> None:
     res = CliRunner().invoke(app, ["report", str(case_copy)])
     assert res.exit_code == 0, res.output
     assert (case_copy / "report.html").exists() and "report.html" in res.output
+
+
+def test_timeline_counts_every_request_and_hit_in_the_examined_period(demo_case: Path) -> None:
+    """The chart's totals come from request_timeline and the hits' copied rows; they are the
+    counts of the case's own rows over the examined period, however the table was filled."""
+    from forensics.report import gather
+
+    timeline = gather(demo_case)["timeline"]
+    exposure = json.loads((demo_case / "manifest.json").read_text())["investigation"]["exposure"]
+    window = [exposure["examined_from"], exposure["examined_to"]]
+    period = "ts >= CAST(? AS TIMESTAMPTZ) AND ts < CAST(? AS TIMESTAMPTZ)"
+    con = duckdb.connect(str(demo_case / "case.duckdb"), read_only=True)
+    try:
+        requests = con.execute(f"SELECT count(*) FROM requests WHERE {period}", window).fetchone()
+        resource = con.execute(f"SELECT count(*) FROM hits WHERE counts AND {period}", window).fetchone()
+    finally:
+        con.close()
+    assert requests is not None and resource is not None
+    assert (timeline["total_requests"], timeline["total_resource"]) == (requests[0], resource[0])
+    assert requests[0] > 1000 and resource[0] > 30
+
+
+def test_report_of_a_case_written_before_the_timeline_and_hit_copies_were_stored(case_copy: Path) -> None:
+    """A case database from an earlier version has no request_timeline and no hit_requests: the
+    report counts them from `requests` and shows the same numbers."""
+    from forensics.report import gather
+
+    before = gather(case_copy)
+    con = duckdb.connect(str(case_copy / "case.duckdb"))
+    con.execute("DROP TABLE request_timeline")
+    con.execute("DROP TABLE hit_requests")
+    con.close()
+    after = gather(case_copy)
+    for key in ("timeline", "referrers"):
+        assert after[key] == before[key], key
+    assert before["timeline"]["total_requests"] > 1000 and before["referrers"]
 
 
 def test_report_command_on_a_folder_without_a_case(tmp_path: Path) -> None:
