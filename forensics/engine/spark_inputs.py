@@ -15,9 +15,9 @@ Spark's own file system layer, so a cluster reads the logs where they are.
   compression and its first lines' verdicts (text or binary, the format they read as), so that
   the driver plans a URI source exactly as forensics.ingest.plan_files plans a local one.
 
-Spark's file index leaves out files whose names start with "_" or "." (its own bookkeeping files):
-a listed file that Spark does not hand over stops the run with its name, so that no file is
-silently left out of the case.
+Spark's file index leaves out names ending in `._COPYING_` (a copy in progress) and, before Spark
+4.3 (which can be told not to), names starting with "_" or ".": a listed file that Spark does not
+hand over stops the run with its name, so that no file is silently left out of the case.
 """
 
 from __future__ import annotations
@@ -80,15 +80,20 @@ def list_source(spark: SparkSession, pattern: str) -> list[ListedFile]:
         fs = path.getFileSystem(conf)
         statuses = fs.globStatus(path)
         found: list[ListedFile] = []
+        folders = []
         for status in statuses or []:
             if status.isFile():
                 found.append(ListedFile(status.getPath().toString(), status.getLen(), status.getModificationTime()))
             elif not globbed:
-                below = fs.listFiles(status.getPath(), True)
-                while below.hasNext():
-                    f = below.next()
-                    if not f.getPath().getName().startswith("."):
-                        found.append(ListedFile(f.getPath().toString(), f.getLen(), f.getModificationTime()))
+                folders.append(status.getPath())
+        # Folder by folder with listStatus: listFiles would look up every file's block locations
+        # (2,000 files: 17 s against 0.9 s).
+        while folders:
+            for status in fs.listStatus(folders.pop()):
+                if status.isDirectory():
+                    folders.append(status.getPath())
+                elif not status.getPath().getName().startswith("."):
+                    found.append(ListedFile(status.getPath().toString(), status.getLen(), status.getModificationTime()))
     except (Py4JJavaError, PySparkException) as exc:  # no file system for the scheme, no access, no host
         raise InputError(f"Spark's file system layer cannot list this source: {_first_line(exc)}",
                          hint=hint, path=pattern) from None
@@ -114,11 +119,14 @@ def list_source(spark: SparkSession, pattern: str) -> list[ListedFile]:
 def binary_files(spark: SparkSession, sources: list[tuple[str, list[str]]]) -> DataFrame:
     """`path` and `content` of the given files (each source's pattern with the URIs wanted from
     it), read by Spark's binaryFile source: Spark packs small files into one task, a large file
-    has a task of its own."""
+    has a task of its own. Spark's own filter of "hidden" names (`_` or `.` first) is turned off
+    (`ignoredPathSegmentRegex`, Spark 4.3 and later; older versions ignore the option and leave
+    those files out, which stops the run with their names)."""
     from pyspark.sql import functions as F
 
     frames = [
-        spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(pattern)
+        spark.read.format("binaryFile").option("recursiveFileLookup", "true")
+        .option("ignoredPathSegmentRegex", "").load(pattern)
         .select("path", "content").where(F.col("path").isin(uris))
         for pattern, uris in sources if uris
     ]
@@ -226,8 +234,8 @@ def _heads(spec: SourceSpec, files: list[ListedFile], examined: dict[str, dict[s
         facts = examined.get(f.uri)
         if facts is None:
             raise InputError(
-                "Spark's binaryFile reader did not hand over this file (it leaves out names starting with "
-                "\"_\" or \".\")",
+                "Spark's binaryFile reader did not hand over this file (it leaves out names ending in "
+                "._COPYING_, and before Spark 4.3 names starting with \"_\"), or it went away after it was listed",
                 hint="rename the file, or narrow the source's path so it does not match it",
                 path=f.uri,
             )
