@@ -38,8 +38,10 @@ SPARK_TYPES = {
 }
 
 
-# Bytes of rows in one batch a Spark run brings home (forensics.engine.spark_run).
+# Bytes of rows in one batch a Spark run brings home (forensics.engine.spark_run), and the size
+# (as Spark estimates it: Parquet bytes on storage) of the partitions the driver fetches one at a time.
 COLLECT_BATCH_BYTES = 16 << 20
+HOME_PARTITION_BYTES = 32 << 20
 
 
 def spark_ddl(table: Table) -> str:
@@ -109,9 +111,8 @@ class SparkEngine:
         """The table's rows on the driver a bounded batch at a time (Arrow, UTC timestamps), so that
         a large table (`rejects` of a case with many bad lines) never sits whole in the driver's
         memory. The executors cut their rows into Arrow IPC messages of about `max_bytes`; the
-        driver fetches one partition at a time (a partition is at most a file split,
-        spark.sql.files.maxPartitionBytes, 128 MB of Parquet by default)."""
-        frame = self.spark.table(table.name).select(*[f"`{c}`" for c in table.column_names])
+        driver fetches one partition at a time, each about HOME_PARTITION_BYTES of Parquet."""
+        frame = _for_the_trip_home(self.spark.table(table.name).select(*[f"`{c}`" for c in table.column_names]))
         for (message,) in frame.mapInArrow(_ipc_messages(max_bytes), "`message` BINARY").toLocalIterator():
             yield pa.ipc.open_stream(message).read_all()
 
@@ -153,6 +154,15 @@ class SparkEngine:
 
     def sql_rows(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         return arrow_rows(self.spark.sql(to_spark(sql, params or {})).toArrow())
+
+
+def _for_the_trip_home(frame: DataFrame) -> DataFrame:
+    """The frame in partitions of about HOME_PARTITION_BYTES (merged, never shuffled): the driver
+    fetches a partition per job, and a table written by 100,000 tasks has as many small files
+    (as many jobs, one after the other, if each were fetched on its own)."""
+    size = int(str(frame._jdf.queryExecution().optimizedPlan().stats().sizeInBytes()))
+    wanted = max(1, -(-size // HOME_PARTITION_BYTES))
+    return frame.coalesce(wanted) if frame.rdd.getNumPartitions() > wanted else frame
 
 
 def _ipc_messages(max_bytes: int) -> Any:

@@ -220,9 +220,12 @@ def examine_sources(spark: SparkSession, case: Case) -> dict[int, Iterator[FileH
         for f in files:
             specs.setdefault(f.uri, case.sources[i])
     frame = binary_files(spark, [(case.sources[i].path, [f.uri for f in files]) for i, files in listed.items()])
+    # One short row per file, like the file plan the driver holds anyway: collected at once (an
+    # iterator would run a job per partition).
+    rows = frame.mapInArrow(_examine_task(specs), _EXAMINED).toArrow()
     examined = {
         uri: json.loads(text)
-        for uri, text in frame.mapInArrow(_examine_task(specs), _EXAMINED).toLocalIterator()
+        for uri, text in zip(rows.column("path").to_pylist(), rows.column("examined").to_pylist(), strict=True)
     }
     return {i: _heads(case.sources[i], files, examined) for i, files in listed.items()}
 

@@ -44,7 +44,7 @@ import pyarrow as pa
 
 from forensics.casefile import Case
 from forensics.db import connect, create_tables
-from forensics.engine.spark import SPARK_TYPES, SparkEngine
+from forensics.engine.spark import SPARK_TYPES, SparkEngine, arrow_rows
 from forensics.engine.spark_inputs import (
     binary_files,
     error_json,
@@ -292,7 +292,8 @@ def load(spark: SparkSession, case: Case, out_dir: Path, warehouse: str) -> Spar
     if paths:
         hashed = _one_task_each(spark, "index", list(paths)).mapInArrow(
             _hash_task(paths), "`index` INT, `sha256` STRING")
-        for index, sha in hashed.toLocalIterator():
+        # One short row per file, collected at once (an iterator would run a job per file).
+        for index, sha in arrow_rows(hashed.toArrow()):
             planned[index].sha256 = sha
     plan = reconcile(planned, {}, prune=False, replace=False)
     results = {r.source_id: r for r in plan.load}
@@ -351,7 +352,8 @@ def _read_kind(engine: SparkEngine, staging: str, kind: str, ddl: str) -> list[t
     location = f"{staging}/record_kind={kind}"
     if not _exists(engine.spark, location):
         return []
-    return [tuple(r) for r in engine.spark.read.schema(ddl).parquet(location).toLocalIterator()]
+    # One short row per file (its accounting), collected at once like the file plan.
+    return arrow_rows(engine.spark.read.schema(ddl).parquet(location).toArrow())
 
 
 def _exists(spark: SparkSession, location: str) -> bool:
