@@ -626,10 +626,19 @@ def _settings_change(old: str, new: str) -> str:
     return "settings changed: " + ", ".join(changed)
 
 
-FLUSH_ROWS = 500_000
-# A file's rows are also written once they hold this much memory: 500,000 ALB rows (long lines,
-# most fields in extra) are about 700 MB.
-FLUSH_BYTES = 128 << 20
+FLUSH_ROWS = 250_000
+# A file's rows are also written once their values hold this many bytes (ALB rows, long lines with
+# most fields in extra, reach it at about 150,000 rows). Fewer, larger INSERTs cost DuckDB less
+# CPU: flushing every few chunks cost S3 a fifth more.
+FLUSH_BYTES = 160 << 20
+
+
+def _frame_bytes(frame: pl.DataFrame) -> int:
+    """The bytes of a frame's values: string lengths, and 8 a value otherwise. (Polars'
+    estimated_size counts a shared string buffer once per column that points into it.)"""
+    strings = [c for c, t in frame.schema.items() if t == pl.String]
+    text = frame.select(pl.sum_horizontal(pl.col(c).str.len_bytes().sum() for c in strings)).item() if strings else 0
+    return int(text or 0) + 8 * frame.height * (frame.width - len(strings))
 # Small files are committed together (each file whole), so that a case of many small files does
 # not pay a commit per file.
 GROUP_FILES = 2_000
@@ -713,7 +722,7 @@ class _Writer:
         p = self.pending.setdefault(sid, _Pending())
         p.frames[table].append(frame)
         p.rows += frame.height
-        p.bytes += int(frame.estimated_size())
+        p.bytes += _frame_bytes(frame)
         if p.rows >= FLUSH_ROWS or p.bytes >= FLUSH_BYTES:
             if p.cursor is None:
                 p.cursor = self.con.cursor()
@@ -778,7 +787,7 @@ class _Writer:
         self.group.append((results, p))
         self.group_files += len(results)
         self.group_rows += sum(f.height for parts in p.frames.values() for f in parts)
-        self.group_bytes += sum(int(f.estimated_size()) for parts in p.frames.values() for f in parts)
+        self.group_bytes += sum(_frame_bytes(f) for parts in p.frames.values() for f in parts)
         if self.group_rows >= FLUSH_ROWS or self.group_bytes >= FLUSH_BYTES or self.group_files >= GROUP_FILES:
             self._commit_group()
 
@@ -1427,9 +1436,9 @@ def _open_case_database(out_dir: Path) -> duckdb.DuckDBPyConnection:
             )
     # Written blocks are on disk: a bounded buffer pool keeps memory flat on large cases, and
     # row order is carried by (source_id, line_no), not by insertion order. The pool shares the
-    # process with the readers' frames (a few hundred MB): at 1 GB, committing 1M ALB rows
-    # took the process to 1.1 GB; at 512 MB it stays under 0.95 GB.
-    con.execute("SET memory_limit = '512MB'")
+    # process with the readers' frames (a few hundred MB): 1M ALB rows took the process to
+    # 1.1 GB with a pool of 1 GB, 0.95 GB with 512 MB and 0.8 GB with 256 MB, at the same CPU.
+    con.execute("SET memory_limit = '256MB'")
     con.execute("SET preserve_insertion_order = false")
     create_tables(con)
     if "case_info" not in tables:

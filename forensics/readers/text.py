@@ -205,7 +205,11 @@ class TextReader:
                 for name, (d, role) in zip(names, plan, strict=True)
             ]
             line = pl.col("_raw_line").str.strip_suffix("\r")
+            fits = (pl.concat_str(words, separator=" ") == line).fill_null(False)
             if self.fmt.trailing:
+                df = df.with_columns(_fits=fits)
+                fits = pl.col("_fits")
+            if self.fmt.trailing and not df.get_column("_fits").all():
                 # The exact path reads what follows the layout after a space as `trailing`,
                 # without the spaces and tabs that end the line: such a line is read here
                 # only when its tail is not empty and does not end in one. (The rebuilt line
@@ -215,9 +219,6 @@ class TextReader:
                 spaced, whole = pl.col("_spaced"), pl.col("_line")
                 df = df.with_columns(_tail=whole.str.strip_prefix(spaced))
                 tail = pl.col("_tail")
-                fits = (
-                    (spaced.str.len_bytes() == whole.str.len_bytes() + 1) & spaced.str.starts_with(whole)
-                ).fill_null(False)
                 with_tail = (
                     (tail.str.len_bytes() < whole.str.len_bytes())
                     & (tail.str.len_bytes() > 0)
@@ -228,7 +229,7 @@ class TextReader:
                 cols["trailing"] = pl.when(with_tail & ~fits).then(tail)
                 kinds["trailing"] = "str"
             else:
-                ok = ok & (pl.concat_str(words, separator=" ") == line).fill_null(False)
+                ok = ok & fits
         raw = df.with_row_index("_i").select(
             pl.col("_i"),
             (pl.col("_i").cast(pl.Int64) + start_line).alias("_line_no"),
