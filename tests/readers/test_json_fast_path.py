@@ -15,7 +15,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from forensics.formats import builtin_formats, get_format
+from forensics.normalize import to_canonical
 from forensics.readers import ChunkResult, make_reader
+from forensics.readers.jsonl import epoch_kind
 
 JSON = sorted(n for n, f in builtin_formats().items() if f.family == "json")
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -281,3 +283,50 @@ def test_sample_lines_of_every_json_format_read_the_same_on_both_paths() -> None
         lines = [s.line.encode() for s in fmt.samples]
         fast, exact, _ = read_both(name, [b"\n".join(lines) + b"\n"])
         compare(fast[0], exact[0])
+
+
+epoch_texts = st.one_of(
+    st.from_regex(r"\A[0-9]{1,20}(\.[0-9]{0,9})?\Z"),
+    st.sampled_from(["", "-", " 1712790000", "1712790000 ", "1e9", "-5", "1712790000100000000", "9999999999999999999",
+                     "2024-01-02T03:04:05Z", "28/Nov/2022:14:10:00 -0500", "0", "0.5", "99999999999", "100000000000"]),
+)
+
+
+# Times of one number of integer digits (a job writes one unit), with or without a fraction.
+one_width = st.integers(1, 20).flatmap(
+    lambda n: st.lists(st.from_regex(rf"\A[0-9]{{{n}}}(\.[0-9]{{0,7}})?\Z"), min_size=1, max_size=6)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(times=st.one_of(one_width, st.lists(epoch_texts, min_size=1, max_size=8)))
+@example(times=["12345678901"])  # the widths where the unit changes
+@example(times=["123456789012"])
+@example(times=["12345678901234"])
+@example(times=["123456789012345"])
+@example(times=["12345678901234567"])
+@example(times=["123456789012345678"])
+@example(times=["9223372036854775807", "9223372036854775808"])
+def test_an_epoch_kind_chosen_for_a_chunk_reads_every_time_as_ts_auto(times: list[str]) -> None:
+    """The unit kind picked for a chunk whose times are plain numbers gives the same instants,
+    and the same rejects, as ts_auto."""
+    fmt = get_format("cloudflare_logpush")
+    raw = pl.DataFrame(
+        {"_line_no": pl.Series(range(1, len(times) + 1), dtype=pl.Int64), "_ts": pl.Series(times, dtype=pl.String)}
+    )
+    kind = epoch_kind(raw.get_column("_ts"), fmt.null)
+    if kind is None:
+        return
+    auto = to_canonical(raw, {"_ts": "ts_auto"}, fmt, 0, "UTC")
+    chosen = to_canonical(raw, {"_ts": kind}, fmt, 0, "UTC")
+    assert auto[0].get_column("ts").to_list() == chosen[0].get_column("ts").to_list()
+    assert auto[1].to_list() == chosen[1].to_list()
+
+
+def test_epoch_kinds_are_chosen_for_the_usual_stamps() -> None:
+    nulls = get_format("cloudflare_logpush").null
+    assert epoch_kind(pl.Series(["1712790000100000000", "-"]), nulls) == "ts_epoch_ns"
+    assert epoch_kind(pl.Series(["1716723772.6014807", "1653485126"]), nulls) == "ts_epoch_s"
+    assert epoch_kind(pl.Series(["1712790000100"]), nulls) == "ts_epoch_ms"
+    assert epoch_kind(pl.Series(["1712790000100000"]), nulls) is None  # microseconds stay with ts_auto
+    assert epoch_kind(pl.Series(["1712790000", "2022-10-30T00:00:02Z"]), nulls) is None
