@@ -574,17 +574,15 @@ class JsonReader:
 #   always followed by a key): the exact path writes such arrays as JSON text, and without them
 #   nesting is by objects only, which the member count bounds (polars' parser overflows its
 #   stack on objects a thousand deep);
-# - control characters (Python's JSON refuses them raw in strings; a tab or CR elsewhere is
-#   rare), and `\x`, which is how bytes that are not UTF-8 reach the exact path's text.
-_FAST_EXCLUDE = r'\\u[dD][89a-fA-F]|\\"[ ]*:|"[ ]+:|[\[,][ ]*[\[{]'
+# - in a chunk split in Python (see _split), control characters and `\x`, which is how bytes that
+#   are not UTF-8 reach the exact path's text. In a chunk split natively, a control character is
+#   left to polars, which refuses it wherever Python's JSON does (raw in a string, or anywhere but
+#   a tab between tokens); the patterns allow a tab wherever they allow a space.
+_FAST_EXCLUDE = r'\\u[dD][89a-fA-F]|\\"[ \t]*:|"[ \t]+:|[\[,][ \t]*[\[{]'
 # (The float pattern runs on its own: joined with the others in one alternation it costs more
-# than both apart; the control characters are looked for only in chunks that have one.)
-_FAST_EXCLUDE_FLOAT = r"[:,\[][ ]*-?[0-9]+(?:\.[0-9]+(?:[eE][+-]?[0-9]+)?|[eE][+-]?[0-9]+)[ ]*[,}\]]"
+# than both apart.)
+_FAST_EXCLUDE_FLOAT = r"[:,\[][ \t]*-?[0-9]+(?:\.[0-9]+(?:[eE][+-]?[0-9]+)?|[eE][+-]?[0-9]+)[ \t]*[,}\]]"
 _FAST_EXCLUDE_DIRTY = r"[\x00-\x1f]|\\x"
-# Bytes that make a chunk "dirty": its lines are then split in Python (as the exact path does)
-# rather than by polars' CSV reader, which drops a CR before a newline and would read a control
-# byte as a column separator.
-_CONTROL_BYTES = bytes(b for b in range(32) if b != 0x0A)
 _BOM = b"\xef\xbb\xbf"
 # Deeper structures are left to the exact path (Python's recursion limit decides there), and
 # so are lines with more members than this, which might nest deeper than polars can follow.
@@ -880,8 +878,8 @@ class _FastLines:
         """Raw rows of the lines read here (as `_finish` takes them, with `_line_no`), skipped
         counts, the chunk indexes of the lines left to the exact path and the chunk's lines;
         None when no line of the chunk is for this path."""
-        n_lines = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
-        texts, clean = _split(chunk, n_lines)
+        texts, clean = _split(chunk)
+        n_lines = texts.len()
         fmt = self.reader.fmt
         line = pl.col("l")
         candidate = (
@@ -933,11 +931,12 @@ def _joined(texts: pl.Series) -> bytes:
     return "\n".join(texts.to_list()).encode("utf-8")
 
 
-def _split(chunk: bytes, n_lines: int) -> tuple[pl.Series, bool]:
-    """The chunk's lines as decode_lines gives them, and whether the chunk is clean: UTF-8
-    without control characters other than the newline and without a byte order mark, whose
-    lines are then split natively (which gives the same lines)."""
-    if not chunk.startswith(_BOM) and len(chunk.translate(None, _CONTROL_BYTES)) == len(chunk):
+def _split(chunk: bytes) -> tuple[pl.Series, bool]:
+    """The chunk's lines as decode_lines gives them, and whether they were split natively, which
+    is done for UTF-8 without a CR (the CSV reader drops one before a newline), without the CSV
+    separator used here and without a byte order mark, and kept only when the lines' bytes and
+    newlines add up to the chunk's bytes (no line lost, merged or trimmed)."""
+    if not chunk.startswith(_BOM) and b"\r" not in chunk and b"\x1f" not in chunk:
         try:
             chunk.decode("utf-8")
         except UnicodeDecodeError:
@@ -950,6 +949,7 @@ def _split(chunk: bytes, n_lines: int) -> tuple[pl.Series, bool]:
                 ).get_column("l").fill_null("")
             except Exception:
                 lines = None
-            if lines is not None and lines.len() == n_lines:
+            newline_ended = chunk.endswith(b"\n")
+            if lines is not None and lines.str.len_bytes().sum() + lines.len() - (not newline_ended) == len(chunk):
                 return lines, True
     return pl.Series("l", decode_lines(chunk), dtype=pl.String), False
