@@ -568,8 +568,8 @@ class JsonReader:
 # - a UTF-16 surrogate escape (\ud83d): Python keeps a lone one as its escape text, polars not;
 # - an escaped or spaced quote before a colon (\": or " :): the member count below relies on
 #   every key ending in an unescaped quote right before its colon;
-# - a number with a fraction or an exponent: polars writes 1.0 as "1" and 1e20 in digits where
-#   Python writes "1.0" and "1e+20";
+# - a number with a fraction or an exponent in an array (after [ or a comma, which in an object
+#   is always followed by a key): see _MEMBER_FLOAT for floats as member values;
 # - an array holding an array or an object ([[, [{, or one after a comma, which in an object is
 #   always followed by a key): the exact path writes such arrays as JSON text, and without them
 #   nesting is by objects only, which the member count bounds (polars' parser overflows its
@@ -578,10 +578,17 @@ class JsonReader:
 #   are not UTF-8 reach the exact path's text. In a chunk split natively, a control character is
 #   left to polars, which refuses it wherever Python's JSON does (raw in a string, or anywhere but
 #   a tab between tokens); the patterns allow a tab wherever they allow a space.
-_FAST_EXCLUDE = r'\\u[dD][89a-fA-F]|\\"[ \t]*:|"[ \t]+:|[\[,][ \t]*[\[{]'
-# (The float pattern runs on its own: joined with the others in one alternation it costs more
-# than both apart.)
-_FAST_EXCLUDE_FLOAT = r"[:,\[][ \t]*-?[0-9]+(?:\.[0-9]+(?:[eE][+-]?[0-9]+)?|[eE][+-]?[0-9]+)[ \t]*[,}\]]"
+_FAST_EXCLUDE = r'\\u[dD][89a-fA-F]|\\"[ \t]*:|"[ \t]+:|[\[,][ \t]*(?:[\[{]|-?[0-9]+[.eE])'
+# A float as a member value: polars writes it in the shortest digits that read back, always
+# without an exponent and without ".0" (1.0 -> "1", 1e20 -> "100000000000000000000"), where
+# Python's repr adds ".0" to a whole number and uses an exponent below 1e-4 and from 1e16 on.
+# Lines with such members are kept when each one (counted here) is found with its key name
+# (_KEYED_FLOAT, a key without escapes) and that name is one key of the schema: its value is
+# then written as repr writes it, or the line is read exactly when repr would use an exponent.
+# (Inside a string such text could only appear after an escaped quote, which sends the line
+# to the exact path.)
+_MEMBER_FLOAT = r":[ \t]*-?[0-9]+(?:\.[0-9]+(?:[eE][+-]?[0-9]+)?|[eE][+-]?[0-9]+)[ \t]*[,}]"
+_KEYED_FLOAT = r'"[^"\\]*"[ \t]*' + _MEMBER_FLOAT
 _FAST_EXCLUDE_DIRTY = r"[\x00-\x1f]|\\x"
 _BOM = b"\xef\xbb\xbf"
 # Deeper structures are left to the exact path (Python's recursion limit decides there), and
@@ -661,10 +668,12 @@ class _Plan:
     """For one schema: the expressions that turn parsed lines into the exact path's raw columns,
     and the checks a row must pass to be kept (any row that fails is read exactly)."""
 
-    def __init__(self, reader: JsonReader, schema: pl.Struct) -> None:
+    def __init__(self, reader: JsonReader, schema: pl.Struct, floats: bool) -> None:
         fmt = reader.fmt
         self.schema = schema
         nodes = _nodes(schema, (), None)
+        names = Counter(n.path[-1] for n in nodes)
+        texts: dict[str, pl.Expr] = {}
         by_path = {n.dotted: n for n in nodes}
         present = {n.dotted: n.expr.is_not_null() for n in nodes}
         never = pl.lit(False)
@@ -677,6 +686,22 @@ class _Plan:
             found = [present[alt] for alt in spec.split("|") if alt in present]
             return pl.any_horizontal(found) if found else never
 
+        def leaf_text(node: _Node) -> pl.Expr:
+            if node.dotted not in texts:
+                texts[node.dotted] = node.text()
+                if floats and not isinstance(node.dtype, pl.List):
+                    # A float member of this name in the line (see _MEMBER_FLOAT).
+                    raw = node.expr
+                    is_float = pl.col("_fkeys").list.contains(pl.lit(node.path[-1], pl.String)).fill_null(False)
+                    if names[node.path[-1]] > 1:
+                        slow.append(is_float)  # which of the keys of that name held it is not known
+                    else:
+                        fixed = raw.str.contains(r"^-?[0-9]{1,16}(?:\.[0-9]+)?$") & ~raw.str.contains(r"^-?0\.0000")
+                        slow.append(is_float & ~fixed.fill_null(False))
+                        repr_text = pl.when(raw.str.contains(".", literal=True)).then(raw).otherwise(raw + ".0")
+                        texts[node.dotted] = pl.when(is_float).then(repr_text).otherwise(raw)
+            return texts[node.dotted]
+
         def text(path: str) -> pl.Expr:
             node = value(path)
             if node is None:
@@ -685,8 +710,10 @@ class _Plan:
                 # The exact path writes an object found at a mapped key as JSON text.
                 slow.append(present[path])
                 return pl.lit(None, pl.String)
-            return node.text()
+            return leaf_text(node)
 
+        # A line without an array value (a colon before a bracket) has no array in it.
+        has_array = pl.col("_line").str.contains(r":[ \t]*\[")
         # Each key counts once when present: the line's members (its `":`) must all be seen.
         self.members = pl.sum_horizontal(p.cast(pl.UInt32) for p in present.values()) if nodes else pl.lit(0)
         for n in nodes:
@@ -703,8 +730,10 @@ class _Plan:
                 first = pl.element().str.head(1)
                 slow.append(n.expr.list.eval((first == "[") | (first == "{")).list.any().fill_null(False))
             else:
-                # An array or object read into a string-typed key comes back as polars' JSON.
-                slow.append(n.expr.str.head(1).is_in(["[", "{"]).fill_null(False))
+                # An array read into a string-typed key comes back as polars' JSON text (an
+                # object too, but its members fail the count, and "{}" is the exact path's text
+                # of an empty one).
+                slow.append((n.expr.str.starts_with("[") & has_array).fill_null(False))
 
         self.identity = pl.all_horizontal([has(k) for k in reader.identity]) if reader.identity else pl.lit(True)
         self.required = pl.all_horizontal([has(k) for k in fmt.required]) if fmt.required else pl.lit(True)
@@ -746,19 +775,19 @@ class _Plan:
         columns.pop("_time", None)
         # Every key not under a mapped key goes to extra under its dotted path, as _flatten does.
         mapped = reader.mapped_paths
-        names: dict[str, _Node] = {}
+        names_out: dict[str, _Node] = {}
         for n in nodes:
             if n.is_struct or any(".".join(n.path[:i]) in mapped for i in range(1, len(n.path) + 1)):
                 continue
             key = n.dotted
             clash = key in CANONICAL or key in reader.targets or key.startswith("_")
             name = f"json.{key}" if clash else key
-            if name in names or name in columns:
+            if name in names_out or name in columns:
                 # Two keys that end in one column: the exact path keeps the last one written.
-                slow.append(present[key] | present[names[name].dotted] if name in names else present[key])
+                slow.append(present[key] | present[names_out[name].dotted] if name in names_out else present[key])
                 continue
-            names[name] = n
-            columns[name] = n.text()
+            names_out[name] = n
+            columns[name] = leaf_text(n)
         self.columns = columns
         self.slow = pl.any_horizontal(slow) if slow else never
 
@@ -781,6 +810,8 @@ class _FastLines:
         self.reader = reader
         self.schema: pl.Struct | None = None
         self.plan: _Plan | None = None
+        # The plan for chunks with float members (built when one comes).
+        self.float_plan: _Plan | None = None
 
     def _grow(self, texts: pl.Series) -> bool:
         """Add the keys of these lines to the schema; False when nothing new was learnt. A block
@@ -806,7 +837,8 @@ class _FastLines:
         if merged == self.schema or len(_nodes(merged, (), None)) > _MAX_NODES:  # type: ignore[arg-type]
             return False
         self.schema = merged  # type: ignore[assignment]
-        self.plan = _Plan(self.reader, self.schema)
+        self.plan = _Plan(self.reader, self.schema, floats=False)
+        self.float_plan = None
         return True
 
     def _parse(self, texts: pl.Series, whole: bytes | None) -> tuple[list[tuple[int, pl.DataFrame]], list[int]]:
@@ -841,8 +873,11 @@ class _FastLines:
         """Of these candidate lines (`_i`, `l`): raw frames of the rows kept, skipped counts of the
         non-access records kept, the indexes left to the exact path, and the indexes whose member
         count did not match (keys the schema lacks, or duplicate keys)."""
-        assert self.plan is not None
-        plan = self.plan
+        assert self.plan is not None and self.schema is not None
+        floats = "_fkeys" in cand.columns
+        if floats and self.float_plan is None:
+            self.float_plan = _Plan(self.reader, self.schema, floats=True)
+        plan = self.float_plan if floats and self.float_plan is not None else self.plan
         parsed, refused = self._parse(cand.get_column("l"), whole)
         slow = cand.get_column("_i").gather(refused).to_list() if refused else []
         frames: list[pl.DataFrame] = []
@@ -851,7 +886,10 @@ class _FastLines:
         for lo, frame in parsed:
             part = cand.slice(lo, frame.height)
             ev = frame.with_columns(
-                _i=part.get_column("_i"), _line=part.get_column("l"), _n=part.get_column("_n")
+                _i=part.get_column("_i"),
+                _line=part.get_column("l"),
+                _n=part.get_column("_n"),
+                **({"_fkeys": part.get_column("_fkeys")} if floats else {}),
             ).select(
                 pl.col("_i"),
                 pl.col("_line"),
@@ -882,12 +920,7 @@ class _FastLines:
         n_lines = texts.len()
         fmt = self.reader.fmt
         line = pl.col("l")
-        candidate = (
-            line.str.starts_with("{")
-            & line.str.ends_with("}")
-            & ~line.str.contains(_FAST_EXCLUDE)
-            & ~line.str.contains(_FAST_EXCLUDE_FLOAT)
-        )
+        candidate = line.str.starts_with("{") & line.str.ends_with("}") & ~line.str.contains(_FAST_EXCLUDE)
         if not clean:
             candidate = candidate & ~line.str.contains(_FAST_EXCLUDE_DIRTY)
         if fmt.records_key:
@@ -896,9 +929,21 @@ class _FastLines:
             texts.to_frame("l")
             .with_row_index("_i")
             .filter(candidate.fill_null(False))
-            .with_columns(_n=pl.col("l").str.count_matches('":', literal=True))
+            .with_columns(
+                _n=pl.col("l").str.count_matches('":', literal=True), _f=pl.col("l").str.count_matches(_MEMBER_FLOAT)
+            )
             .filter(pl.col("_n") <= _MAX_MEMBERS)
         )
+        if cand.get_column("_f").sum():
+            keyed = pl.col("l").str.extract_all(_KEYED_FLOAT)
+            cand = (
+                cand.with_columns(
+                    _fkeys=keyed.list.eval(pl.element().str.extract(r'^"([^"\\]*)"', 1)),
+                    _fok=keyed.list.len() == pl.col("_f"),
+                )
+                .filter(pl.col("_fok"))
+                .drop("_fok")
+            )
         if cand.height == 0:
             return None
         if self.plan is None and not self._grow(cand.get_column("l").head(1000)):

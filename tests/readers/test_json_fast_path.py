@@ -216,6 +216,13 @@ def mostly_plain_lines(draw: st.DrawFn) -> tuple[str, list[bytes]]:
 @example(case=("cloudflare_logpush", [b'{"ClientIP":"192.0.2.1","EdgeStartTimestamp":1,"ClientRequestURI":"/a","x":1,"x":null}']))
 @example(case=("cloudflare_logpush", [b'{"ClientIP":"192.0.2.1","EdgeStartTimestamp":1,"ClientRequestURI":"/a","k":1.0}']))
 @example(case=("cloudflare_logpush", [b'{"ClientIP":"192.0.2.1","EdgeStartTimestamp":1,"ClientRequestURI":"/a","k":[1e20]}']))
+@example(case=("cloudflare_logpush", [  # floats as Python's repr writes them, and the ones it writes with an exponent
+    b'{"ClientIP":"192.0.2.1","EdgeStartTimestamp":1,"ClientRequestURI":"/a","k":' + t + b'}'
+    for t in [b"1e-05", b"0.00001", b"0.0001", b"1e16", b"9999999999999998.0", b"12345678901234567.5", b"-0.0",
+              b"0.30000000000000004", b"1E2", b"2.50", b"1.00000000000000001"]
+]))
+@example(case=("caddy", [b'{"level":"info","ts":1716723772.6014807,"logger":"http.log.access","msg":"m",'
+                         b'"request":{"uri":"/a","duration":0.5},"duration":0.017557019,"status":200}']))
 @example(case=("caddy", [b'{"ts":1,"level":"info","msg":"m","logger":"http.log.access","request":{"uri":"/a","headers":{}}}']))
 @example(case=("caddy", [b'{"ts":1,"level":"info","msg":"m","logger":"tls","request":{"uri":"/a"}}']))
 @example(case=("gcp_lb", [b'{"timestamp":"2024-01-02T03:04:05Z","insertId":"i","httpRequest":{"requestUrl":"https://e/a","requestUrl":{"x":"1"}}}']))
