@@ -712,8 +712,8 @@ class _Plan:
                 return pl.lit(None, pl.String)
             return leaf_text(node)
 
-        # A line without an array value (a colon before a bracket) has no array in it.
-        has_array = pl.col("_line").str.contains(r":[ \t]*\[")
+        # Whether the line has an array value (a colon before a bracket); see _FastLines.read.
+        has_array = pl.col("_arr")
         # Each key counts once when present: the line's members (its `":`) must all be seen.
         self.members = pl.sum_horizontal(p.cast(pl.UInt32) for p in present.values()) if nodes else pl.lit(0)
         for n in nodes:
@@ -889,6 +889,7 @@ class _FastLines:
                 _i=part.get_column("_i"),
                 _line=part.get_column("l"),
                 _n=part.get_column("_n"),
+                _arr=part.get_column("_arr"),
                 **({"_fkeys": part.get_column("_fkeys")} if floats else {}),
             ).select(
                 pl.col("_i"),
@@ -930,7 +931,10 @@ class _FastLines:
             .with_row_index("_i")
             .filter(candidate.fill_null(False))
             .with_columns(
-                _n=pl.col("l").str.count_matches('":', literal=True), _f=pl.col("l").str.count_matches(_MEMBER_FLOAT)
+                _n=pl.col("l").str.count_matches('":', literal=True),
+                _f=pl.col("l").str.count_matches(_MEMBER_FLOAT),
+                # A line without an array value (a colon before a bracket) has no array in it.
+                _arr=pl.col("l").str.contains(r":[ \t]*\["),
             )
             .filter(pl.col("_n") <= _MAX_MEMBERS)
         )
