@@ -620,6 +620,19 @@ def _text_dtype(dtype: PolarsDataType, depth: int = 1) -> pl.DataType | None:
     return pl.String()
 
 
+def _read_dtype(dtype: PolarsDataType) -> PolarsDataType:
+    """What polars is asked to read: the schema with arrays read as their JSON text."""
+    if isinstance(dtype, pl.Struct):
+        return pl.Struct({f.name: _read_dtype(f.dtype) for f in dtype.fields})
+    if isinstance(dtype, pl.List):
+        return pl.String()
+    return dtype
+
+
+# polars' JSON text of an array of strings that need no escape: ["a", "b"] (or []).
+_PLAIN_STRINGS = r'^\[(?:"[^"\\]*"(?:, "[^"\\]*")*)?\]$'
+
+
 def _merge_dtype(old: PolarsDataType, new: PolarsDataType) -> PolarsDataType:
     """`old` with the keys of `new` it lacks (a key whose shape differs keeps the old shape: lines
     that do not fit it fail to parse or to count, and are read exactly)."""
@@ -646,10 +659,11 @@ class _Node:
         return isinstance(self.dtype, pl.Struct)
 
     def text(self) -> pl.Expr:
-        """The exact path's _text of the value (structs are never asked: see `_Plan.checks`)."""
+        """The exact path's _text of the value (structs are never asked, nor arrays that are not
+        of plain strings: see `_Plan`): an array's strings joined by ", ", None when empty."""
         if isinstance(self.dtype, pl.List):
-            kept = self.expr.list.drop_nulls()
-            return pl.when(kept.list.len() > 0).then(kept.list.join(", "))
+            inner = self.expr.str.strip_prefix('["').str.strip_suffix('"]')
+            return pl.when(self.expr != "[]").then(inner.str.replace_all('", "', ", ", literal=True))
         return self.expr
 
 
@@ -726,9 +740,10 @@ class _Plan:
                 kids = [present[c.dotted] for c in nodes if c.path[:-1] == n.path]
                 slow.append(present[n.dotted] & ~pl.any_horizontal(kids) if kids else present[n.dotted])
             elif isinstance(n.dtype, pl.List):
-                # An array holding arrays or objects is written as JSON text by the exact path.
-                first = pl.element().str.head(1)
-                slow.append(n.expr.list.eval((first == "[") | (first == "{")).list.any().fill_null(False))
+                # Arrays are read as polars' JSON text of them (reading them as lists costs polars
+                # several times the rest of the line); an array of plain strings (no escape
+                # left, so none holds a quote) is joined here, any other is read exactly.
+                slow.append(n.expr.is_not_null() & ~n.expr.str.contains(_PLAIN_STRINGS))
             else:
                 # An array read into a string-typed key comes back as polars' JSON text (an
                 # object too, but its members fail the count, and "{}" is the exact path's text
@@ -844,7 +859,7 @@ class _FastLines:
     def _parse(self, texts: pl.Series, whole: bytes | None) -> tuple[list[tuple[int, pl.DataFrame]], list[int]]:
         """Parsed blocks (first index, frame) and the indexes of lines polars refused."""
         assert self.schema is not None
-        fields = {f.name: f.dtype for f in self.schema.fields}
+        fields = {f.name: _read_dtype(f.dtype) for f in self.schema.fields}
         parsed: list[tuple[int, pl.DataFrame]] = []
         refused: list[int] = []
         todo = [(0, texts.len())]
