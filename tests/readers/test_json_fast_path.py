@@ -234,6 +234,8 @@ def test_fast_path_equals_exact_path(case: tuple[str, list[bytes]]) -> None:
 @SETTINGS
 @given(case=mostly_plain_lines())
 @example(case=("fastly_json", [b'{"client_ip":"","url":"","":0}']))  # a key named ""
+@example(case=("caddy", [b'{"level":"info","ts":1,"logger":"http.log.access","msg":"m","request":{"uri":"/a",'
+                         b'"headers":{"User-Agent":["a", "b"],"Accept":[]}},"k":["", "x"],"j":["\\u00e9", 1]}']))
 @example(case=("cloudflare_logpush", [b'{"ClientIP":"a","EdgeStartTimestamp":1,"ClientRequestURI":"/","n":5}',
                                       b'{"ClientIP":"a","EdgeStartTimestamp":1,"ClientRequestURI":"/","n":"5"}']))
 def test_fast_path_equals_exact_path_on_mostly_plain_lines(case: tuple[str, list[bytes]]) -> None:
