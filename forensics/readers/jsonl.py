@@ -39,7 +39,7 @@ from polars._typing import PolarsDataType
 
 from forensics.formats import FormatDef
 from forensics.normalize import CANONICAL, to_canonical
-from forensics.readers import ChunkResult, decode_lines, empty_rejects
+from forensics.readers import ChunkResult, decode_lines, empty_rejects, native_lines
 from forensics.schema import empty_requests_frame
 
 SKIP_NON_ACCESS = "non-access log line"
@@ -590,7 +590,6 @@ _FAST_EXCLUDE = r'\\u[dD][89a-fA-F]|\\"[ \t]*:|"[ \t]+:|[\[,][ \t]*(?:[\[{]|-?[0
 _MEMBER_FLOAT = r":[ \t]*-?[0-9]+(?:\.[0-9]+(?:[eE][+-]?[0-9]+)?|[eE][+-]?[0-9]+)[ \t]*[,}]"
 _KEYED_FLOAT = r'"[^"\\]*"[ \t]*' + _MEMBER_FLOAT
 _FAST_EXCLUDE_DIRTY = r"[\x00-\x1f]|\\x"
-_BOM = b"\xef\xbb\xbf"
 # Deeper structures are left to the exact path (Python's recursion limit decides there), and
 # so are lines with more members than this, which might nest deeper than polars can follow.
 _MAX_DEPTH = 16
@@ -997,22 +996,16 @@ def _joined(texts: pl.Series) -> bytes:
 
 def _split(chunk: bytes) -> tuple[pl.Series, bool]:
     """The chunk's lines as decode_lines gives them, and whether they were split natively, which
-    is done for UTF-8 without a CR (the CSV reader drops one before a newline), without the CSV
-    separator used here and without a byte order mark, and kept only when the lines' bytes and
-    newlines add up to the chunk's bytes (no line lost, merged or trimmed)."""
-    if not chunk.startswith(_BOM) and b"\r" not in chunk and b"\x1f" not in chunk:
+    is done for UTF-8 without a CR (native_lines removes one before a newline, the exact path
+    keeps it in a rejected line's text), and kept only when the lines' bytes and newlines add up
+    to the chunk's bytes (no line lost, merged or trimmed)."""
+    if b"\r" not in chunk:
         try:
             chunk.decode("utf-8")
         except UnicodeDecodeError:
             pass
         else:
-            try:
-                lines = pl.read_csv(
-                    chunk, separator="\x1f", quote_char=None, has_header=False, new_columns=["l"],
-                    schema={"l": pl.String}, infer_schema=False,
-                ).get_column("l").fill_null("")
-            except Exception:
-                lines = None
+            lines = native_lines(chunk)
             newline_ended = chunk.endswith(b"\n")
             if lines is not None and lines.str.len_bytes().sum() + lines.len() - (not newline_ended) == len(chunk):
                 return lines, True
