@@ -110,6 +110,21 @@ def _cloudflare(g: _Line, i: int, n: int) -> str:
     }, separators=(",", ":"))
 
 
+def _caddy(g: _Line, i: int, n: int) -> str:
+    """Caddy's access record: a float time and duration, the request as a nested object with
+    header lists (the shape that costs the JSON reader most a line)."""
+    ip, sec, path, status, size, ref, ua = g.parts(i, n)
+    return json.dumps({
+        "level": "info", "ts": 1669611600 + sec + (i % 1000) / 1000 + 0.0004, "logger": "http.log.access.log0",
+        "msg": "handled request",
+        "request": {"remote_ip": ip, "remote_port": str(40000 + i % 20000), "client_ip": ip, "proto": "HTTP/2.0",
+                    "method": "GET", "host": "www.agency.gov", "uri": path,
+                    "headers": {"User-Agent": [ua], "Referer": [ref], "Accept": ["*/*"]}},
+        "bytes_read": 0, "user_id": "", "duration": 0.0101 + (i % 97) / 1000, "size": size, "status": status,
+        "resp_headers": {"Content-Type": ["application/pdf"], "Content-Length": [str(size)]},
+    }, separators=(",", ":"))
+
+
 # format name -> (line maker, header lines)
 FAMILIES: dict[str, tuple[Callable[[_Line, int, int], str], list[str]]] = {
     "combined": (_combined, []),
@@ -118,6 +133,7 @@ FAMILIES: dict[str, tuple[Callable[[_Line, int, int], str], list[str]]] = {
     "aws_alb": (_aws_alb, []),
     "aws_s3": (_aws_s3, []),
     "cloudflare_logpush": (_cloudflare, []),
+    "caddy": (_caddy, []),
 }
 
 
