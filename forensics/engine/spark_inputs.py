@@ -219,14 +219,21 @@ def examine_sources(spark: SparkSession, case: Case) -> dict[int, Iterator[FileH
     for i, files in listed.items():
         for f in files:
             specs.setdefault(f.uri, case.sources[i])
-    frame = binary_files(spark, [(case.sources[i].path, [f.uri for f in files]) for i, files in listed.items()])
-    # One short row per file, like the file plan the driver holds anyway: collected at once (an
-    # iterator would run a job per partition).
-    rows = frame.mapInArrow(_examine_task(specs), _EXAMINED).toArrow()
-    examined = {
-        uri: json.loads(text)
-        for uri, text in zip(rows.column("path").to_pylist(), rows.column("examined").to_pylist(), strict=True)
+    # Spark's file sources hand over no file of 0 bytes: an empty file is known from its listing.
+    examined: dict[str, dict[str, Any]] = {
+        f.uri: {"size": 0, "sha256": hashlib.sha256(b"").hexdigest()}
+        for files in listed.values() for f in files if f.size == 0
     }
+    wanted = [(case.sources[i].path, [f.uri for f in files if f.size]) for i, files in listed.items()]
+    if any(uris for _, uris in wanted):
+        frame = binary_files(spark, wanted)
+        # One short row per file, like the file plan the driver holds anyway: collected at once
+        # (an iterator would run a job per partition).
+        rows = frame.mapInArrow(_examine_task(specs), _EXAMINED).toArrow()
+        examined.update(
+            (uri, json.loads(text))
+            for uri, text in zip(rows.column("path").to_pylist(), rows.column("examined").to_pylist(), strict=True)
+        )
     return {i: _heads(case.sources[i], files, examined) for i, files in listed.items()}
 
 

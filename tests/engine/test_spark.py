@@ -374,6 +374,47 @@ def test_case_linked_by_request_id_gives_the_same_answers_on_spark(
     assert_same(tables, _database_tables(other))
 
 
+def test_uri_files_are_planned_as_the_same_files_on_paths(spark: Any, write_case: Any, tmp_path: Path) -> None:
+    """Planning a URI source (its files examined in Spark tasks) gives what planning the same
+    folder as a local path gives: detected formats, compression, sizes, hashes, empty files,
+    duplicates and warnings."""
+    from forensics.engine.spark_inputs import examine_sources
+    from forensics.ingest import plan_files, reconcile
+
+    edge = "#Version: 1.0\n#Fields: " + CF_FIELDS + "\n" + _edge("2022-11-28 20:00:05", "198.51.100.7", "idA==") + "\n"
+    files = {
+        "logs/a.log": _combined(5),
+        "logs/b/edge.gz": gzip.compress(edge.encode(), mtime=0),
+        "logs/b/copy.log": _combined(5),  # the same bytes as a.log: a duplicate
+        "logs/empty.log": "",
+        "logs/blank.log": "\n\n",
+        "logs/nginx.json": _origin("2022-11-28 20:00:04", "198.51.100.7", "idA==") + "\n",
+    }
+    local_case = load_case(write_case([{"path": "logs", "format": "auto"}], files=files))
+    uri_case = load_case(write_case([{"path": (tmp_path / "logs").as_uri(), "format": "auto"}]))
+
+    def name(pf: Any) -> str:
+        return str(pf.display_path).rsplit("logs/", 1)[1]
+
+    def facts(case: Any, listed: Any) -> tuple[list[tuple[Any, ...]], list[str], list[tuple[str, Any]]]:
+        planned, warnings = plan_files(case, listed)
+        if listed is None:
+            from forensics.ingest import sha256_prefix
+
+            for pf in planned:
+                pf.sha256 = sha256_prefix(pf.path)
+        plan = reconcile(planned, {}, prune=False, replace=False)
+        return (
+            [(name(pf), pf.fmt.name, pf.detected, pf.compression, pf.size, pf.sha256, pf.empty) for pf in planned],
+            [w.rsplit("logs/", 1)[1] for w in warnings],
+            sorted((name(c.planned), c.status) for c in plan.custody),
+        )
+
+    local = facts(local_case, None)
+    assert {f[1] for f in local[0]} >= {"combined", "cloudfront", "nginx_json"}
+    assert facts(uri_case, examine_sources(spark, uri_case)) == local
+
+
 def test_a_large_table_comes_home_in_bounded_batches(spark: Any, tmp_path: Path) -> None:
     """A Spark run brings `rejects` (as large as the logs are bad) into the local case database a
     bounded batch at a time, never whole."""
