@@ -596,9 +596,9 @@ _MAX_DEPTH = 16
 _MAX_MEMBERS = 256
 # Keys the fast path follows at most; records with more distinct keys are read exactly.
 _MAX_NODES = 400
-# A block of lines polars cannot parse is halved until the line it refuses is found (then read
-# exactly), at most _MAX_SPLITS times per chunk: a chunk with many such lines leaves the blocks
-# that still fail to the exact path instead of parsing them again and again.
+# When polars refuses a chunk, the lines Python's JSON refuses too are left to the exact path
+# (which rejects or repairs them) and the others are parsed again; a block polars still refuses
+# is halved until the line is found (then read exactly), at most _MAX_SPLITS times per chunk.
 _MAX_SPLITS = 48
 
 
@@ -828,21 +828,28 @@ class _FastLines:
         self.float_plan: _Plan | None = None
 
     def _grow(self, texts: pl.Series) -> bool:
-        """Add the keys of these lines to the schema; False when nothing new was learnt. A block
-        polars cannot parse is halved, as in `_parse`, and its lines that parse are learnt from."""
+        """Add the keys of these lines to the schema; False when nothing new was learnt. As in
+        `_parse`, when polars refuses a line, only the lines Python's JSON reads are learnt from,
+        and a block polars still refuses is halved."""
         merged: PolarsDataType | None = self.schema
-        todo = [(0, texts.len())]
+        schemas = []
+        todo: list[tuple[int, int]] = []
+        try:
+            schemas.append(pl.read_ndjson(_joined(texts), infer_schema_length=None).schema)
+        except Exception:
+            texts = texts.filter(pl.Series([_is_json(t) for t in texts.to_list()], dtype=pl.Boolean))
+            todo = [(0, texts.len())] if texts.len() else []
         splits = 0
         while todo:
             lo, hi = todo.pop()
             try:
-                inferred = pl.read_ndjson(_joined(texts.slice(lo, hi - lo)), infer_schema_length=None).schema
+                schemas.append(pl.read_ndjson(_joined(texts.slice(lo, hi - lo)), infer_schema_length=None).schema)
             except Exception:
                 if hi - lo > 1 and splits < _MAX_SPLITS:
                     splits += 1
                     mid = (lo + hi) // 2
                     todo += [(mid, hi), (lo, mid)]
-                continue
+        for inferred in schemas:
             new = _text_dtype(pl.Struct(inferred))
             if isinstance(new, pl.Struct):
                 merged = new if merged is None else _merge_dtype(merged, new)
@@ -855,31 +862,34 @@ class _FastLines:
         self.float_plan = None
         return True
 
-    def _parse(self, texts: pl.Series, whole: bytes | None) -> tuple[list[tuple[int, pl.DataFrame]], list[int]]:
-        """Parsed blocks (first index, frame) and the indexes of lines polars refused."""
+    def _parse(
+        self, texts: pl.Series, whole: bytes | None
+    ) -> tuple[list[tuple[list[int] | None, pl.DataFrame]], list[int]]:
+        """Parsed blocks (the indexes of their lines, None for all lines; and the frame) and the
+        indexes of the lines polars refused."""
         assert self.schema is not None
         fields = {f.name: _read_dtype(f.dtype) for f in self.schema.fields}
-        parsed: list[tuple[int, pl.DataFrame]] = []
-        refused: list[int] = []
-        todo = [(0, texts.len())]
+        whole_frame = _read_block(whole if whole is not None else _joined(texts), fields, texts.len())
+        if whole_frame is not None:
+            return [(None, whole_frame)], []
+        lines = texts.to_list()
+        valid = [i for i, text in enumerate(lines) if _is_json(text)]
+        refused = sorted(set(range(len(lines))).difference(valid))
+        parsed: list[tuple[list[int] | None, pl.DataFrame]] = []
+        todo = [(0, len(valid))]
         splits = 0
         while todo:
             lo, hi = todo.pop()
-            block = whole if whole is not None and (lo, hi) == (0, texts.len()) else _joined(texts.slice(lo, hi - lo))
-            try:
-                frame = pl.read_ndjson(block, schema=fields) if fields else None
-            except Exception:
-                frame = None
-            if frame is not None and frame.height == hi - lo:
-                parsed.append((lo, frame))
-            elif hi - lo == 1 or splits >= _MAX_SPLITS:
-                refused.extend(range(lo, hi))
+            frame = _read_block(_joined(texts.gather(valid[lo:hi])), fields, hi - lo) if hi > lo else None
+            if frame is not None:
+                parsed.append((valid[lo:hi], frame))
+            elif hi - lo <= 1 or splits >= _MAX_SPLITS:
+                refused.extend(valid[lo:hi])
             else:
                 splits += 1
                 mid = (lo + hi) // 2
                 todo += [(mid, hi), (lo, mid)]
-        parsed.sort(key=lambda p: p[0])
-        return parsed, refused
+        return parsed, sorted(refused)
 
     def _rows(
         self, cand: pl.DataFrame, whole: bytes | None
@@ -897,8 +907,8 @@ class _FastLines:
         frames: list[pl.DataFrame] = []
         skipped: Counter[str] = Counter()
         unknown: list[int] = []
-        for lo, frame in parsed:
-            part = cand.slice(lo, frame.height)
+        for positions, frame in parsed:
+            part = cand if positions is None else cand[positions]
             ev = frame.with_columns(
                 _i=part.get_column("_i"),
                 _line=part.get_column("l"),
@@ -988,6 +998,32 @@ class _FastLines:
             kept = [c for c in raw.columns if c != "_i" and (c == "_line" or raw.get_column(c).null_count() < rows)]
             raw = raw.select((pl.col("_i").cast(pl.Int64) + start_line).alias("_line_no"), *kept)
         return raw, skipped, slow_all, texts
+
+
+def _read_block(block: bytes, fields: dict[str, PolarsDataType], n_lines: int) -> pl.DataFrame | None:
+    """The lines parsed by polars with the schema, or None when it refuses one of them."""
+    if not fields:
+        return None
+    try:
+        frame = pl.read_ndjson(block, schema=fields)
+    except Exception:
+        return None
+    return frame if frame.height == n_lines else None
+
+
+# Python reads NaN and Infinity, polars does not.
+_NAN = re.compile(r":[ \t]*-?(?:NaN|Infinity)")
+
+
+def _is_json(text: str) -> bool:
+    """Whether Python's JSON reads the line, and polars can (no NaN or Infinity)."""
+    if _NAN.search(text):
+        return False
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return True
 
 
 def _joined(texts: pl.Series) -> bytes:

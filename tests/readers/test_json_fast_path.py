@@ -342,3 +342,18 @@ def test_epoch_kinds_are_chosen_for_the_usual_stamps() -> None:
     assert epoch_kind(pl.Series(["1712790000100"]), nulls) == "ts_epoch_ms"
     assert epoch_kind(pl.Series(["1712790000100000"]), nulls) is None  # microseconds stay with ts_auto
     assert epoch_kind(pl.Series(["1712790000", "2022-10-30T00:00:02Z"]), nulls) is None
+
+
+def test_lines_polars_refuses_are_found_and_only_they_are_read_exactly() -> None:
+    """A chunk with a few lines polars refuses (nginx's unquoted values, a trailing comma, NaN)
+    among many it reads: those lines alone go to the exact path, which repairs, rejects or reads
+    them, and the rows equal the exact path's."""
+    good = ('{"time_local":"28/Nov/2022:14:10:00 -0500","remote_addr":"10.0.0.1","request":"GET /%d HTTP/1.1",'
+            '"status": 200,"body_bytes_sent": 5}')
+    bad = [good[:-1] + ',"upstream_status": 502, 200}', good[:-1] + ",}", good[:-1] + ',"x":NaN}']
+    lines = [bad[i // 100 % 3] if i % 100 == 7 else good for i in range(3000)]
+    chunk = ("\n".join(line.replace("%d", str(i)) for i, line in enumerate(lines)) + "\n").encode()
+    fast, exact, exact_lines = read_both("nginx_json", [chunk])
+    compare(fast[0], exact[0])
+    assert exact_lines == 30
+    assert fast[0].rejects.height == 10  # the trailing commas
