@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -92,6 +93,15 @@ def _utc(ts: datetime) -> datetime:
     if ts.tzinfo is None:
         raise ValueError(f"naive timestamp {ts!r}: enrichment needs times with a zone (UTC)")
     return ts.astimezone(UTC)
+
+
+# A dotted quad without leading zeros is an address: the common case, told without parsing.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_PLAIN_IPV4 = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}")
+
+
+def _is_address(text: str) -> bool:
+    return _PLAIN_IPV4.fullmatch(text) is not None or published.address_number(text) is not None
 
 
 def _flags(row: dict[str, Any], kinds: list[useragent.ClientKind]) -> list[str]:
@@ -216,7 +226,7 @@ def enrich(
             tor_exit=None, tor_exit_observed=None,
             client_kind=best.kind if address in known_agents else None,
             client_name=best.name if address in known_agents else None,
-            rdns_hostname=None, _not_ip=published.address_number(address) is None, _demo=values["_demo"],
+            rdns_hostname=None, _not_ip=not _is_address(address), _demo=values["_demo"],
             _cloud_owners=list(dict.fromkeys(m.owner for m in cloud)),
             _crawler_networks=list(dict.fromkeys(m.owner for m in crawler_nets)), _tor_other_time=False,
         )

@@ -366,7 +366,7 @@ def lookup(databases: Sequence[IPDatabase], addresses: Iterable[str]) -> dict[st
     for text in dict.fromkeys(addresses):
         merged: dict[str, Any] = dict.fromkeys(COLUMNS)
         sources: dict[str, str] = {}
-        addr = lookup_address(text)
+        addr = lookup_address(text) if ordered else None  # no database: nothing to parse for
         for db in ordered if addr is not None else ():
             if db.ip_version == 4 and addr is not None and addr.version == 6:
                 continue

@@ -13,10 +13,13 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from forensics.enrich.lists import (
     LISTS_RECORD,
     TOR_MATCH_WINDOW,
+    address_number,
     match_lists,
     read_list,
     read_lists,
@@ -307,3 +310,11 @@ def test_update_lists_records_when_and_from_where(tmp_path):
 def test_update_lists_rejects_a_bad_month(tmp_path):
     with pytest.raises(EnrichmentError, match="not a month"):
         update_lists(tmp_path, tor_months=["November"], opener=lambda r, timeout: None)
+
+
+@given(st.lists(st.sampled_from(["0", "00", "1", "01", "9", "99", "099", "100", "199", "249", "250", "255", "256", "300"]),
+                min_size=3, max_size=5).map(".".join))
+def test_a_plain_dotted_quad_is_told_an_address_as_parsing_tells_it(text: str) -> None:
+    from forensics.enrich import _is_address
+
+    assert _is_address(text) == (address_number(text) is not None)
