@@ -49,6 +49,15 @@ def _offset_zone(value: str) -> str | None:
     return name
 
 
+def _chunk_result(parsed: list[pl.DataFrame], rejects: list[pl.DataFrame], skipped: Counter[str]) -> ChunkResult:
+    """One chunk's result from the rows and rejects of its runs, in line order."""
+    return ChunkResult(
+        pl.concat(parsed) if parsed else empty_requests_frame(),
+        pl.concat(rejects) if rejects else empty_rejects(),
+        skipped,
+    )
+
+
 class W3CReader:
     def __init__(self, fmt: FormatDef, source_tz: str | None, fields: str | None = None, source_id: int = 0) -> None:
         self.fmt = fmt
@@ -196,9 +205,7 @@ class W3CReader:
             req, rej = self._read_frame(fields, run, gmt_zone, gmt_unusable)
             parsed.append(req)
             rejects.append(rej)
-        requests = pl.concat(parsed) if parsed else empty_requests_frame()
-        rej_all = pl.concat(rejects) if rejects else empty_rejects()
-        return ChunkResult(requests, rej_all, skipped)
+        return _chunk_result(parsed, rejects, skipped)
 
     def _read_frame(
         self, fields: list[str], frame: pl.DataFrame, gmt_zone: str | None, gmt_unusable: str | None
@@ -264,9 +271,7 @@ class W3CReader:
             req, rej = self._read_run(fields, nos, run, gmt_zone, gmt_unusable)
             parsed.append(req)
             rejects.append(rej)
-        requests = pl.concat(parsed) if parsed else empty_requests_frame()
-        rej_all = pl.concat(rejects) if rejects else empty_rejects()
-        return ChunkResult(requests, rej_all, skipped)
+        return _chunk_result(parsed, rejects, skipped)
 
     def split_runs(
         self, start_line: int, lines: list[str]
