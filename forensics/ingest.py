@@ -52,6 +52,7 @@ from forensics.inputs import (
     MAX_LINE_BYTES,
     ReadState,
     check_readable,
+    count_lines,
     expand_source_path,
     head_lines,
     is_uri,
@@ -964,19 +965,18 @@ def _results(reader: Any, pf: PlannedFile, state: ReadState, start_line: int) ->
             yield _Chunk(res.requests, res.rejects, res.skipped, len(keep))
         return
     limit = pf.max_line_bytes
-    for first_line, data in read_chunks(pf.path, pf.compression, state, max_line_bytes=limit):
-        n = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-        if first_line + n <= start_line:
-            reader.read_chunk(first_line, data)
+    for first_line, data, n_data in read_chunks(pf.path, pf.compression, state, max_line_bytes=limit):
+        if first_line + n_data <= start_line:
+            reader.read_chunk(first_line, data, n_data)
         else:
-            chunk, start = data, first_line
+            chunk, start, n = data, first_line, n_data
             if first_line < start_line:
                 cut = 0
                 for _ in range(start_line - first_line):
                     cut = data.index(b"\n", cut) + 1
-                reader.read_chunk(first_line, data[:cut])
-                chunk, start, n = data[cut:], start_line, n - (start_line - first_line)
-            res = reader.read_chunk(start, chunk)
+                reader.read_chunk(first_line, data[:cut], start_line - first_line)
+                chunk, start, n = data[cut:], start_line, n_data - (start_line - first_line)
+            res = reader.read_chunk(start, chunk, n)
             yield _Chunk(res.requests, res.rejects, res.skipped, n, chunk.endswith(b"\n"))
         if state.long_lines:
             yield _from_line(
@@ -1193,12 +1193,9 @@ class _Collected:
     state: ReadState
     first_line: int
     data: bytes
+    n_lines: int
     long_rejects: list[pl.DataFrame]
     ends_line: bool
-
-    @property
-    def n_lines(self) -> int:
-        return self.data.count(b"\n") + (0 if self.data.endswith(b"\n") else 1)
 
 
 class _Collector:
@@ -1206,12 +1203,12 @@ class _Collector:
     parse, and gives up (_NotSmall) at a second one."""
 
     def __init__(self) -> None:
-        self.chunk: tuple[int, bytes] | None = None
+        self.chunk: tuple[int, bytes, int] | None = None
 
-    def read_chunk(self, start_line: int, chunk: bytes) -> Any:
+    def read_chunk(self, start_line: int, chunk: bytes, n_lines: int | None = None) -> Any:
         if self.chunk is not None:
             raise _NotSmall
-        self.chunk = (start_line, chunk)
+        self.chunk = (start_line, chunk, count_lines(chunk) if n_lines is None else n_lines)
         return empty_result()
 
     def finish(self) -> Any:
@@ -1238,8 +1235,8 @@ def _collect(result: FileResult, stop: threading.Event) -> _Collected | None:
         return None
     if collector.chunk is None:
         return None
-    first_line, data = collector.chunk
-    return _Collected(result, state, first_line, data, long_rejects, ends_line)
+    first_line, data, n_lines = collector.chunk
+    return _Collected(result, state, first_line, data, n_lines, long_rejects, ends_line)
 
 
 def _read_batch(
@@ -1285,7 +1282,7 @@ def _parse_batch(writer: _Writer, batch: list[_Collected], progress: Progress | 
     else:
         reader = make_reader(pf0.fmt, pf0.spec.timezone, pf0.spec.fields)
         body = b"".join(item.data if item.data.endswith(b"\n") else item.data + b"\n" for item in batch)
-        res = reader.read_chunk(1, body)
+        res = reader.read_chunk(1, body, at - 1)
         slow = _slow_lines(reader, at - 1)
         requests, rejects = res.requests, res.rejects
         blank_total = res.skipped.get("blank", 0)

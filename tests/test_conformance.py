@@ -79,7 +79,7 @@ def read_file(path: Path, fmt_name: str, extras: dict):
     reader = make_reader(fmt, spec.timezone, spec.fields)
     state = ReadState()
     requests, rejects, skipped = [], [], 0
-    for start, chunk in read_chunks(path, sniff_compression(path), state):
+    for start, chunk, _ in read_chunks(path, sniff_compression(path), state):
         res = reader.read_chunk(start, chunk)
         requests.extend(res.requests.to_dicts())
         rejects.extend(res.rejects.select("line_no", "reason").rows())

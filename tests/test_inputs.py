@@ -24,7 +24,7 @@ def log_lines(n: int, start: int = 0) -> bytes:
 def read_all(path, **kw) -> tuple[list[bytes], ReadState]:
     state = ReadState()
     out: list[bytes] = []
-    for _, chunk in read_chunks(path, sniff_compression(path), state, **kw):
+    for _, chunk, _ in read_chunks(path, sniff_compression(path), state, **kw):
         out.extend(chunk.splitlines())
     return out, state
 
@@ -177,7 +177,8 @@ def test_long_lines_are_streamed_past_with_length_and_head(tmp_path):
     path.write_bytes(body)
     state = ReadState()
     got = []
-    for start, chunk in read_chunks(path, "none", state, max_line_bytes=10_000):
+    for start, chunk, n_lines in read_chunks(path, "none", state, max_line_bytes=10_000):
+        assert n_lines == len(chunk.splitlines())
         got.extend((start + i, ln) for i, ln in enumerate(chunk.splitlines()))
     assert got == [(1, b"a"), (3, b"c")]
     assert [(x.line_no, x.length, x.head[:3]) for x in state.long_lines] == [(2, 50_000, b"BBB"), (4, 30_000, b"DDD")]
@@ -189,7 +190,8 @@ def test_long_line_inside_a_chunk_keeps_the_numbering(tmp_path):
     path.write_bytes(log_lines(50) + b"Z" * 3000 + b"\n" + log_lines(50, 50))
     state = ReadState()
     numbered = []
-    for start, chunk in read_chunks(path, "none", state, max_line_bytes=2000):
+    for start, chunk, n_lines in read_chunks(path, "none", state, max_line_bytes=2000):
+        assert n_lines == len(chunk.splitlines())
         numbered.extend((start + i, ln) for i, ln in enumerate(chunk.splitlines()))
     assert [n for n, _ in numbered] == [*range(1, 51), *range(52, 102)]
     assert numbered[50][1] == b"line 00000050 " + b"x" * 13

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from forensics.formats import FormatDef
-from forensics.inputs import LONG_LINE_HEAD, ReadState
+from forensics.inputs import LONG_LINE_HEAD, ReadState, count_lines
 from forensics.schema import REJECTS, empty_requests_frame
 
 
@@ -70,14 +70,15 @@ def long_line_rejects(state: ReadState, limit: int) -> pl.DataFrame:
 _BOM = b"\xef\xbb\xbf"
 
 
-def native_lines(chunk: bytes) -> pl.Series | None:
+def native_lines(chunk: bytes, n_lines: int | None = None) -> pl.Series | None:
     """The chunk's lines as decode_lines gives them (a trailing CR removed as the readers do),
     read natively; None when that cannot be had exactly: bytes that are not UTF-8 (decode_lines
     writes them as \\xHH), a chunk starting with a byte order mark (which polars drops), or a
     line that polars splits otherwise (then the count differs). Blank lines are "" (not null)."""
     if chunk.startswith(_BOM):
         return None
-    n_lines = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
+    if n_lines is None:
+        n_lines = count_lines(chunk)
     try:
         lines = pl.read_csv(
             chunk, separator="\x1f", quote_char=None, has_header=False, new_columns=["l"],

@@ -525,7 +525,7 @@ class JsonReader:
         rej = pl.concat(rejects) if rejects else empty_rejects()
         return ChunkResult(canon.filter(~bad).sort("line_no", maintain_order=True), rej.sort("line_no"), out.skipped)
 
-    def read_chunk(self, start_line: int, chunk: bytes) -> ChunkResult:
+    def read_chunk(self, start_line: int, chunk: bytes, n_lines: int | None = None) -> ChunkResult:
         """Lines of a file in order; a JSON document still open at the end of the chunk waits
         for the next one, and finish() says what was left open when the file ends. One object
         per line takes the fast path, which leaves to the exact path the lines it cannot

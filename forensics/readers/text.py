@@ -15,6 +15,7 @@ from collections import Counter
 import polars as pl
 
 from forensics.formats import FormatDef
+from forensics.inputs import count_lines
 from forensics.layouts import CompiledLayout, compile_layout
 from forensics.normalize import to_canonical
 from forensics.readers import ChunkResult, decode_lines, empty_rejects, empty_result, native_lines
@@ -128,7 +129,7 @@ class TextReader:
         return ChunkResult(requests.sort("line_no"), rej.sort("line_no"), skipped)
 
     # -- the fast path -------------------------------------------------------------------------
-    def _fast(self, start_line: int, chunk: bytes) -> tuple[pl.DataFrame, list[int]] | None:
+    def _fast(self, start_line: int, chunk: bytes, n_lines: int) -> tuple[pl.DataFrame, list[int]] | None:
         """Canonical rows for the lines the CSV reading vouches for, and the chunk-relative
         indexes of the lines it does not; None when the whole chunk must take the exact path."""
         layout = self.layouts[0]
@@ -140,7 +141,6 @@ class TextReader:
             or (b"\r" in chunk and _LONE_CR.search(chunk))
         ):
             return None
-        n_lines = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
         names = [f"c{i}" for i in range(len(plan))]
         try:
             if self.fmt.trailing:
@@ -165,7 +165,7 @@ class TextReader:
         # under the layout, and the ones that differ are read exactly. Counting the chunk's
         # quotes is not enough: two damaged lines whose extra and missing quotes cancel out (or
         # one line with both) would pass, and a line's row would depend on its neighbours.
-        lines = native_lines(chunk)
+        lines = native_lines(chunk, n_lines)
         if lines is None:
             return None
         df = df.with_columns(_raw_line=lines)
@@ -245,8 +245,12 @@ class TextReader:
         """Nothing is held between chunks: every line is read in its own chunk."""
         return empty_result()
 
-    def read_chunk(self, start_line: int, chunk: bytes) -> ChunkResult:
-        fast = self._fast(start_line, chunk) if self.fast_enabled else None
+    def read_chunk(self, start_line: int, chunk: bytes, n_lines: int | None = None) -> ChunkResult:
+        """The rows, rejects and skips of a chunk of whole lines (`n_lines` of them, counted
+        here when not given)."""
+        if n_lines is None:
+            n_lines = count_lines(chunk)
+        fast = self._fast(start_line, chunk, n_lines) if self.fast_enabled else None
         if fast is None:
             lines = decode_lines(chunk)
             self.exact_lines += len(lines)

@@ -152,8 +152,8 @@ class W3CReader:
         """Nothing is held between chunks: every line is read in its own chunk."""
         return empty_result()
 
-    def read_chunk(self, start_line: int, chunk: bytes) -> ChunkResult:
-        lines = native_lines(chunk) if self.fast_enabled else None
+    def read_chunk(self, start_line: int, chunk: bytes, n_lines: int | None = None) -> ChunkResult:
+        lines = native_lines(chunk, n_lines) if self.fast_enabled else None
         if lines is None:
             decoded = decode_lines(chunk)
             self.exact_lines += len(decoded)

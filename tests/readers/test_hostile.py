@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from forensics.errors import InputError
 from forensics.formats import builtin_formats, get_format
-from forensics.inputs import ReadState, parquet_records, read_chunks, sniff_compression
+from forensics.inputs import ReadState, count_lines, parquet_records, read_chunks, sniff_compression
 from forensics.readers import long_line_rejects, make_reader
 
 FORMATS = builtin_formats()
@@ -45,8 +45,10 @@ def read_like_ingest(path: Path, name: str, max_line_bytes: int = 1 << 20) -> tu
         for start, lines in parquet_records(path, state):
             results.append((reader.read_lines(start, lines), None))
     else:
-        for start, chunk in read_chunks(path, compression, state, max_line_bytes=max_line_bytes):
-            results.append((reader.read_chunk(start, chunk), None))
+        for start, chunk, n_lines in read_chunks(path, compression, state, max_line_bytes=max_line_bytes):
+            # The count handed on with a chunk is the count of its lines, whatever the bytes.
+            assert n_lines == count_lines(chunk)
+            results.append((reader.read_chunk(start, chunk, n_lines), None))
             if state.long_lines:
                 results.append((None, long_line_rejects(state, max_line_bytes)))
         results.append((reader.finish(), None))

@@ -405,7 +405,7 @@ def test_chunked_reading_and_whole_reading_agree_for_a_document(tmp_path: Path):
     path.write_text("\n".join(lines))  # no final newline
     reader = make_reader(get_format("gcp_lb"), "UTC")
     state = ReadState()
-    results = [reader.read_chunk(start, chunk) for start, chunk in read_chunks(path, "none", state)]
+    results = [reader.read_chunk(start, chunk) for start, chunk, _ in read_chunks(path, "none", state)]
     results.append(reader.finish())
     assert sum(r.requests.height for r in results) == 1
     assert sum(r.rejects.height for r in results) == 0
