@@ -582,13 +582,12 @@ _FAST_EXCLUDE = r'\\u[dD][89a-fA-F]|\\"[ \t]*:|"[ \t]+:|[\[,][ \t]*(?:[\[{]|-?[0
 # A float as a member value: polars writes it in the shortest digits that read back, always
 # without an exponent and without ".0" (1.0 -> "1", 1e20 -> "100000000000000000000"), where
 # Python's repr adds ".0" to a whole number and uses an exponent below 1e-4 and from 1e16 on.
-# Lines with such members are kept when each one (counted here) is found with its key name
-# (_KEYED_FLOAT, a key without escapes) and that name is one key of the schema: its value is
-# then written as repr writes it, or the line is read exactly when repr would use an exponent.
-# (Inside a string such text could only appear after an escaped quote, which sends the line
-# to the exact path.)
+# Lines with such members are kept when each one (counted here) is found after its key name
+# (`"name"` right after a `{` or a comma: an escaped quote before the name would be part of a
+# longer key), the name written without escapes and one key of the schema (_float_names): its
+# value is then written as repr writes it, or the line is read exactly when repr would use an
+# exponent. (Text like this inside a string only costs speed: its count does not match.)
 _MEMBER_FLOAT = r":[ \t]*-?[0-9]+(?:\.[0-9]+(?:[eE][+-]?[0-9]+)?|[eE][+-]?[0-9]+)[ \t]*[,}]"
-_KEYED_FLOAT = r'"[^"\\]*"[ \t]*' + _MEMBER_FLOAT
 _FAST_EXCLUDE_DIRTY = r"[\x00-\x1f]|\\x"
 # Deeper structures are left to the exact path (Python's recursion limit decides there), and
 # so are lines with more members than this, which might nest deeper than polars can follow.
@@ -666,10 +665,14 @@ class _Node:
         return self.expr
 
 
+# Parsed top-level keys are columns named with this prefix (the line's own columns have none).
+_KEY = "key:"
+
+
 def _nodes(dtype: pl.Struct, prefix: tuple[str, ...], parent: pl.Expr | None) -> list[_Node]:
     out: list[_Node] = []
     for f in dtype.fields:
-        expr = pl.col(f.name) if parent is None else parent.struct.field(f.name)
+        expr = pl.col(_KEY + f.name) if parent is None else parent.struct.field(f.name)
         node = _Node((*prefix, f.name), f.dtype, expr)
         out.append(node)
         if isinstance(f.dtype, pl.Struct):
@@ -681,11 +684,14 @@ class _Plan:
     """For one schema: the expressions that turn parsed lines into the exact path's raw columns,
     and the checks a row must pass to be kept (any row that fails is read exactly)."""
 
-    def __init__(self, reader: JsonReader, schema: pl.Struct, floats: bool) -> None:
+    def __init__(self, reader: JsonReader, schema: pl.Struct, floats: tuple[str, ...], arrays: bool) -> None:
+        """`floats`: the key names whose float members the chunk's lines were searched for (the
+        line's column `_fl{i}` says whether name i holds one); `arrays`: whether any line of the
+        chunk has an array (without one, the checks on arrays are left out)."""
         fmt = reader.fmt
         self.schema = schema
         nodes = _nodes(schema, (), None)
-        names = Counter(n.path[-1] for n in nodes)
+        float_column = {name: f"_fl{i}" for i, name in enumerate(floats)}
         texts: dict[str, pl.Expr] = {}
         by_path = {n.dotted: n for n in nodes}
         present = {n.dotted: n.expr.is_not_null() for n in nodes}
@@ -702,17 +708,15 @@ class _Plan:
         def leaf_text(node: _Node) -> pl.Expr:
             if node.dotted not in texts:
                 texts[node.dotted] = node.text()
-                if floats and not isinstance(node.dtype, pl.List):
-                    # A float member of this name in the line (see _MEMBER_FLOAT).
+                if node.path[-1] in float_column and not isinstance(node.dtype, pl.List):
+                    # A float member of this name in the line (see _MEMBER_FLOAT and _float_names:
+                    # the name is one key of the schema, so the member is this node's).
                     raw = node.expr
-                    is_float = pl.col("_fkeys").list.contains(pl.lit(node.path[-1], pl.String)).fill_null(False)
-                    if names[node.path[-1]] > 1:
-                        slow.append(is_float)  # which of the keys of that name held it is not known
-                    else:
-                        fixed = raw.str.contains(r"^-?[0-9]{1,16}(?:\.[0-9]+)?$") & ~raw.str.contains(r"^-?0\.0000")
-                        slow.append(is_float & ~fixed.fill_null(False))
-                        repr_text = pl.when(raw.str.contains(".", literal=True)).then(raw).otherwise(raw + ".0")
-                        texts[node.dotted] = pl.when(is_float).then(repr_text).otherwise(raw)
+                    is_float = pl.col(float_column[node.path[-1]])
+                    fixed = raw.str.contains(r"^-?[0-9]{1,16}(?:\.[0-9]+)?$") & ~raw.str.contains(r"^-?0\.0000")
+                    slow.append(is_float & ~fixed.fill_null(False))
+                    repr_text = pl.when(raw.str.contains(".", literal=True)).then(raw).otherwise(raw + ".0")
+                    texts[node.dotted] = pl.when(is_float).then(repr_text).otherwise(raw)
             return texts[node.dotted]
 
         def text(path: str) -> pl.Expr:
@@ -738,6 +742,10 @@ class _Plan:
                 # unknown here does not count right.
                 kids = [present[c.dotted] for c in nodes if c.path[:-1] == n.path]
                 slow.append(present[n.dotted] & ~pl.any_horizontal(kids) if kids else present[n.dotted])
+            elif not arrays:
+                # No line of the chunk has an array: list keys are null and no string-typed key
+                # holds one.
+                continue
             elif isinstance(n.dtype, pl.List):
                 # Arrays are read as polars' JSON text of them (reading them as lists costs polars
                 # several times the rest of the line); an array of plain strings (no escape
@@ -815,22 +823,25 @@ class _FastLines:
     decoded, integers in full, true/false, which is what the exact path's _text makes of them);
     every member the line has (counted as `":`) is a key of the schema that polars filled with a
     value (so no key is dropped, and a null member or a duplicate key, which polars resolves to
-    the first and Python to the last, fails the count); no array holds arrays or objects;
-    identity and required keys are present. Lines of a block polars refuses (invalid JSON, NaN,
-    another shape for a known key) are found by halving the block and read exactly.
+    the first and Python to the last, fails the count); every float member is found under a key
+    name the schema has once (_float_names); no array holds arrays or objects; identity and
+    required keys are present. Lines of a block polars refuses (invalid JSON, NaN, another shape
+    for a known key) are found by halving the block and read exactly.
     """
 
     def __init__(self, reader: JsonReader) -> None:
         self.reader = reader
         self.schema: pl.Struct | None = None
-        self.plan: _Plan | None = None
-        # The plan for chunks with float members (built when one comes).
-        self.float_plan: _Plan | None = None
+        # Key names polars ever read a float under (whose float members are then looked for).
+        self.float_seen: set[str] = set()
+        # The plans of this schema, by (float key names searched, whether arrays were seen).
+        self.plans: dict[tuple[tuple[str, ...], bool], _Plan] = {}
 
     def _grow(self, texts: pl.Series) -> bool:
-        """Add the keys of these lines to the schema; False when nothing new was learnt. As in
-        `_parse`, when polars refuses a line, only the lines Python's JSON reads are learnt from,
-        and a block polars still refuses is halved."""
+        """Add the keys of these lines to the schema (and the names of keys holding floats to
+        float_seen); False when nothing new was learnt. As in `_parse`, when polars refuses a
+        line, only the lines Python's JSON reads are learnt from, and a block polars still
+        refuses is halved."""
         merged: PolarsDataType | None = self.schema
         schemas = []
         todo: list[tuple[int, int]] = []
@@ -849,18 +860,42 @@ class _FastLines:
                     splits += 1
                     mid = (lo + hi) // 2
                     todo += [(mid, hi), (lo, mid)]
+        floats_before = len(self.float_seen)
         for inferred in schemas:
+            self.float_seen.update(_float_keys(pl.Struct(inferred)))
             new = _text_dtype(pl.Struct(inferred))
             if isinstance(new, pl.Struct):
                 merged = new if merged is None else _merge_dtype(merged, new)
         if not isinstance(merged, pl.Struct):
             return False
-        if merged == self.schema or len(_nodes(merged, (), None)) > _MAX_NODES:  # type: ignore[arg-type]
+        if len(_nodes(merged, (), None)) > _MAX_NODES:  # type: ignore[arg-type]
             return False
-        self.schema = merged  # type: ignore[assignment]
-        self.plan = _Plan(self.reader, self.schema, floats=False)
-        self.float_plan = None
+        if merged == self.schema and len(self.float_seen) == floats_before:
+            return False
+        if merged != self.schema:
+            self.schema = merged  # type: ignore[assignment]
+            self.plans = {}
         return True
+
+    def _float_names(self) -> tuple[str, ...]:
+        """The key names whose float members a line may have: those polars has read a float
+        under, that name one key of the schema (so the member found by name is that key's),
+        written without an escape (so the name's text in the line is the name)."""
+        assert self.schema is not None
+        nodes = _nodes(self.schema, (), None)
+        names = Counter(n.path[-1] for n in nodes)
+        return tuple(sorted(
+            n.path[-1] for n in nodes
+            if n.path[-1] in self.float_seen and names[n.path[-1]] == 1 and not n.is_struct
+            and not isinstance(n.dtype, pl.List) and _PLAIN_KEY.match(n.path[-1])
+        ))
+
+    def _plan(self, floats: tuple[str, ...], arrays: bool) -> _Plan:
+        assert self.schema is not None
+        key = (floats, arrays)
+        if key not in self.plans:
+            self.plans[key] = _Plan(self.reader, self.schema, floats, arrays)
+        return self.plans[key]
 
     def _parse(
         self, texts: pl.Series, whole: bytes | None
@@ -894,45 +929,57 @@ class _FastLines:
     def _rows(
         self, cand: pl.DataFrame, whole: bytes | None
     ) -> tuple[list[pl.DataFrame], Counter[str], list[int], list[int]]:
-        """Of these candidate lines (`_i`, `l`): raw frames of the rows kept, skipped counts of the
-        non-access records kept, the indexes left to the exact path, and the indexes whose member
-        count did not match (keys the schema lacks, or duplicate keys)."""
-        assert self.plan is not None and self.schema is not None
-        floats = "_fkeys" in cand.columns
-        if floats and self.float_plan is None:
-            self.float_plan = _Plan(self.reader, self.schema, floats=True)
-        plan = self.float_plan if floats and self.float_plan is not None else self.plan
+        """Of these candidate lines (`_i`, `l`, `_n`, `_f`, `_arr`): raw frames of the rows kept,
+        skipped counts of the non-access records kept, the indexes left to the exact path, and
+        the indexes whose member or float count did not match (keys the schema lacks, duplicate
+        keys, floats under a key not searched)."""
+        assert self.schema is not None
+        floats = self._float_names() if cand.get_column("_f").sum() else ()
+        if floats:
+            float_flags = {
+                f"_fl{i}": pl.col("l").str.contains(r"[{,][ \t]*" + _json_name(name) + r"[ \t]*" + _MEMBER_FLOAT)
+                for i, name in enumerate(floats)
+            }
+            cand = cand.with_columns(**float_flags)
+            floats_found = pl.sum_horizontal(pl.col(c).cast(pl.UInt32) for c in float_flags)
+        else:
+            floats_found = pl.lit(0, pl.UInt32)
+        plan = self._plan(floats, bool(cand.get_column("_arr").any()))
         parsed, refused = self._parse(cand.get_column("l"), whole)
         slow = cand.get_column("_i").gather(refused).to_list() if refused else []
         frames: list[pl.DataFrame] = []
         skipped: Counter[str] = Counter()
         unknown: list[int] = []
+        # What becomes of each line: a row, a skipped non-access record, the exact path, or
+        # (counts that do not match) the exact path after the schema has learnt its keys.
+        row, skip, exact, recount = 0, 1, 2, 3
         for positions, frame in parsed:
             part = cand if positions is None else cand[positions]
-            ev = frame.with_columns(
-                _i=part.get_column("_i"),
-                _line=part.get_column("l"),
-                _n=part.get_column("_n"),
-                _arr=part.get_column("_arr"),
-                **({"_fkeys": part.get_column("_fkeys")} if floats else {}),
+            # The parsed keys are renamed (see _nodes), so that no key of a record can be taken
+            # for one of the line's own columns.
+            ev = frame.select(pl.all().name.prefix(_KEY)).with_columns(
+                **{c: part.get_column(c) for c in part.columns if c != "l"}, _line=part.get_column("l")
             ).select(
                 pl.col("_i"),
                 pl.col("_line"),
-                _count_ok=pl.col("_n") == plan.members,
-                _keep=~plan.slow & plan.identity,
-                _access=plan.access,
-                _required=plan.required,
+                _what=pl.when((pl.col("_n") != plan.members) | (pl.col("_f") != floats_found)).then(recount)
+                .when(plan.slow | ~plan.identity).then(exact)
+                .when(~plan.access).then(skip)
+                .when(~plan.required).then(exact)
+                .otherwise(row),
                 _label=plan.label if plan.label is not None else pl.lit(None, pl.String),
                 **plan.columns,
             )
-            unknown += ev.filter(~pl.col("_count_ok")).get_column("_i").to_list()
-            ev = ev.filter(pl.col("_count_ok"))
-            slow += ev.filter(~pl.col("_keep") | (pl.col("_access") & ~pl.col("_required"))).get_column("_i").to_list()
-            ev = ev.filter(pl.col("_keep") & (~pl.col("_access") | pl.col("_required")))
-            for label, count in ev.filter(~pl.col("_access")).get_column("_label").value_counts().rows():
+            what = ev.get_column("_what")
+            if (what == row).all():
+                frames.append(ev.drop("_what", "_label"))
+                continue
+            others = ev.select("_i", "_what", "_label").filter(pl.col("_what") != row)
+            unknown += others.filter(pl.col("_what") == recount).get_column("_i").to_list()
+            slow += others.filter(pl.col("_what") == exact).get_column("_i").to_list()
+            for label, count in others.filter(pl.col("_what") == skip).get_column("_label").value_counts().rows():
                 skipped[label] += count
-            rows = ev.filter(pl.col("_access")).drop("_count_ok", "_keep", "_access", "_required", "_label")
-            frames.append(rows)
+            frames.append(ev.filter(what == row).drop("_what", "_label"))
         return frames, skipped, slow, unknown
 
     def read(
@@ -945,51 +992,58 @@ class _FastLines:
         n_lines = texts.len()
         fmt = self.reader.fmt
         line = pl.col("l")
-        candidate = line.str.starts_with("{") & line.str.ends_with("}") & ~line.str.contains(_FAST_EXCLUDE)
+        lines = texts.to_frame("l").with_row_index("_i").with_columns(
+            _c=line.str.starts_with("{") & line.str.ends_with("}"),
+            # Only a line with a backslash, a bracket or a space or tab before a colon can
+            # match _FAST_EXCLUDE outside a string (a comma outside a string and an array is
+            # followed by a key): the patterns are run on those lines alone.
+            _x=pl.any_horizontal(line.str.contains(t, literal=True) for t in ("\\", "[", '" ', '"\t')),
+            _n=line.str.count_matches('":', literal=True),
+            _f=line.str.count_matches(_MEMBER_FLOAT),
+        )
+        marked = lines.filter(pl.col("_c") & pl.col("_x"))
+        if marked.height:
+            # A line without a bracket has no array (a colon before a bracket, see _Plan).
+            flags = marked.select(
+                "_i", _ex=line.str.contains(_FAST_EXCLUDE), _arr=line.str.contains(r":[ \t]*\[")
+            )
+            if marked.height == n_lines:
+                lines = lines.with_columns(flags.select("_ex", "_arr"))
+            else:
+                idx = flags.get_column("_i")
+                lines = lines.with_columns(
+                    _ex=pl.repeat(False, n_lines, eager=True).scatter(idx, flags.get_column("_ex")),
+                    _arr=pl.repeat(False, n_lines, eager=True).scatter(idx, flags.get_column("_arr")),
+                )
+            candidate = pl.col("_c") & ~pl.col("_ex")
+        else:
+            lines = lines.with_columns(_arr=pl.lit(False))
+            candidate = pl.col("_c")
         if not clean:
             candidate = candidate & ~line.str.contains(_FAST_EXCLUDE_DIRTY)
         if fmt.records_key:
             candidate = candidate & ~line.str.contains(f'"{fmt.records_key}"', literal=True)
-        cand = (
-            texts.to_frame("l")
-            .with_row_index("_i")
-            .filter(candidate.fill_null(False))
-            .with_columns(
-                _n=pl.col("l").str.count_matches('":', literal=True),
-                _f=pl.col("l").str.count_matches(_MEMBER_FLOAT),
-                # A line without an array value (a colon before a bracket) has no array in it.
-                _arr=pl.col("l").str.contains(r":[ \t]*\["),
-            )
-            .filter(pl.col("_n") <= _MAX_MEMBERS)
-        )
-        if cand.get_column("_f").sum():
-            keyed = pl.col("l").str.extract_all(_KEYED_FLOAT)
-            cand = (
-                cand.with_columns(
-                    _fkeys=keyed.list.eval(pl.element().str.extract(r'^"([^"\\]*)"', 1)),
-                    _fok=keyed.list.len() == pl.col("_f"),
-                )
-                .filter(pl.col("_fok"))
-                .drop("_fok")
-            )
+        candidate = candidate & (pl.col("_n") <= _MAX_MEMBERS)
+        cand = lines.filter(candidate.fill_null(False)).select("_i", "l", "_n", "_f", "_arr")
         if cand.height == 0:
             return None
-        if self.plan is None and not self._grow(cand.get_column("l").head(1000)):
+        if self.schema is None and not self._grow(cand.get_column("l").head(1000)):
             return None
         whole = chunk if cand.height == n_lines and chunk.endswith(b"\n") else None
         frames, skipped, slow, unknown = self._rows(cand, whole)
         if unknown:
             again = cand.filter(pl.col("_i").is_in(unknown))
             if self._grow(again.get_column("l")):
-                # Lines with keys the schema did not have: read again with those keys added.
+                # Lines with keys (or floats under keys) the schema did not have: read again
+                # with those added.
                 more, more_skipped, more_slow, unknown = self._rows(again, None)
                 frames += more
                 skipped.update(more_skipped)
                 slow += more_slow
             slow += unknown
-        in_fast = set(cand.get_column("_i").to_list())
-        slow_all = sorted(set(slow) | set(range(n_lines)).difference(in_fast))
-        raw = pl.concat(frames, how="diagonal") if frames else None
+        not_cand = lines.filter(~candidate.fill_null(False)).get_column("_i") if cand.height < n_lines else None
+        slow_all = sorted(set(slow).union(not_cand.to_list() if not_cand is not None else ()))
+        raw = pl.concat(frames, how="diagonal") if len(frames) > 1 else frames[0] if frames else None
         rows = raw.height if raw is not None else 0
         if rows + sum(skipped.values()) + len(slow_all) != n_lines:
             return None  # not every line accounted for once: the exact path reads the chunk
@@ -998,6 +1052,24 @@ class _FastLines:
             kept = [c for c in raw.columns if c != "_i" and (c == "_line" or raw.get_column(c).null_count() < rows)]
             raw = raw.select((pl.col("_i").cast(pl.Int64) + start_line).alias("_line_no"), *kept)
         return raw, skipped, slow_all, texts
+
+
+def _float_keys(dtype: PolarsDataType) -> set[str]:
+    """The names of the keys polars inferred a float for, at any depth."""
+    names: set[str] = set()
+    if isinstance(dtype, pl.Struct):
+        for f in dtype.fields:
+            names |= {f.name} if f.dtype == pl.Float64 else _float_keys(f.dtype)
+    return names
+
+
+# A key name whose text in a line is the name itself (no escape) and that a pattern can name.
+_PLAIN_KEY = re.compile(r'^[^"\\\x00-\x1f]+$')
+
+
+def _json_name(name: str) -> str:
+    """A pattern for the key `name` as written in a line: `"name"`."""
+    return '"' + pl.escape_regex(name) + '"'
 
 
 def _read_block(block: bytes, fields: dict[str, PolarsDataType], n_lines: int) -> pl.DataFrame | None:

@@ -226,6 +226,19 @@ def mostly_plain_lines(draw: st.DrawFn) -> tuple[str, list[bytes]]:
 @example(case=("caddy", [b'{"ts":1,"level":"info","msg":"m","logger":"http.log.access","request":{"uri":"/a","headers":{}}}']))
 @example(case=("caddy", [b'{"ts":1,"level":"info","msg":"m","logger":"tls","request":{"uri":"/a"}}']))
 @example(case=("gcp_lb", [b'{"timestamp":"2024-01-02T03:04:05Z","insertId":"i","httpRequest":{"requestUrl":"https://e/a","requestUrl":{"x":"1"}}}']))
+@example(case=("caddy", [  # a float under a key whose text ends in another key's name ("ts" in a\"ts)
+    b'{"level":"info","ts":1,"logger":"http.log.access","msg":"m","request":{"uri":"/a"},"a\\"ts":2.5}',
+    b'{"level":"info","ts":1,"logger":"http.log.access","msg":"m","request":{"uri":"/a"},"a\\"ts":1.0}',
+]))
+@example(case=("cloudflare_logpush", [  # keys named as the fast path's own columns
+    b'{"ClientIP":"192.0.2.1","EdgeStartTimestamp":1,"ClientRequestURI":"/a","_n":"v","_i":"w","_f":"x",'
+    b'"_arr":"y","_line":"z","_fl0":"q","_what":"r","key:ClientIP":"k"}',
+]))
+@example(case=("caddy", [  # a float under a key seen with integers only, some lines with arrays
+    *[b'{"level":"info","ts":1,"logger":"http.log.access","msg":"m","request":{"uri":"/a"},"size":5}'] * 3,
+    b'{"level":"info","ts":1,"logger":"http.log.access","msg":"m","request":{"uri":"/a","h":["x"]},"size":5.0}',
+    b'{"level":"info","ts":1.5,"logger":"http.log.access","msg":"m","request":{"uri":"/a"},"size":7.0, "k" :1}',
+]))
 def test_fast_path_equals_exact_path(case: tuple[str, list[bytes]]) -> None:
     name, lines = case
     both_paths_agree(name, [b"\n".join(lines) + b"\n"])
