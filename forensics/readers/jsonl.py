@@ -64,11 +64,8 @@ _STRING_REST = re.compile(r'(?:[^"\\]|\\.)*"', re.S)
 # one of these classes is typed with that unit's kind, which computes the same instant (the
 # same float arithmetic for seconds and milliseconds, the same integer division for whole
 # nanoseconds); microseconds (15-17 digits) stay with ts_auto, which reads them as integers.
-_EPOCH_KINDS = (
-    ("ts_epoch_s", r"^[0-9]{1,11}(?:\.[0-9]*)?$"),
-    ("ts_epoch_ms", r"^[0-9]{12,14}(?:\.[0-9]*)?$"),
-    ("ts_epoch_ns", r"^[0-9]{18,19}$"),
-)
+# (kind, fewest and most integer digits; nanoseconds without a fraction)
+_EPOCH_DIGITS = (("ts_epoch_s", 1, 11), ("ts_epoch_ms", 12, 14), ("ts_epoch_ns", 18, 19))
 
 
 def epoch_kind(times: pl.Series, nulls: tuple[str, ...]) -> str | None:
@@ -78,8 +75,14 @@ def epoch_kind(times: pl.Series, nulls: tuple[str, ...]) -> str | None:
         values = values.filter(~values.is_in(list(nulls)))
     if values.len() == 0:
         return None
-    for kind, pattern in _EPOCH_KINDS:
-        if values.str.contains(pattern).all():
+    # One pattern for all three kinds, then the number of integer digits decides among them.
+    if not values.str.contains(r"^[0-9]+(?:\.[0-9]*)?$").all():
+        return None
+    point = values.str.find(".", literal=True)
+    digits = pl.select(pl.coalesce(point, values.str.len_bytes().cast(point.dtype))).to_series()
+    low, high = digits.min(), digits.max()
+    for kind, lo, hi in _EPOCH_DIGITS:
+        if lo <= low and high <= hi and (kind != "ts_epoch_ns" or point.null_count() == values.len()):  # type: ignore[operator]
             return kind
     return None
 
@@ -522,8 +525,12 @@ class JsonReader:
                     line_no=pl.col("_line_no"), reason=reasons.filter(bad), line=pl.col("_line")
                 )
             )
+            canon = canon.filter(~bad)
         rej = pl.concat(rejects) if rejects else empty_rejects()
-        return ChunkResult(canon.filter(~bad).sort("line_no", maintain_order=True), rej.sort("line_no"), out.skipped)
+        # Rows of the fast path alone are in line order already (sorting moves every column).
+        if not canon.get_column("line_no").is_sorted():
+            canon = canon.sort("line_no", maintain_order=True)
+        return ChunkResult(canon, rej.sort("line_no"), out.skipped)
 
     def read_chunk(self, start_line: int, chunk: bytes, n_lines: int | None = None) -> ChunkResult:
         """Lines of a file in order; a JSON document still open at the end of the chunk waits
@@ -1104,17 +1111,13 @@ def _joined(texts: pl.Series) -> bytes:
 
 def _split(chunk: bytes) -> tuple[pl.Series, bool]:
     """The chunk's lines as decode_lines gives them, and whether they were split natively, which
-    is done for UTF-8 without a CR (native_lines removes one before a newline, the exact path
-    keeps it in a rejected line's text), and kept only when the lines' bytes and newlines add up
-    to the chunk's bytes (no line lost, merged or trimmed)."""
+    is done for UTF-8 (native_lines gives None for other bytes, which polars refuses) without a
+    CR (native_lines removes one before a newline, the exact path keeps it in a rejected line's
+    text), and kept only when the lines' bytes and newlines add up to the chunk's bytes (no line
+    lost, merged or trimmed)."""
     if b"\r" not in chunk:
-        try:
-            chunk.decode("utf-8")
-        except UnicodeDecodeError:
-            pass
-        else:
-            lines = native_lines(chunk)
-            newline_ended = chunk.endswith(b"\n")
-            if lines is not None and lines.str.len_bytes().sum() + lines.len() - (not newline_ended) == len(chunk):
-                return lines, True
+        lines = native_lines(chunk)
+        newline_ended = chunk.endswith(b"\n")
+        if lines is not None and lines.str.len_bytes().sum() + lines.len() - (not newline_ended) == len(chunk):
+            return lines, True
     return pl.Series("l", decode_lines(chunk), dtype=pl.String), False
