@@ -542,7 +542,7 @@ class JsonReader:
             lines = decode_lines(chunk)
             self._decide_mode(lines)
         if self.fast_enabled and self.mode == "lines":
-            fast = self.fast.read(start_line, chunk)
+            fast = self.fast.read(start_line, chunk, n_lines)
             if fast is not None:
                 raw, skipped, slow, texts = fast
                 out = _Collected()
@@ -990,12 +990,13 @@ class _FastLines:
         return frames, skipped, slow, unknown
 
     def read(
-        self, start_line: int, chunk: bytes
+        self, start_line: int, chunk: bytes, n_lines: int | None = None
     ) -> tuple[pl.DataFrame | None, Counter[str], list[int], pl.Series] | None:
         """Raw rows of the lines read here (as `_finish` takes them, with `_line_no`), skipped
-        counts, the chunk indexes of the lines left to the exact path and the chunk's lines;
-        None when no line of the chunk is for this path."""
-        texts, clean = _split(chunk)
+        counts, the chunk indexes of the lines left to the exact path and the chunk's lines
+        (`n_lines` of them, counted when not given); None when no line of the chunk is for this
+        path."""
+        texts, clean = _split(chunk, n_lines)
         n_lines = texts.len()
         fmt = self.reader.fmt
         line = pl.col("l")
@@ -1109,14 +1110,14 @@ def _joined(texts: pl.Series) -> bytes:
     return "\n".join(texts.to_list()).encode("utf-8")
 
 
-def _split(chunk: bytes) -> tuple[pl.Series, bool]:
+def _split(chunk: bytes, n_lines: int | None = None) -> tuple[pl.Series, bool]:
     """The chunk's lines as decode_lines gives them, and whether they were split natively, which
     is done for UTF-8 (native_lines gives None for other bytes, which polars refuses) without a
     CR (native_lines removes one before a newline, the exact path keeps it in a rejected line's
     text), and kept only when the lines' bytes and newlines add up to the chunk's bytes (no line
     lost, merged or trimmed)."""
     if b"\r" not in chunk:
-        lines = native_lines(chunk)
+        lines = native_lines(chunk, n_lines)
         newline_ended = chunk.endswith(b"\n")
         if lines is not None and lines.str.len_bytes().sum() + lines.len() - (not newline_ended) == len(chunk):
             return lines, True

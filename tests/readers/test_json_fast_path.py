@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from forensics.formats import builtin_formats, get_format
+from forensics.inputs import count_lines
 from forensics.normalize import to_canonical
 from forensics.readers import ChunkResult, make_reader
 from forensics.readers.jsonl import epoch_kind
@@ -181,7 +182,7 @@ def read_both(name: str, chunks: list[bytes]) -> tuple[list[ChunkResult], list[C
     exact_reader.fast_enabled = False
     fast, exact, start = [], [], 1
     for chunk in chunks:
-        fast.append(fast_reader.read_chunk(start, chunk))
+        fast.append(fast_reader.read_chunk(start, chunk, count_lines(chunk)))  # counted as reading counts
         exact.append(exact_reader.read_chunk(start, chunk))
         start += chunk.count(b"\n")
     fast.append(fast_reader.finish())
