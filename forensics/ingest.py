@@ -31,7 +31,7 @@ import os
 import queue
 import re
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -939,6 +939,15 @@ def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
     return max((x for x in (a, b) if x is not None), default=None)
 
 
+@dataclass(frozen=True)
+class _Parsing:
+    """Threads shared by the files being read, that parse chunks of a file while its next
+    chunks are decompressed; up to `width` chunks of one file are parsed at once."""
+
+    pool: ThreadPoolExecutor
+    width: int
+
+
 @dataclass
 class _Chunk:
     requests: pl.DataFrame
@@ -946,15 +955,30 @@ class _Chunk:
     skipped: Counter[str]
     lines: int
     ends_line: bool = True  # the chunk ends with a newline (only the file's last may not)
+    slow: int = 0  # lines the reader read line by line in Python (its exact path)
 
 
-def _results(reader: Any, pf: PlannedFile, state: ReadState, start_line: int) -> Iterator[_Chunk]:
-    """The reader's results chunk by chunk: text by lines, Parquet by rows rendered as JSON.
+def _results(
+    reader: Any,
+    pf: PlannedFile,
+    state: ReadState,
+    start_line: int,
+    parsing: _Parsing | None = None,
+) -> Iterator[_Chunk]:
+    """The reader's results chunk by chunk, in line order: text by lines, Parquet by rows
+    rendered as JSON.
 
     Lines over the length limit come as rejects of their own; the reader's finish() reports what
     it still holds at the end (a JSON document cut short). Lines before `start_line` are already
     in the case (a grown file): they are still given to the reader, whose state (a W3C #Fields
     header, an open JSON document) may depend on them, but what it makes of them is dropped.
+
+    With `parsing`, a chunk the reader can hand to a twin of itself (`fork`: its rows do not
+    depend on what the reader still has to learn from earlier chunks) is parsed on the pool
+    while the next chunk is decompressed and cut, up to `parsing.width` chunks at once; any
+    other chunk waits for those to finish and is read by the reader itself, in order. The
+    results come back in line order either way. Parsing is the slowest stage of a load; this
+    lets one large file use every core.
     """
     if pf.compression == "parquet":
         for first_row, rows in parquet_records(pf.path, state):
@@ -962,30 +986,59 @@ def _results(reader: Any, pf: PlannedFile, state: ReadState, start_line: int) ->
                 continue
             keep = rows[max(0, start_line - first_row) :]
             res = reader.read_lines(max(first_row, start_line), keep)
-            yield _Chunk(res.requests, res.rejects, res.skipped, len(keep))
+            yield _Chunk(res.requests, res.rejects, res.skipped, len(keep), slow=_slow_lines(reader))
         return
+    fork = getattr(reader, "fork", None) if parsing is not None and parsing.width > 1 else None
+    # (the parse under way, its reader, the chunk's lines, whether it ends with a newline)
+    jobs: deque[tuple[Future[Any], Any, int, bool]] = deque()
+
+    def collect() -> _Chunk:
+        job, by, n, ends = jobs.popleft()
+        res = job.result()
+        return _Chunk(res.requests, res.rejects, res.skipped, n, ends, _slow_lines(by))
+
     limit = pf.max_line_bytes
-    for first_line, data, n_data in read_chunks(pf.path, pf.compression, state, max_line_bytes=limit):
-        if first_line + n_data <= start_line:
-            reader.read_chunk(first_line, data, n_data)
-        else:
-            chunk, start, n = data, first_line, n_data
-            if first_line < start_line:
-                cut = 0
-                for _ in range(start_line - first_line):
-                    cut = data.index(b"\n", cut) + 1
-                reader.read_chunk(first_line, data[:cut], start_line - first_line)
-                chunk, start, n = data[cut:], start_line, n_data - (start_line - first_line)
-            res = reader.read_chunk(start, chunk, n)
-            yield _Chunk(res.requests, res.rejects, res.skipped, n, chunk.endswith(b"\n"))
-        if state.long_lines:
-            yield _from_line(
-                _Chunk(empty_requests_frame(), long_line_rejects(state, limit), Counter(), 0), start_line
-            )
+    try:
+        for first_line, data, n_data in read_chunks(pf.path, pf.compression, state, max_line_bytes=limit):
+            if first_line + n_data <= start_line:
+                # Lines already in the case, read only for the state they leave in the reader.
+                reader.read_chunk(first_line, data, n_data)
+            else:
+                chunk, start, n = data, first_line, n_data
+                if first_line < start_line:
+                    cut = 0
+                    for _ in range(start_line - first_line):
+                        cut = data.index(b"\n", cut) + 1
+                    reader.read_chunk(first_line, data[:cut], start_line - first_line)
+                    chunk, start, n = data[cut:], start_line, n_data - (start_line - first_line)
+                twin = fork(chunk) if fork is not None else None
+                if twin is not None:
+                    assert parsing is not None
+                    if len(jobs) >= parsing.width:
+                        yield collect()
+                    job = parsing.pool.submit(twin.read_chunk, start, chunk, n)
+                    jobs.append((job, twin, n, chunk.endswith(b"\n")))
+                else:
+                    while jobs:
+                        yield collect()
+                    res = reader.read_chunk(start, chunk, n)
+                    yield _Chunk(res.requests, res.rejects, res.skipped, n, chunk.endswith(b"\n"), _slow_lines(reader))
+            if state.long_lines:
+                while jobs:
+                    yield collect()
+                yield _from_line(
+                    _Chunk(empty_requests_frame(), long_line_rejects(state, limit), Counter(), 0), start_line
+                )
+        while jobs:
+            yield collect()
+    finally:
+        # Stopped early (Ctrl-C, a failure downstream): the parses under way end on their own.
+        for job, *_ in jobs:
+            job.cancel()
     if state.long_lines:
         yield _from_line(_Chunk(empty_requests_frame(), long_line_rejects(state, limit), Counter(), 0), start_line)
     res = reader.finish()
-    yield _from_line(_Chunk(res.requests, res.rejects, res.skipped, 0), start_line)
+    yield _from_line(_Chunk(res.requests, res.rejects, res.skipped, 0, slow=_slow_lines(reader)), start_line)
 
 
 def _from_line(chunk: _Chunk, start_line: int) -> _Chunk:
@@ -1003,14 +1056,19 @@ def _from_line(chunk: _Chunk, start_line: int) -> _Chunk:
 
 
 def _read_file(
-    writer: _Writer, result: FileResult, progress: Progress | None, stop: threading.Event, announce: bool = True
+    writer: _Writer,
+    result: FileResult,
+    progress: Progress | None,
+    stop: threading.Event,
+    announce: bool = True,
+    parsing: _Parsing | None = None,
 ) -> None:
     pf = result.planned
     state = ReadState()
     if progress and announce:
         progress("file_start", {"path": pf.display_path, "size": pf.size})
     try:
-        _read_into(writer, result, state, stop, progress)
+        _read_into(writer, result, state, stop, progress, parsing)
     except BaseException:
         writer.put("abort", result.source_id)
         raise
@@ -1020,7 +1078,12 @@ def _read_file(
 
 
 def _read_into(
-    writer: _Writer, result: FileResult, state: ReadState, stop: threading.Event, progress: Progress | None
+    writer: _Writer,
+    result: FileResult,
+    state: ReadState,
+    stop: threading.Event,
+    progress: Progress | None,
+    parsing: _Parsing | None = None,
 ) -> None:
     pf = result.planned
     result.sha256, result.size = pf.sha256, pf.size
@@ -1033,7 +1096,7 @@ def _read_into(
     last: datetime | None = None
     first_request_line: int | None = None
     ends_line = True
-    for res in _results(reader, pf, state, result.start_line):
+    for res in _results(reader, pf, state, result.start_line, parsing):
         if stop.is_set():
             raise _Stopped
         if res.lines:
@@ -1067,16 +1130,16 @@ def _read_into(
         result.requests += req.height
         result.skipped.update(res.skipped)
         if progress:
-            progress("chunk", {"lines": res.lines, "slow": _slow_lines(reader, res.lines)})
+            progress("chunk", {"lines": res.lines, "slow": res.slow})
     result.first_ts, result.last_ts = first, last
     _finish_result(result, state, getattr(reader, "notes", []), ends_line)
     _check_named_format(result, first_request_line)
 
 
-def _slow_lines(reader: Any, lines: int) -> int:
-    """Lines of the last chunk read line by line in Python (the text and JSON readers' exact
-    paths) rather than by a columnar reader: the progress bar shows their share. Reading clears
-    the reader's count."""
+def _slow_lines(reader: Any) -> int:
+    """Lines the reader read line by line in Python (the text and JSON readers' exact paths)
+    rather than by a columnar reader since the last call: the progress bar shows their share.
+    Reading clears the reader's count."""
     slow = int(getattr(reader, "exact_lines", 0))
     if slow:
         reader.exact_lines = 0
@@ -1240,7 +1303,11 @@ def _collect(result: FileResult, stop: threading.Event) -> _Collected | None:
 
 
 def _read_batch(
-    writer: _Writer, results: list[FileResult], progress: Progress | None, stop: threading.Event
+    writer: _Writer,
+    results: list[FileResult],
+    progress: Progress | None,
+    stop: threading.Event,
+    parsing: _Parsing | None = None,
 ) -> None:
     """Read small files of the same settings: each collected whole, parsed in batches; a file
     that turns out not to be small is read on its own."""
@@ -1253,7 +1320,7 @@ def _read_batch(
             progress("file_start", {"path": result.planned.display_path, "size": result.planned.size})
         item = _collect(result, stop)
         if item is None:
-            _read_file(writer, result, progress, stop, announce=False)
+            _read_file(writer, result, progress, stop, announce=False, parsing=parsing)
             continue
         batch.append(item)
         held += len(item.data)
@@ -1283,7 +1350,7 @@ def _parse_batch(writer: _Writer, batch: list[_Collected], progress: Progress | 
         reader = make_reader(pf0.fmt, pf0.spec.timezone, pf0.spec.fields)
         body = b"".join(item.data if item.data.endswith(b"\n") else item.data + b"\n" for item in batch)
         res = reader.read_chunk(1, body, at - 1)
-        slow = _slow_lines(reader, at - 1)
+        slow = _slow_lines(reader)
         requests, rejects = res.requests, res.rejects
         blank_total = res.skipped.get("blank", 0)
         if set(res.skipped) - {"blank"}:
@@ -1536,10 +1603,14 @@ def _ingest(
     writer = _Writer(con, ingested_at, {r.source_id: r for r in plan.load})
     interrupted = False
     try:
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        with (
+            ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="forensics-parse") as parse_pool,
+            ThreadPoolExecutor(max_workers=max(1, workers)) as pool,
+        ):
+            parsing = _Parsing(parse_pool, max(1, workers))
             futures = [
-                pool.submit(_read_batch, writer, task, progress, stop) if len(task) > 1
-                else pool.submit(_read_file, writer, task[0], progress, stop)
+                pool.submit(_read_batch, writer, task, progress, stop, parsing) if len(task) > 1
+                else pool.submit(_read_file, writer, task[0], progress, stop, True, parsing)
                 for task in _reading_tasks(plan.load)
             ]
             try:

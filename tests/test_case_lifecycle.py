@@ -120,16 +120,16 @@ WRAPPER = textwrap.dedent(
         inv.run_stage = patched_stage
     elif fault.startswith("raise_in_reader:"):
         target = fault.split(":")[1]; orig_results = ingest._results
-        def patched_results(reader, pf, state, start_line):
-            for i, chunk in enumerate(orig_results(reader, pf, state, start_line)):
+        def patched_results(reader, pf, state, *rest):
+            for i, chunk in enumerate(orig_results(reader, pf, state, *rest)):
                 if pf.display_path == target and i == 1:
                     raise RuntimeError("injected reader failure")
                 yield chunk
         ingest._results = patched_results
     elif fault == "slow_reader":
         orig_results = ingest._results
-        def slow_results(reader, pf, state, start_line):
-            for chunk in orig_results(reader, pf, state, start_line):
+        def slow_results(reader, pf, state, *rest):
+            for chunk in orig_results(reader, pf, state, *rest):
                 open(os.environ["MARKER"], "a").close()
                 time.sleep(0.2)
                 yield chunk
@@ -505,8 +505,8 @@ def test_a_file_that_changes_while_it_is_read_says_so(tmp_path):
         import forensics.ingest as ingest
         orig = ingest._results
         added = [sys.argv[-1]]
-        def appending(reader, pf, state, start_line):
-            for chunk in orig(reader, pf, state, start_line):
+        def appending(reader, pf, state, *rest):
+            for chunk in orig(reader, pf, state, *rest):
                 if added:  # once, while the file is open for reading
                     with open(pf.path, "a") as fh:
                         fh.write(added.pop())

@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import json
 import lzma
+import threading
 from pathlib import Path
 
 import duckdb
@@ -16,6 +17,8 @@ import zstandard
 from forensics.casefile import load_case
 from forensics.errors import CaseFileError, ForensicsError, InputError
 from forensics.ingest import ingest
+from forensics.readers.text import TextReader
+from forensics.readers.w3c import W3CReader
 
 LINE = '198.51.100.{n} - - [28/Nov/2022:14:{m:02d}:00 -0500] "GET /p{n} HTTP/1.1" 200 {n} "-" "ua {n}"\n'
 
@@ -251,3 +254,77 @@ def test_a_line_with_several_json_records_counts_once(tmp_path, write_case):
     con = db(tmp_path / "out")
     assert con.execute("SELECT lines_read, lines_parsed, requests FROM sources").fetchone() == (1, 1, 2)
     assert con.execute("SELECT count(*), count(DISTINCT line_no) FROM requests").fetchone() == (2, 1)
+
+
+CF_FIELDS = "date time x-edge-location sc-bytes c-ip cs-method cs(Host) cs-uri-stem sc-status cs(Referer) cs(User-Agent)"
+
+
+def cloudfront_lines(count: int, start: int) -> str:
+    return "".join(
+        f"2022-11-28\t14:{i % 60:02d}:00\tHEL51-P1\t{i}\t198.51.100.{i % 250}\tGET\td.cloudfront.net\t/p{i}\t200\t-\tua%20{i}\n"
+        for i in range(start, start + count)
+    )
+
+
+def many_chunks(family: str) -> tuple[str, str, tuple[int, int, int, int]]:
+    """A file of many small chunks for each reader family, with lines for the exact path, rejects,
+    blank and long lines among them (and, for W3C, directives that change the fields and the
+    day mid-file); the format, and the expected line accounting."""
+    parts = []
+    if family == "text":
+        for k in range(40):
+            parts.append(lines(30, 30 * k + 1))
+            parts.append(["\n", "not a log line\n", 'x - - [28/Nov/2022:14:00:00 -0500] "GET /q\\"x HTTP/1.1" 200 1 "-" "-"\n',
+                          "y" * 5000 + "\n"][k % 4])
+        return "".join(parts), "combined", (1240, 1210, 20, 10)
+    for k in range(40):
+        if k % 10 == 0:
+            parts.append(f"#Version: 1.0\n#Fields: {CF_FIELDS}{' cs-uri-query' if k % 20 else ''}\n")
+        body = cloudfront_lines(30, 30 * k + 1)
+        parts.append(body.replace("\n", "\t-\n") if k % 20 >= 10 else body)
+        parts.append(["\n", "not a log line\n", "y" * 5000 + "\n", ""][k % 4])
+    return "".join(parts), "cloudfront", (1238, 1200, 20, 18)
+
+
+@pytest.mark.parametrize("family", ["text", "w3c"])
+def test_a_large_file_parsed_by_several_readers_gives_what_one_reader_gives(tmp_path, write_case, monkeypatch, family):
+    """Chunks of one file parsed at once, on several threads, come back in line order: the same
+    rows, rejects, skips, line accounting and slow-line counts as one reader reading them in
+    turn."""
+    import forensics.inputs as inputs_module
+
+    monkeypatch.setattr(inputs_module, "CHUNK_BYTES", 8 << 10)
+    body, fmt, accounting = many_chunks(family)
+    case = write_case([{"path": "a.log", "format": fmt}], files={"a.log": body})
+    seen: dict[int, list[tuple[int, int]]] = {}
+    threads: set[str] = set()
+    read_chunk = {"text": TextReader, "w3c": W3CReader}[family].read_chunk
+
+    def recording(self, *args):
+        threads.add(threading.current_thread().name)
+        return read_chunk(self, *args)
+
+    monkeypatch.setattr({"text": TextReader, "w3c": W3CReader}[family], "read_chunk", recording)
+
+    def load(workers: int) -> dict[str, list[tuple]]:
+        chunks: list[tuple[int, int]] = seen.setdefault(workers, [])
+
+        def progress(event: str, data: dict) -> None:
+            if event == "chunk":
+                chunks.append((data["lines"], data["slow"]))
+
+        out = tmp_path / f"out{workers}"
+        ingest(load_case(case), out, progress=progress, workers=workers, max_line_bytes=4096)
+        con = db(out)
+        return {
+            t: con.execute(f"SELECT * EXCLUDE (source_id) FROM {t} ORDER BY ALL").fetchall()
+            for t in ("requests", "rejects", "skipped_lines")
+        } | {"sources": con.execute("SELECT lines_read, lines_parsed, lines_rejected, lines_skipped, note FROM sources").fetchall()}
+
+    one = load(1)
+    assert not any(t.startswith("forensics-parse") for t in threads)
+    two = load(2)
+    assert one == two
+    assert len({t for t in threads if t.startswith("forensics-parse")}) == 2  # two chunks at once
+    assert seen[1] == seen[2] and len(seen[2]) > 10
+    assert one["sources"][0][:4] == (body.count("\n"), *accounting[1:])

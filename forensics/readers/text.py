@@ -9,6 +9,7 @@ convert) is read by the exact path, which rejects what it cannot read, with the 
 
 from __future__ import annotations
 
+import copy
 import re
 from collections import Counter
 
@@ -244,6 +245,13 @@ class TextReader:
     def finish(self) -> ChunkResult:
         """Nothing is held between chunks: every line is read in its own chunk."""
         return empty_result()
+
+    def fork(self, chunk: bytes) -> TextReader:
+        """A twin that reads `chunk` while this reader reads others: a chunk's rows depend on
+        its lines alone. The twin counts its own exact-path lines."""
+        twin = copy.copy(self)
+        twin.exact_lines = 0
+        return twin
 
     def read_chunk(self, start_line: int, chunk: bytes, n_lines: int | None = None) -> ChunkResult:
         """The rows, rejects and skips of a chunk of whole lines (`n_lines` of them, counted

@@ -7,6 +7,7 @@ source's `fields` or the format's default field list, and the source notes that 
 
 from __future__ import annotations
 
+import copy
 import re
 from collections import Counter
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -151,6 +152,20 @@ class W3CReader:
     def finish(self) -> ChunkResult:
         """Nothing is held between chunks: every line is read in its own chunk."""
         return empty_result()
+
+    def fork(self, chunk: bytes) -> W3CReader | None:
+        """A twin that reads `chunk` as this reader would, while this one reads others; None
+        when the chunk must be read by this reader in order. A chunk's rows depend on the
+        directives before it (#Fields, #Date, #GMT-Offset) and, without a #Fields header, on the
+        field list chosen at the first data line: a chunk without directives, once the fields
+        are known, changes nothing in the reader and reads the same in a twin."""
+        if self.header_fields is None and not self._used_fallback:
+            return None
+        if chunk.startswith((b"#", b"\xef\xbb\xbf")) or b"\n#" in chunk:
+            return None
+        twin = copy.copy(self)
+        twin.exact_lines = 0
+        return twin
 
     def read_chunk(self, start_line: int, chunk: bytes, n_lines: int | None = None) -> ChunkResult:
         lines = native_lines(chunk, n_lines) if self.fast_enabled else None
