@@ -503,15 +503,15 @@ def test_a_file_that_changes_while_it_is_read_says_so(tmp_path):
         """
         import sys
         import forensics.ingest as ingest
-        orig = ingest._results
+        orig = ingest.read_chunks
         added = [sys.argv[-1]]
-        def appending(reader, pf, state, *rest):
-            for chunk in orig(reader, pf, state, *rest):
+        def appending(path, *args, **kw):
+            for chunk in orig(path, *args, **kw):
                 if added:  # once, while the file is open for reading
-                    with open(pf.path, "a") as fh:
+                    with open(path, "a") as fh:
                         fh.write(added.pop())
                 yield chunk
-        ingest._results = appending
+        ingest.read_chunks = appending
         from forensics.cli import main
         sys.argv = ["forensics", *sys.argv[1:-1]]
         main()
