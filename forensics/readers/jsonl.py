@@ -581,6 +581,8 @@ class JsonReader:
 #   always followed by a key): the exact path writes such arrays as JSON text, and without them
 #   nesting is by objects only, which the member count bounds (polars' parser overflows its
 #   stack on objects a thousand deep);
+# - in a line with an array, a quote before a bracket ("[): a string starting with a bracket
+#   could be taken for an array where a key of list shape holds it (see _Plan);
 # - in a chunk split in Python (see _split), control characters and `\x`, which is how bytes that
 #   are not UTF-8 reach the exact path's text. In a chunk split natively, a control character is
 #   left to polars, which refuses it wherever Python's JSON does (raw in a string, or anywhere but
@@ -736,10 +738,17 @@ class _Plan:
                 return pl.lit(None, pl.String)
             return leaf_text(node)
 
-        # Whether the line has an array value (a colon before a bracket); see _FastLines.read.
-        has_array = pl.col("_arr")
         # Each key counts once when present: the line's members (its `":`) must all be seen.
         self.members = pl.sum_horizontal(p.cast(pl.UInt32) for p in present.values()) if nodes else pl.lit(0)
+        if arrays:
+            # The line's arrays (its colons before a bracket, `_na`; see _FastLines.read) must all
+            # be read by keys of list shape: an array read into a string-typed key comes back as
+            # polars' JSON text of it (an object too, but its members fail the count, and "{}"
+            # is the exact path's text of an empty one). A key of list shape holding something
+            # else is not an array's text: no string of the line starts with a bracket (see
+            # _FAST_EXCLUDE), and other values fail _PLAIN_STRINGS.
+            lists = [present[n.dotted].cast(pl.UInt32) for n in nodes if isinstance(n.dtype, pl.List)]
+            slow.append(pl.col("_na") != (pl.sum_horizontal(lists) if lists else pl.lit(0, pl.UInt32)))
         for n in nodes:
             if "." in n.path[-1]:
                 # A dotted key reads differently through _get's literal lookup.
@@ -749,20 +758,12 @@ class _Plan:
                 # unknown here does not count right.
                 kids = [present[c.dotted] for c in nodes if c.path[:-1] == n.path]
                 slow.append(present[n.dotted] & ~pl.any_horizontal(kids) if kids else present[n.dotted])
-            elif not arrays:
-                # No line of the chunk has an array: list keys are null and no string-typed key
-                # holds one.
-                continue
-            elif isinstance(n.dtype, pl.List):
+            elif arrays and isinstance(n.dtype, pl.List):
                 # Arrays are read as polars' JSON text of them (reading them as lists costs polars
                 # several times the rest of the line); an array of plain strings (no escape
-                # left, so none holds a quote) is joined here, any other is read exactly.
+                # left, so none holds a quote) is joined here, any other is read exactly. (No
+                # line of the chunk has an array when `arrays` is false: list keys are null.)
                 slow.append(n.expr.is_not_null() & ~n.expr.str.contains(_PLAIN_STRINGS))
-            else:
-                # An array read into a string-typed key comes back as polars' JSON text (an
-                # object too, but its members fail the count, and "{}" is the exact path's text
-                # of an empty one).
-                slow.append((n.expr.str.starts_with("[") & has_array).fill_null(False))
 
         self.identity = pl.all_horizontal([has(k) for k in reader.identity]) if reader.identity else pl.lit(True)
         self.required = pl.all_horizontal([has(k) for k in fmt.required]) if fmt.required else pl.lit(True)
@@ -936,7 +937,7 @@ class _FastLines:
     def _rows(
         self, cand: pl.DataFrame, whole: bytes | None
     ) -> tuple[list[pl.DataFrame], Counter[str], list[int], list[int]]:
-        """Of these candidate lines (`_i`, `l`, `_n`, `_f`, `_arr`): raw frames of the rows kept,
+        """Of these candidate lines (`_i`, `l`, `_n`, `_f`, `_na`): raw frames of the rows kept,
         skipped counts of the non-access records kept, the indexes left to the exact path, and
         the indexes whose member or float count did not match (keys the schema lacks, duplicate
         keys, floats under a key not searched)."""
@@ -951,7 +952,7 @@ class _FastLines:
             floats_found = pl.sum_horizontal(pl.col(c).cast(pl.UInt32) for c in float_flags)
         else:
             floats_found = pl.lit(0, pl.UInt32)
-        plan = self._plan(floats, bool(cand.get_column("_arr").any()))
+        plan = self._plan(floats, bool(cand.get_column("_na").sum()))
         parsed, refused = self._parse(cand.get_column("l"), whole)
         slow = cand.get_column("_i").gather(refused).to_list() if refused else []
         frames: list[pl.DataFrame] = []
@@ -1011,28 +1012,32 @@ class _FastLines:
         )
         marked = lines.filter(pl.col("_c") & pl.col("_x"))
         if marked.height:
-            # A line without a bracket has no array (a colon before a bracket, see _Plan).
+            # The line's arrays, `_na`: each is a member's value (arrays in arrays are excluded),
+            # so it follows a colon; a line without a bracket has none.
+            arrays = line.str.count_matches(r":[ \t]*\[")
             flags = marked.select(
-                "_i", _ex=line.str.contains(_FAST_EXCLUDE), _arr=line.str.contains(r":[ \t]*\[")
+                "_i",
+                _ex=line.str.contains(_FAST_EXCLUDE) | ((arrays > 0) & line.str.contains('"[', literal=True)),
+                _na=arrays,
             )
             if marked.height == n_lines:
-                lines = lines.with_columns(flags.select("_ex", "_arr"))
+                lines = lines.with_columns(flags.select("_ex", "_na"))
             else:
                 idx = flags.get_column("_i")
                 lines = lines.with_columns(
                     _ex=pl.repeat(False, n_lines, eager=True).scatter(idx, flags.get_column("_ex")),
-                    _arr=pl.repeat(False, n_lines, eager=True).scatter(idx, flags.get_column("_arr")),
+                    _na=pl.repeat(0, n_lines, dtype=pl.UInt32, eager=True).scatter(idx, flags.get_column("_na")),
                 )
             candidate = pl.col("_c") & ~pl.col("_ex")
         else:
-            lines = lines.with_columns(_arr=pl.lit(False))
+            lines = lines.with_columns(_na=pl.lit(0, pl.UInt32))
             candidate = pl.col("_c")
         if not clean:
             candidate = candidate & ~line.str.contains(_FAST_EXCLUDE_DIRTY)
         if fmt.records_key:
             candidate = candidate & ~line.str.contains(f'"{fmt.records_key}"', literal=True)
         candidate = candidate & (pl.col("_n") <= _MAX_MEMBERS)
-        cand = lines.filter(candidate.fill_null(False)).select("_i", "l", "_n", "_f", "_arr")
+        cand = lines.filter(candidate.fill_null(False)).select("_i", "l", "_n", "_f", "_na")
         if cand.height == 0:
             return None
         if self.schema is None and not self._grow(cand.get_column("l").head(1000)):

@@ -252,6 +252,13 @@ def test_fast_path_equals_exact_path(case: tuple[str, list[bytes]]) -> None:
                          b'"headers":{"User-Agent":["a", "b"],"Accept":[]}},"k":["", "x"],"j":["\\u00e9", 1]}']))
 @example(case=("cloudflare_logpush", [b'{"ClientIP":"a","EdgeStartTimestamp":1,"ClientRequestURI":"/","n":5}',
                                       b'{"ClientIP":"a","EdgeStartTimestamp":1,"ClientRequestURI":"/","n":"5"}']))
+@example(case=("cloudflare_logpush", [  # a key of string shape holding an array, a string "[..." in a list key
+    b'{"ClientIP":"a","EdgeStartTimestamp":1,"ClientRequestURI":"/","k":"x","h":["a"]}',
+    b'{"ClientIP":"a","EdgeStartTimestamp":1,"ClientRequestURI":"/","k":["y", "z"],"h":"[b"}',
+    b'{"ClientIP":"a","EdgeStartTimestamp":1,"ClientRequestURI":"/","k":"[y]","h":[],"j":"a:[b"}',
+    b'{"ClientIP":"a","EdgeStartTimestamp":1,"ClientRequestURI":"/","h":"[\\"a\\"]"}',
+    b'{"ClientIP":"a","EdgeStartTimestamp":1,"ClientRequestURI":"/","h":"[\\"a\\"]","k":["y"]}',
+]))
 def test_fast_path_equals_exact_path_on_mostly_plain_lines(case: tuple[str, list[bytes]]) -> None:
     name, lines = case
     both_paths_agree(name, [b"\n".join(lines) + b"\n"])
@@ -371,3 +378,22 @@ def test_lines_polars_refuses_are_found_and_only_they_are_read_exactly() -> None
     compare(fast[0], exact[0])
     assert exact_lines == 30
     assert fast[0].rejects.height == 10  # the trailing commas
+
+
+def test_keys_that_held_arrays_and_strings_in_earlier_chunks_read_the_same() -> None:
+    """A key learnt with arrays (list shape) later holding a string that reads like one, and a
+    key learnt with strings later holding an array, in one line or apart: the same rows."""
+    head = b'{"ClientIP":"a","EdgeStartTimestamp":1,"ClientRequestURI":"/",'
+    first = head + b'"h":["a"],"k":"x"}\n'
+    later = [
+        head + b'"h":"[\\"a\\"]"}',
+        head + b'"h":"[\\"a\\"]","k":["y", "z"]}',
+        head + b'"h":"[]","k":["y"]}',
+        head + b'"h":["b"],"k":["y"]}',
+        head + b'"h":["c"],"k":"[z]"}',
+        head + b'"h":["c", "d"],"k":"w"}',
+    ]
+    fast, exact, _ = read_both("cloudflare_logpush", [first, b"\n".join(later) + b"\n"])
+    for f, e in zip(fast, exact, strict=True):
+        compare(f, e)
+    assert fast[1].requests.height == len(later)
