@@ -305,8 +305,13 @@ class JsonReader:
             return self.prefix.sub("", text, count=1)
         return text
 
+    def _content(self, line: str) -> str:
+        """The JSON text of a line: without its CR, its prefix (a container's name, a syslog
+        header) and surrounding white space."""
+        return self._strip_prefix(line.rstrip("\r")).strip()
+
     def _line(self, line_no: int, line: str, out: _Collected) -> None:
-        text = self._strip_prefix(line.rstrip("\r")).strip()
+        text = self._content(line)
         if not text:
             out.skipped["blank"] += 1
             return
@@ -937,7 +942,7 @@ class _FastLines:
     def _rows(
         self, cand: pl.DataFrame, whole: bytes | None
     ) -> tuple[list[pl.DataFrame], Counter[str], list[int], list[int]]:
-        """Of these candidate lines (`_i`, `l`, `_n`, `_f`, `_na`): raw frames of the rows kept,
+        """Of these candidate lines (`_i`, `l` parsed, `_line`, `_n`, `_f`, `_na`): raw frames of the rows kept,
         skipped counts of the non-access records kept, the indexes left to the exact path, and
         the indexes whose member or float count did not match (keys the schema lacks, duplicate
         keys, floats under a key not searched)."""
@@ -966,7 +971,7 @@ class _FastLines:
             # The parsed keys are renamed (see _nodes), so that no key of a record can be taken
             # for one of the line's own columns.
             ev = frame.select(pl.all().name.prefix(_KEY)).with_columns(
-                **{c: part.get_column(c) for c in part.columns if c != "l"}, _line=part.get_column("l")
+                **{c: part.get_column(c) for c in part.columns if c != "l"}
             ).select(
                 pl.col("_i"),
                 pl.col("_line"),
@@ -1000,8 +1005,17 @@ class _FastLines:
         texts, clean = _split(chunk, n_lines)
         n_lines = texts.len()
         fmt = self.reader.fmt
+        # What is parsed of each line: the line, or for a line not starting with a brace in a
+        # format whose lines may carry a prefix, its JSON text as the exact path takes it.
+        content = texts
+        if self.reader.prefix is not None:
+            bare = ~texts.str.starts_with("{")
+            if bare.any():
+                idx = bare.arg_true()
+                content = texts.clone().scatter(idx, [self.reader._content(t) for t in texts.gather(idx).to_list()])
         line = pl.col("l")
-        lines = texts.to_frame("l").with_row_index("_i").with_columns(
+        lines = content.to_frame("l").with_row_index("_i").with_columns(
+            _line=texts,
             _c=line.str.starts_with("{") & line.str.ends_with("}"),
             # Only a line with a backslash, a bracket or a space or tab before a colon can
             # match _FAST_EXCLUDE outside a string (a comma outside a string and an array is
@@ -1037,12 +1051,12 @@ class _FastLines:
         if fmt.records_key:
             candidate = candidate & ~line.str.contains(f'"{fmt.records_key}"', literal=True)
         candidate = candidate & (pl.col("_n") <= _MAX_MEMBERS)
-        cand = lines.filter(candidate.fill_null(False)).select("_i", "l", "_n", "_f", "_na")
+        cand = lines.filter(candidate.fill_null(False)).select("_i", "l", "_line", "_n", "_f", "_na")
         if cand.height == 0:
             return None
         if self.schema is None and not self._grow(cand.get_column("l").head(1000)):
             return None
-        whole = chunk if cand.height == n_lines and chunk.endswith(b"\n") else None
+        whole = chunk if cand.height == n_lines and chunk.endswith(b"\n") and content is texts else None
         frames, skipped, slow, unknown = self._rows(cand, whole)
         if unknown:
             again = cand.filter(pl.col("_i").is_in(unknown))

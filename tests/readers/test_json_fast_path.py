@@ -397,3 +397,23 @@ def test_keys_that_held_arrays_and_strings_in_earlier_chunks_read_the_same() -> 
     for f, e in zip(fast, exact, strict=True):
         compare(f, e)
     assert fast[1].requests.height == len(later)
+
+
+def test_prefixed_lines_take_the_fast_path() -> None:
+    """Lines with the prefix a format allows (a container's name, a syslog header) are read by
+    polars too, keep their whole text, and read the same as on the exact path."""
+    record = {"level": "info", "ts": 1716723772.6014807, "logger": "http.log.access", "msg": "handled request",
+              "request": {"uri": "/a", "remote_ip": "192.0.2.1", "headers": {"User-Agent": ["curl/8"]}},
+              "status": 200, "size": 5, "duration": 0.01}
+    lines = [("caddy  | " if i % 2 else "") + json.dumps(record, separators=(",", ":")) for i in range(60)]
+    lines[5] = "caddy  | not json"
+    lines[7] = "caddy  | " + json.dumps({**record, "status": "x"})
+    fast, exact, exact_lines = read_both("caddy", [("\n".join(lines) + "\n").encode()])
+    compare(fast[0], exact[0])
+    assert exact_lines == 1
+    assert fast[0].rejects.select("line_no", "line").rows() == [(6, lines[5]), (8, lines[7])]
+    syslog = ('<134>2022-11-28T19:12:00Z cache-iad-kiad7000031 agency-web[363624]: {"timestamp":"2022-11-28T19:12:00",'
+              '"client_ip":"203.0.113.9","url":"/a","response_status":200}')
+    fast, exact, exact_lines = read_both("fastly_json", [(syslog + "\n").encode() * 20])
+    compare(fast[0], exact[0])
+    assert exact_lines == 0 and fast[0].requests.height == 20
