@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from urllib.parse import unquote
 
 import polars as pl
@@ -132,7 +133,8 @@ def _parse_request(df: pl.DataFrame, spaced: bool = False) -> pl.DataFrame:
 
 
 def _split_target(df: pl.DataFrame, col: str) -> pl.DataFrame:
-    """Path and query from the request target; scheme and host too for absolute URLs."""
+    """Path and query from the request target; scheme and host too for absolute URLs
+    (`_ABSOLUTE`: a scheme, "://", the host up to the first /, ? or #, then the rest)."""
     target = df.get_column(col)
     pq = target.str.splitn("?", 2)
     df = df.with_columns(
@@ -142,11 +144,34 @@ def _split_target(df: pl.DataFrame, col: str) -> pl.DataFrame:
         _host=pl.lit(None, pl.String),
     )
     absolute = target.str.contains("://", literal=True).fill_null(False)
-    if absolute.any():
-        idx = absolute.arg_true()
+    if not absolute.any():
+        return df
+    # Split with string operations, which cost a fraction of the regular expression: a scheme
+    # holds no colon, so the first "://" is the one after it. The expression's last group does
+    # not read a line feed: a target holding one is read by the expression itself.
+    newline = absolute & target.str.contains("\n", literal=True)
+    parts = pl.col(col).str.splitn("://", 2)
+    scheme, rest = parts.struct.field("field_0"), parts.struct.field("field_1")
+    df = df.with_columns(
+        _abs=(
+            pl.lit(absolute) & ~pl.lit(newline) & scheme.str.contains(r"^[A-Za-z][A-Za-z0-9+.-]*$")
+        ).fill_null(False),
+        _rest=rest,
+    )
+    is_abs, rest = pl.col("_abs"), pl.col("_rest")
+    host = rest.str.extract(r"^([^/?#]*)", 1)
+    df = df.with_columns(_host=pl.when(is_abs).then(host))
+    rq = rest.str.strip_prefix(pl.col("_host")).str.splitn("?", 2)
+    df = df.with_columns(
+        _scheme=pl.when(is_abs).then(scheme.str.to_lowercase()),
+        _path=pl.when(is_abs).then(rq.struct.field("field_0")).otherwise(pl.col("_path")),
+        _query=pl.when(is_abs).then(rq.struct.field("field_1")).otherwise(pl.col("_query")),
+    ).drop("_abs", "_rest")
+    if newline.any():
+        idx = newline.arg_true()
         groups = target.gather(idx).str.extract_groups(_ABSOLUTE)
-        is_abs = groups.struct.field("1").is_not_null()
-        rest = groups.struct.field("3").str.splitn("?", 2)
+        is_abs_nl = groups.struct.field("1").is_not_null()
+        rest_nl = groups.struct.field("3").str.splitn("?", 2)
         old_path = df.get_column("_path").gather(idx)
         old_query = df.get_column("_query").gather(idx)
         df = _scatter(
@@ -156,10 +181,10 @@ def _split_target(df: pl.DataFrame, col: str) -> pl.DataFrame:
                 "_scheme": groups.struct.field("1").str.to_lowercase(),
                 "_host": groups.struct.field("2"),
                 "_path": pl.select(
-                    pl.when(is_abs).then(rest.struct.field("field_0")).otherwise(old_path)
+                    pl.when(is_abs_nl).then(rest_nl.struct.field("field_0")).otherwise(old_path)
                 ).to_series(),
                 "_query": pl.select(
-                    pl.when(is_abs).then(rest.struct.field("field_1")).otherwise(old_query)
+                    pl.when(is_abs_nl).then(rest_nl.struct.field("field_1")).otherwise(old_query)
                 ).to_series(),
             },
         )
@@ -171,12 +196,16 @@ def _ts_expr(raw: pl.Expr, kind: str, source_tz: str | None) -> pl.Expr:
     if kind == "ts_clf":
         return raw.str.strptime(utc, "%d/%b/%Y:%H:%M:%S %z", strict=False)
     if kind == "ts_iso":
-        with_offset = pl.coalesce(
-            raw.str.strptime(utc, "%Y-%m-%dT%H:%M:%S%z", strict=False),
-            raw.str.strptime(utc, "%Y-%m-%dT%H:%M:%S%.f%z", strict=False),
-            raw.str.strptime(utc, "%Y-%m-%dT%H:%M:%S%.fZ", strict=False),
+        # A time ending in Z can be read only by the last form and any other only by the first
+        # two (%z reads a sign and digits), so each form is given only the times it can read:
+        # a form costs as much on a time it cannot read as on one it reads.
+        zulu = raw.str.ends_with("Z")
+        offset, z = pl.when(~zulu).then(raw), pl.when(zulu).then(raw)
+        return pl.coalesce(
+            offset.str.strptime(utc, "%Y-%m-%dT%H:%M:%S%z", strict=False),
+            offset.str.strptime(utc, "%Y-%m-%dT%H:%M:%S%.f%z", strict=False),
+            z.str.strptime(utc, "%Y-%m-%dT%H:%M:%S%.fZ", strict=False),
         )
-        return with_offset
     if kind in ("ts_epoch_s", "ts_epoch_ms", "ts_epoch_us"):
         scale = {"ts_epoch_s": 1_000_000, "ts_epoch_ms": 1_000, "ts_epoch_us": 1}[kind]
         us = (raw.cast(pl.Float64, strict=False) * scale).round(0).cast(pl.Int64, strict=False)
@@ -258,7 +287,8 @@ def _split_addr_port(df: pl.DataFrame, kinds: dict[str, str]) -> tuple[pl.DataFr
     for col, kind in list(kinds.items()):
         if kind not in ADDR_PORT_KINDS or col not in df.columns:
             continue
-        text = pl.col(col).str.strip_chars(' "')
+        df = df.with_columns(pl.col(col).str.strip_chars(' "'))
+        text = pl.col(col)
         addrs: list[pl.Expr] = []
         ports: list[pl.Expr] = []
         # Without a "[" in the chunk's column the bracketed form reads nothing, and where the
@@ -268,12 +298,29 @@ def _split_addr_port(df: pl.DataFrame, kinds: dict[str, str]) -> tuple[pl.DataFr
         forms = [r"^\[([^\]]+)\](?::([0-9]+))?$"] if bracketed else []
         if kind == "addr_port" or bracketed:
             forms.append(r"^([^:\[\]]+):([0-9]+)$")
-        if kind == "addr_lastport":
-            forms.append(r"^(.+):([0-9]+)$")
         for form in forms:
             groups = text.str.extract_groups(form)
             addrs.append(groups.struct.field("1"))
             ports.append(groups.struct.field("2"))
+        if kind == "addr_lastport":
+            # The last colon followed by digits. With one colon (IPv4, names: most lines) it is
+            # the first, found without a regular expression; the others are read by the
+            # expressions (the one-colon form first: unlike the last-colon form, it reads a
+            # line feed in the address).
+            parts = text.str.splitn(":", 2)
+            host, digits = parts.struct.field("field_0"), parts.struct.field("field_1")
+            df = df.with_columns(
+                _one_colon=(
+                    (host.str.len_bytes() > 0)
+                    & digits.str.contains(r"^[0-9]+$")
+                    & ~host.str.contains("\n", literal=True)
+                ).fill_null(False)
+            )
+            one_colon = pl.col("_one_colon")
+            others = pl.when(~one_colon).then(text)
+            found = [others.str.extract_groups(f) for f in (r"^([^:\[\]]+):([0-9]+)$", r"^(.+):([0-9]+)$")]
+            addrs.append(pl.when(one_colon).then(host).otherwise(pl.coalesce(g.struct.field("1") for g in found)))
+            ports.append(pl.when(one_colon).then(digits).otherwise(pl.coalesce(g.struct.field("2") for g in found)))
         port_col = col[: -len("_addr")] + "_port" if col.endswith("_addr") else f"{col}_port"
         port = pl.coalesce(ports)
         if port_col in df.columns:
@@ -317,6 +364,8 @@ def _out_of_range(df: pl.DataFrame) -> pl.DataFrame:
 
 # What JSON escapes inside a string (polars' encoder writes every other character as it is).
 _JSON_ESCAPED = r'[\x00-\x1f"\\]'
+# The same but the double quote: a value free of these needs only its quotes escaped (as \").
+_JSON_ESCAPED_BUT_QUOTE = r"[\x00-\x1f\\]"
 
 
 @functools.lru_cache(maxsize=1024)
@@ -326,33 +375,65 @@ def _json_key(name: str) -> str:
     return str(encoded)[1 : -len('""}')]
 
 
-def extra_expr(df: pl.DataFrame, columns: list[str]) -> pl.Expr:
+def extra_expr(
+    df: pl.DataFrame, columns: list[str], vouch: Callable[[], frozenset[str] | None] | None = None
+) -> pl.Expr:
     """The `extra` JSON object of each row: the non-null values of `columns`, as text, in that
     order ({"ident":"x"} rather than a wall of nulls); null when all are null.
 
-    A column null in every row of the frame is left out; a column none of whose values needs
-    escaping is written by concatenation (a tenth of the cost of the JSON encoder, which the
-    others go through), with the key as the encoder writes it.
+    A column null in every row of the frame is left out. Values are written by concatenation
+    (a tenth of the cost of the JSON encoder), with the key as the encoder writes it: as they
+    are when none needs escaping, with their quotes escaped when a quote is all that needs it;
+    the encoder writes the other columns. The members of columns without nulls are pieces of
+    one concatenation (each nested one is a column built and copied again).
+    `vouch`: asked once, when a column is to be written, it may name the only columns that can
+    hold a character JSON escapes in the rows the caller keeps: the others are not searched.
     """
-    fragments: list[pl.Expr] = []
+    pieces: list[pl.Expr] = []  # every member but the first starts with ","
     present: list[str] = []
+    lead = ""  # literal text waiting to start the next piece
+    first_nullable = False
+    plain_except: frozenset[str] | None = None
     for c in columns:
         values = df.get_column(c)
-        if values.null_count() == df.height:
+        nulls = values.null_count()
+        if nulls == df.height:
             continue
+        if not present:
+            first_nullable = nulls > 0
+            plain_except = vouch() if vouch is not None else None
+        comma = "," if present or first_nullable else ""
         present.append(c)
-        text = values.cast(pl.String)
-        if text.str.contains(_JSON_ESCAPED).any():
-            fragments.append(
-                pl.when(pl.col(c).is_not_null()).then(
-                    pl.struct(pl.col(c).cast(pl.String)).struct.json_encode().str.slice(1).str.head(-1)
-                )
-            )
+        text: pl.Expr | None = pl.col(c).cast(pl.String)
+        if plain_except is None or c in plain_except:
+            strings = values.cast(pl.String).str
+            if not strings.contains(_JSON_ESCAPED).any():
+                pass
+            elif not strings.contains(_JSON_ESCAPED_BUT_QUOTE).any():
+                text = pl.col(c).cast(pl.String).str.replace_all('"', '\\"', literal=True)
+            else:
+                text = None
+        if text is None:
+            member = pl.struct(pl.col(c).cast(pl.String)).struct.json_encode().str.slice(1).str.head(-1)
+            member = pl.when(pl.col(c).is_not_null()).then(pl.concat_str(pl.lit(comma), member))
+        elif nulls == 0:
+            pieces += [pl.lit(lead + comma + _json_key(c) + '"'), text]
+            lead = '"'
+            continue
         else:
-            fragments.append(pl.concat_str(pl.lit(_json_key(c) + '"'), pl.col(c).cast(pl.String), pl.lit('"')))
+            member = pl.concat_str(pl.lit(comma + _json_key(c) + '"'), text, pl.lit('"'))
+        if lead:
+            pieces.append(pl.lit(lead))
+            lead = ""
+        pieces.append(member)
     if not present:
         return pl.lit(None, pl.String)
-    obj = pl.concat_str([pl.lit("{"), pl.concat_str(fragments, separator=",", ignore_nulls=True), pl.lit("}")])
+    if first_nullable:
+        # The first member may be missing: every member then starts with a comma, cut here.
+        body = pl.concat_str([*pieces, pl.lit(lead)], ignore_nulls=True).str.slice(1)
+        obj = pl.concat_str([pl.lit("{"), body, pl.lit("}")])
+    else:
+        obj = pl.concat_str([pl.lit("{"), *pieces, pl.lit(lead + "}")], ignore_nulls=True)
     if all(df.get_column(c).null_count() == 0 for c in present):
         return obj
     return pl.when(pl.any_horizontal(pl.col(c).is_not_null() for c in present)).then(obj)
@@ -365,10 +446,12 @@ def to_canonical(
     source_id: int,
     source_tz: str | None,
     w3c_zone: str | None = None,
+    vouch: Callable[[], frozenset[str] | None] | None = None,
 ) -> tuple[pl.DataFrame, pl.Series]:
     """Convert a raw frame (with `_line_no`) to canonical columns.
 
-    Returns the canonical frame and, per row, a failure reason or null.
+    Returns the canonical frame and, per row, a failure reason or null. `vouch`: see
+    extra_expr (what a reader can vouch for about the rows it keeps).
     """
     df = raw
     nulls = list(fmt.null)
@@ -405,7 +488,9 @@ def to_canonical(
 
     # Time.
     if "_ts" in df.columns:
-        ts = _ts_expr(pl.col("_ts"), kinds["_ts"], source_tz)
+        # Read once: the checks below use it too.
+        df = df.with_columns(_ts_read=_ts_expr(pl.col("_ts"), kinds["_ts"], source_tz))
+        ts = pl.col("_ts_read")
         exprs["ts"] = ts
         checks.append((pl.col("_ts").is_null(), "no timestamp"))
         checks.append((pl.col("_ts").is_not_null() & ts.is_null(), "timestamp not readable"))
@@ -493,7 +578,7 @@ def to_canonical(
             request_line=pl.when(pl.col("_bad_request")).then(pl.col("_request"))
         )
         extra_cols.append("request_line")
-    extra_json = extra_expr(df, extra_cols)
+    extra_json = extra_expr(df, extra_cols, vouch)
 
     out_cols: list[pl.Expr] = []
     for column in REQUESTS.columns:

@@ -56,13 +56,14 @@ def sample_lines(draw, name: str) -> str:
         how = draw(st.sampled_from(["insert", "cut", "append", "unquote", "quote", "space"]))
         if how == "insert":
             pos = draw(st.integers(0, len(line)))
-            junk = draw(st.sampled_from(['"', '""', '\\"', "\\", "\t", "\r", " ", "  ", "\x0b", "\u2028", "\xa0", "-", "x"]))
+            junk = draw(st.sampled_from(['"', '""', '\\"', "\\", "\t", "\r", " ", "  ", "\x0b", "\u2028", "\xa0", "-", "x",
+                                         "\x01", "\x1f"]))
             line = line[:pos] + junk + line[pos:]
         elif how == "cut":
             line = line[: draw(st.integers(0, len(line)))]
         elif how == "append":
             line += draw(st.sampled_from([' "x"', " x", ' "a b" c', " ", "\t", ' "', " -", ' "TID_1" "-"', "  y", ' "x" ',
-                                          " x\t", " \t", " x\r"]))
+                                          " x\t", " \t", " x\r", ' "a\\"b"', ' "\x01"', ' a"b']))
         elif how == "unquote":
             line = line.replace('"', "", 2)
         elif how == "quote":
@@ -81,6 +82,22 @@ def sample_lines(draw, name: str) -> str:
 @example(data=None, lines=['192.0.2.1 - - [28/Nov/2022:14:02:00 -0500] "" 200 0 "" """"'], name="combined")
 @example(data=None, lines=[get_format("aws_alb").samples[0].line + ' "TID_1" "-" '], name="aws_alb")
 @example(data=None, lines=[get_format("combined").samples[0].line + " x\t"], name="combined")
+# A quote inside a bare value (the CSV reader keeps it; the line rebuilds the same), in the
+# layout's part of a line and in the tail after it; a tail whose quotes or control characters
+# JSON escapes, beside lines without one.
+@example(data=None, lines=[get_format("aws_alb").samples[0].line.replace("app/", 'ap"p/', 1)], name="aws_alb")
+@example(data=None, lines=['192.0.2.1" - - [28/Nov/2022:14:02:00 -0500] "GET / HTTP/1.1" 200 5 "-" "ua"'], name="combined")
+@example(data=None, lines=[get_format("aws_s3").samples[0].line.replace(" SigV4 ", ' Sig"V4 ', 1)], name="aws_s3")
+@example(
+    data=None,
+    lines=[get_format("aws_alb").samples[0].line + ' "a\\"b" x"y', get_format("aws_alb").samples[0].line + ' "\x01"',
+           get_format("aws_alb").samples[0].line],
+    name="aws_alb",
+)
+@example(
+    data=None, lines=[get_format("aws_s3").samples[0].line + ' "k" "v"', get_format("aws_s3").samples[0].line],
+    name="aws_s3",
+)
 def test_fast_path_equals_exact_path(data, name, lines):
     """Every text format: the fast path's rows and rejects are the exact path's."""
     if lines is None:
