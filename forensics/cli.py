@@ -88,6 +88,8 @@ class _App(typer.Typer):
         return super().command(*args, cls=cls or _Command, **kwargs)
 
 
+WORKERS_HELP = "Files read at once, and chunks of one large file parsed at once (one per core is right)."
+
 app = _App(
     no_args_is_help=True,
     add_completion=False,
@@ -280,7 +282,7 @@ def ingest(
     out_dir: Annotated[
         Path, typer.Option("--out", "-o", metavar="DIR", help="Folder for case.duckdb and manifest.json.")
     ],
-    workers: Annotated[int, typer.Option(metavar="N", help="Files read at once (one per core is right).")] = 2,
+    workers: Annotated[int, typer.Option(metavar="N", help=WORKERS_HELP)] = 2,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     prune: Annotated[bool, typer.Option("--prune", help=_PRUNE_HELP)] = False,
     replace: Annotated[bool, typer.Option("--replace", help=_REPLACE_HELP)] = False,
@@ -325,7 +327,7 @@ def run(
     out_dir: Annotated[
         Path, typer.Option("--out", "-o", metavar="DIR", help="Folder for the case database and outputs.")
     ],
-    workers: Annotated[int, typer.Option(metavar="N", help="Files read at once (one per core is right).")] = 2,
+    workers: Annotated[int, typer.Option(metavar="N", help=WORKERS_HELP)] = 2,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     db: Annotated[
         list[Path] | None,
