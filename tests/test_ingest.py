@@ -328,3 +328,24 @@ def test_a_large_file_parsed_by_several_readers_gives_what_one_reader_gives(tmp_
     assert len({t for t in threads if t.startswith("forensics-parse")}) == 2  # two chunks at once
     assert seen[1] == seen[2] and len(seen[2]) > 10
     assert one["sources"][0][:4] == (body.count("\n"), *accounting[1:])
+
+
+def test_a_large_file_is_stored_in_whole_row_groups(tmp_path, write_case, monkeypatch):
+    """Each write of a large file ends on a whole DuckDB row group, so that closing the case
+    has no part-filled row groups to merge and rewrite: only the file's last one is part-filled,
+    and every line is stored once."""
+    import forensics.ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "FLUSH_ROWS", 130_000)
+    count = 2 * ingest_module.ROW_GROUP_ROWS + 1234
+    case = write_case([{"path": "a.log", "format": "combined"}], files={"a.log": lines(count)})
+    ingest(load_case(case), tmp_path / "out")
+    con = db(tmp_path / "out")
+    sizes = [r[0] for r in con.execute(
+        "SELECT sum(count) FROM pragma_storage_info('requests') WHERE column_name = 'line_no' "
+        "AND segment_type <> 'VALIDITY' GROUP BY row_group_id ORDER BY row_group_id"
+    ).fetchall()]
+    assert sizes == [ingest_module.ROW_GROUP_ROWS] * 2 + [1234]
+    assert con.execute("SELECT count(*), count(DISTINCT line_no), max(line_no) FROM requests").fetchone() == (
+        count, count, count
+    )
