@@ -90,10 +90,11 @@ WRAPPER = textwrap.dedent(
 
     if fault.startswith("kill_in_insert:"):
         n = int(fault.split(":")[1]); orig = ingest._Writer._insert
-        def patched(self, cur, frames):
-            orig(self, cur, frames)
+        def patched(self, cur, frames, *rest, **kw):
+            held = orig(self, cur, frames, *rest, **kw)
             if nth(n):
                 die()
+            return held
         ingest._Writer._insert = patched
     elif fault.startswith("kill_after_commit:"):
         n = int(fault.split(":")[1]); orig_done = ingest._Writer._done
