@@ -17,6 +17,7 @@ import zstandard
 from forensics.casefile import load_case
 from forensics.errors import CaseFileError, ForensicsError, InputError
 from forensics.ingest import ingest
+from forensics.readers.jsonl import JsonReader
 from forensics.readers.text import TextReader
 from forensics.readers.w3c import W3CReader
 
@@ -277,6 +278,17 @@ def many_chunks(family: str) -> tuple[str, str, tuple[int, int, int, int]]:
             parts.append(["\n", "not a log line\n", 'x - - [28/Nov/2022:14:00:00 -0500] "GET /q\\"x HTTP/1.1" 200 1 "-" "-"\n',
                           "y" * 5000 + "\n"][k % 4])
         return "".join(parts), "combined", (1240, 1210, 20, 10)
+    if family == "json":
+        # Keys that first appear mid-file (learnt by the twin that meets them), and NaN, which
+        # only the exact path reads.
+        for k in range(40):
+            for i in range(30 * k + 1, 30 * k + 31):
+                record = {"ClientIP": f"198.51.100.{i % 250}", "EdgeStartTimestamp": 1669611600 + i,
+                          "ClientRequestURI": f"/p{i}", "EdgeResponseStatus": 200, f"Field{k // 10}": i}
+                parts.append(json.dumps(record, separators=(",", ":")) + "\n")
+            parts.append(["\n", "not json\n", '{"ClientIP":"a","EdgeStartTimestamp":1,"ClientRequestURI":"/n","n":NaN}\n',
+                          "y" * 5000 + "\n"][k % 4])
+        return "".join(parts), "cloudflare_logpush", (1240, 1210, 20, 10)
     for k in range(40):
         if k % 10 == 0:
             parts.append(f"#Version: 1.0\n#Fields: {CF_FIELDS}{' cs-uri-query' if k % 20 else ''}\n")
@@ -286,7 +298,7 @@ def many_chunks(family: str) -> tuple[str, str, tuple[int, int, int, int]]:
     return "".join(parts), "cloudfront", (1238, 1200, 20, 18)
 
 
-@pytest.mark.parametrize("family", ["text", "w3c"])
+@pytest.mark.parametrize("family", ["text", "w3c", "json"])
 def test_a_large_file_parsed_by_several_readers_gives_what_one_reader_gives(tmp_path, write_case, monkeypatch, family):
     """Chunks of one file parsed at once, on several threads, come back in line order: the same
     rows, rejects, skips, line accounting and slow-line counts as one reader reading them in
@@ -298,13 +310,13 @@ def test_a_large_file_parsed_by_several_readers_gives_what_one_reader_gives(tmp_
     case = write_case([{"path": "a.log", "format": fmt}], files={"a.log": body})
     seen: dict[int, list[tuple[int, int]]] = {}
     threads: set[str] = set()
-    read_chunk = {"text": TextReader, "w3c": W3CReader}[family].read_chunk
+    read_chunk = {"text": TextReader, "w3c": W3CReader, "json": JsonReader}[family].read_chunk
 
     def recording(self, *args):
         threads.add(threading.current_thread().name)
         return read_chunk(self, *args)
 
-    monkeypatch.setattr({"text": TextReader, "w3c": W3CReader}[family], "read_chunk", recording)
+    monkeypatch.setattr({"text": TextReader, "w3c": W3CReader, "json": JsonReader}[family], "read_chunk", recording)
 
     def load(workers: int) -> dict[str, list[tuple]]:
         chunks: list[tuple[int, int]] = seen.setdefault(workers, [])

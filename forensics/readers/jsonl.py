@@ -28,8 +28,10 @@ path (see `_FastLines` for which).
 
 from __future__ import annotations
 
+import copy
 import json
 import re
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -537,6 +539,20 @@ class JsonReader:
             canon = canon.sort("line_no", maintain_order=True)
         return ChunkResult(canon, rej.sort("line_no"), out.skipped)
 
+    def fork(self, chunk: bytes) -> JsonReader | None:
+        """A twin that reads `chunk` while this reader reads others, once the file is known to
+        hold one object per line: a chunk's rows then depend on its lines alone (what the fast
+        path has learnt of the file's keys decides only which lines it reads itself, never a
+        row). None before a line with content has told lines from a document, and for a
+        document, whose records run across chunks: this reader reads those chunks in order."""
+        if self.mode != "lines":
+            return None
+        twin = copy.copy(self)
+        twin.notes = []
+        twin.exact_lines = 0
+        twin.fast = self.fast.twin(twin)
+        return twin
+
     def read_chunk(self, start_line: int, chunk: bytes, n_lines: int | None = None) -> ChunkResult:
         """Lines of a file in order; a JSON document still open at the end of the chunk waits
         for the next one, and finish() says what was left open when the file ends. One object
@@ -849,6 +865,31 @@ class _FastLines:
         self.float_seen: set[str] = set()
         # The plans of this schema, by (float key names searched, whether arrays were seen).
         self.plans: dict[tuple[tuple[str, ...], bool], _Plan] = {}
+        # A twin reading chunks beside this reader (JsonReader.fork) hands back what it learnt,
+        # so that later twins start from it; the lock guards that.
+        self.parent: _FastLines | None = None
+        self.lock = threading.Lock()
+
+    def twin(self, reader: JsonReader) -> _FastLines:
+        """A copy for a twin reader, starting from what this one (and its twins) learnt."""
+        with self.lock:
+            other = copy.copy(self)
+            other.float_seen = set(self.float_seen)
+            other.plans = dict(self.plans)
+        other.reader = reader
+        other.parent = self
+        other.lock = threading.Lock()
+        return other
+
+    def _learn(self, schema: pl.Struct, float_seen: set[str]) -> None:
+        """Take in what a twin learnt (keys the schema lacks, names holding floats)."""
+        with self.lock:
+            merged = schema if self.schema is None else _merge_dtype(self.schema, schema)
+            if isinstance(merged, pl.Struct) and merged != self.schema:
+                if len(_nodes(merged, (), None)) <= _MAX_NODES:
+                    self.schema = merged
+                    self.plans = {}
+            self.float_seen |= float_seen
 
     def _grow(self, texts: pl.Series) -> bool:
         """Add the keys of these lines to the schema (and the names of keys holding floats to
@@ -1061,6 +1102,8 @@ class _FastLines:
         if unknown:
             again = cand.filter(pl.col("_i").is_in(unknown))
             if self._grow(again.get_column("l")):
+                if self.parent is not None and self.schema is not None:
+                    self.parent._learn(self.schema, self.float_seen)
                 # Lines with keys (or floats under keys) the schema did not have: read again
                 # with those added.
                 more, more_skipped, more_slow, unknown = self._rows(again, None)
