@@ -9,7 +9,7 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forensics.normalize import _ABSOLUTE, _split_addr_port, _split_target, _ts_expr, extra_expr
+from forensics.normalize import _ABSOLUTE, _split_addr_port, _split_target, _ts_expr, extra_expr, nulls_to_null
 
 value = st.one_of(
     st.none(),
@@ -156,3 +156,17 @@ def test_targets_split_as_by_the_expression(values):
     df = pl.DataFrame({"t": values}, schema={"t": pl.String})
     got = _split_target(df, "t").select("_scheme", "_host", "_path", "_query")
     assert got.to_dicts() == split_by_expression(df, "t").to_dicts()
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    values=st.lists(st.one_of(st.none(), st.sampled_from(["-", "", "N/A", "null", "--", " -", "x"])), min_size=1, max_size=8),
+    tokens=st.lists(st.sampled_from(["-", "", "N/A", "null"]), min_size=1, max_size=3),
+)
+def test_null_tokens_become_null_in_every_column_alike(values, tokens):
+    """The null tokens are replaced in all string columns by one expression: what a test per
+    column (the token list holds the value) gives, tokens repeated or not."""
+    df = pl.DataFrame({"a": values, "b": list(reversed(values))}, schema={"a": pl.String, "b": pl.String})
+    got = nulls_to_null(df, ["a", "b"], tokens)
+    want = df.with_columns(pl.when(pl.col(c).is_in(tokens)).then(None).otherwise(pl.col(c)).alias(c) for c in "ab")
+    assert got.to_dicts() == want.to_dicts()

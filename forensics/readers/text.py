@@ -280,6 +280,8 @@ class TextReader:
             raw.drop("_i", "_ok"), kinds, self.fmt, self.source_id, self.source_tz, vouch=vouch
         )
         good = raw.get_column("_ok") & reasons.is_null()
+        if good.all():
+            return canon, []
         redo = raw.filter(~good).get_column("_i").to_list()
         return canon.filter(good), redo
 
