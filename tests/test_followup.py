@@ -252,6 +252,24 @@ def test_same_ipv6_prefix_joins_rotating_privacy_addresses(write_case: Any, tmp_
     assert g["addresses"] == {V6_A, V6_B, V6_OTHER}
 
 
+def test_seconds_apart_is_the_nearest_requests_of_the_two_addresses(write_case: Any, tmp_path: Path) -> None:
+    # Interleaved requests: the nearest two of different addresses are 21:40 and 21:52 (12 min),
+    # not the first or last of either, and not two requests of the same address (20:10 and 20:11).
+    a_times = ("20:10:00", "20:11:00", "20:50:00", "21:40:00")
+    b_times = ("20:30:00", "21:52:00", "22:40:00")
+    cdn = [cf_line(f"2022-11-28 {t}", V6_A, 200, SIZE + 400, ua=LAPTOP) for t in a_times]
+    cdn += [cf_line(f"2022-11-28 {t}", V6_B, 200, SIZE + 400, ua=PHONE) for t in b_times]
+    out = run_follow_up_case(write_case, tmp_path / "a", cdn=cdn)
+    (link,) = table(out, "SELECT * FROM downloader_links")
+    assert (link["client_a"], link["client_b"], link["seconds_apart"]) == (V6_B, V6_A, 720)
+    # A request of each at the same moment: no time apart.
+    same = run_follow_up_case(
+        write_case, tmp_path / "b", cdn=[*cdn, cf_line("2022-11-28 23:05:00", V6_B, 200, SIZE + 400, ua=PHONE),
+                                         cf_line("2022-11-28 23:05:00", V6_A, 200, SIZE + 400, ua=LAPTOP)],
+    )
+    assert table(same, "SELECT seconds_apart FROM downloader_links")[0]["seconds_apart"] == 0
+
+
 def test_same_agent_and_network_within_the_interval(write_case: Any, tmp_path: Path) -> None:
     cdn = [
         cf_line("2022-11-28 20:10:00", "172.56.21.7", 0, 200_000, result="Error", ua=PHONE),

@@ -170,13 +170,40 @@ pairs AS (
     UNION ALL
     SELECT * FROM range_pairs
 ),
--- How far apart the two addresses' nearest counted requests are.
+-- How far apart the two addresses' nearest counted requests are: both addresses' requests of a
+-- pair in one time order; the nearest two of different addresses are next to each other in it.
+-- (Joining a's requests to b's directly let the planner pair every request of a resource with
+-- every other before narrowing to the pair: a trillion rows at a million requests.)
+pair_keys AS (
+    SELECT DISTINCT resource_path, client_a, client_b FROM pairs
+),
+pair_requests AS (
+    SELECT p.resource_path, p.client_a, p.client_b, 0 AS side, epoch_us(c.ts) AS ts_us
+    FROM pair_keys AS p
+    JOIN counted AS c ON c.resource_path = p.resource_path AND c.client_ip = p.client_a
+    UNION ALL
+    SELECT p.resource_path, p.client_a, p.client_b, 1 AS side, epoch_us(c.ts) AS ts_us
+    FROM pair_keys AS p
+    JOIN counted AS c ON c.resource_path = p.resource_path AND c.client_ip = p.client_b
+),
+pair_sequence AS (
+    SELECT resource_path, client_a, client_b, side, ts_us,
+           max(side) OVER (
+               PARTITION BY resource_path, client_a, client_b ORDER BY ts_us, side
+               ROWS BETWEEN 1 PRECEDING AND 1 PRECEDING
+           ) AS side_before,
+           max(ts_us) OVER (
+               PARTITION BY resource_path, client_a, client_b ORDER BY ts_us, side
+               ROWS BETWEEN 1 PRECEDING AND 1 PRECEDING
+           ) AS ts_us_before
+    FROM pair_requests
+),
 gaps AS (
-    SELECT p.resource_path, p.client_a, p.client_b, CAST(min(abs(epoch_us(a.ts) - epoch_us(b.ts))) AS DOUBLE) / 1000000 AS seconds_apart
-    FROM (SELECT DISTINCT resource_path, client_a, client_b FROM pairs) AS p
-    JOIN counted AS a ON a.resource_path = p.resource_path AND a.client_ip = p.client_a
-    JOIN counted AS b ON b.resource_path = p.resource_path AND b.client_ip = p.client_b
-    GROUP BY p.resource_path, p.client_a, p.client_b
+    SELECT resource_path, client_a, client_b,
+           CAST(min(ts_us - ts_us_before) AS DOUBLE) / 1000000 AS seconds_apart
+    FROM pair_sequence
+    WHERE side_before IS NOT NULL AND side_before <> side
+    GROUP BY resource_path, client_a, client_b
 )
 SELECT p.resource_path, p.client_a, p.client_b, p.rule, p.evidence, g.seconds_apart
 FROM pairs AS p
