@@ -6,17 +6,21 @@ from __future__ import annotations
 import csv
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from forensics.casefile import load_case
 from forensics.db import connect
-from forensics.followup import format_logs_port, formats_logging_ports, ipv6_prefix
+from forensics.followup import format_logs_port, formats_logging_ports, ipv6_prefix, stage_query
 from forensics.formats import get_format
 from forensics.pipeline import run_case
+from forensics.schema import SOURCES, SPREAD_REQUESTS
 from tests.test_investigate import CF_PROXY, FILE, SIZE, case_toml, cf_file, cf_line, nginx_line
 
 # Made-up networks for the enrichment (the demo's seed format): which operator holds which address.
@@ -575,3 +579,59 @@ def test_a_large_group_is_flagged_and_the_report_shows_its_first_rows(write_case
     assert g["link_count"] > REPORT_GROUP_ROWS and len(g["links"]) == REPORT_GROUP_ROWS
     page = (out / "report.html").read_text(encoding="utf-8")
     assert "A large group:" in page and "lists them all" in page
+
+
+# --- spread milestones against the rule, on generated requests -------------------------------------
+
+_MILESTONE_RULES = {
+    "first_request": lambda r: True,
+    "first_download": lambda r: r["delivered"],
+    "first_external_request": lambda r: r["client_party"] == "outsider",
+    "first_external_download": lambda r: r["client_party"] == "outsider" and r["delivered"],
+    "first_crawler_fetch": lambda r: r["client_party"] == "crawler",
+}
+
+
+def _expected_milestones(rows: list[dict[str, Any]]) -> set[tuple[Any, ...]]:
+    """Each milestone's request by the rule: the earliest (ties: lowest file, then line) of the
+    requests it applies to; the last download the latest (ties: highest file, then line)."""
+    out = set()
+    for resource in {r["resource_path"] for r in rows}:
+        mine = [r for r in rows if r["resource_path"] == resource]
+        chosen = {name: min((r for r in mine if rule(r)), key=lambda r: (r["ts"], r["source_id"], r["line_no"]),
+                            default=None) for name, rule in _MILESTONE_RULES.items()}
+        chosen["last_download"] = max((r for r in mine if r["delivered"]),
+                                      key=lambda r: (r["ts"], r["source_id"], r["line_no"]), default=None)
+        out |= {(resource, name, r["ts"], r["client_ip"], r["source_id"], r["line_no"])
+                for name, r in chosen.items() if r is not None}
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_spread_milestones_follow_the_rule_with_ties(data: st.DataObject) -> None:
+    start = datetime(2022, 11, 28, 20, 0, tzinfo=UTC)
+    keys = data.draw(st.lists(st.tuples(st.integers(1, 3), st.integers(1, 40)), min_size=1, max_size=40, unique=True))
+    rows = [
+        {"resource_path": data.draw(st.sampled_from(["/a.xlsx", "/b.pdf"])),
+         "ts": start + timedelta(seconds=data.draw(st.integers(0, 4))),  # few moments: many ties
+         "client_ip": f"192.0.2.{i}", "source_id": source_id, "line_no": line_no,
+         "delivered": data.draw(st.booleans()),
+         "client_party": data.draw(st.sampled_from(["outsider", "crawler", "agency"]))}
+        for i, (source_id, line_no) in enumerate(keys)
+    ]
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(SPREAD_REQUESTS.ddl())
+    con.execute(SOURCES.ddl())
+    con.executemany("INSERT INTO sources (source_id, path) VALUES (?, ?)", [(i, f"log{i}.gz") for i in (1, 2, 3)])
+    con.executemany(
+        "INSERT INTO spread_requests (resource_path, ts, client_ip, source_id, line_no, delivered, client_party, "
+        "referer, status) VALUES (?, ?, ?, ?, ?, ?, ?, '(none)', 200)",
+        [(r["resource_path"], r["ts"], r["client_ip"], r["source_id"], r["line_no"], r["delivered"],
+          r["client_party"]) for r in rows],
+    )
+    sql, bound = stage_query("stage_spread_milestones")
+    got = {(p, m, ts, ip, int(f[3:-3]), n)
+           for p, m, ts, ip, _ref, _status, f, n in con.execute(sql, bound).fetchall()}
+    assert got == _expected_milestones(rows)
