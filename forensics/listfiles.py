@@ -197,13 +197,21 @@ def _csv_field(text: pl.Expr) -> pl.Expr:
     ).otherwise(text)
 
 
-def _csv_lines(columns: list[pl.Series]) -> str:
+def joined_utf8(text: pl.Expr, separator: str = "") -> bytes:
+    """The values joined into one text, as UTF-8 bytes taken straight from polars: a block of a
+    list is tens of megabytes, which a Python str would hold once more and encode again."""
+    joined = pl.select(text.str.join(separator).cast(pl.Binary)).item()
+    assert isinstance(joined, bytes)
+    return joined
+
+
+def _csv_lines(columns: list[pl.Series]) -> bytes:
     if len(columns) == 1:
         # csv.writer writes a row of one empty field as "" (an empty line would be no row).
         line = pl.when(pl.lit(columns[0]) == "").then(pl.lit('""')).otherwise(_csv_field(pl.lit(columns[0])))
     else:
         line = pl.concat_str([_csv_field(pl.lit(c)) for c in columns], separator=",")
-    return str(pl.select(pl.concat_str([line, pl.lit("\r\n")]).str.join("")).item())
+    return joined_utf8(pl.concat_str([line, pl.lit("\r\n")]))
 
 
 def _blocks(frame: pl.DataFrame | pl.LazyFrame, rows_at_once: int) -> tuple[list[str], Iterator[pl.DataFrame]]:
@@ -218,9 +226,9 @@ def _blocks(frame: pl.DataFrame | pl.LazyFrame, rows_at_once: int) -> tuple[list
 def write_csv(frame: pl.DataFrame | pl.LazyFrame, path: Path) -> Path:
     """A list as CSV with spreadsheet-safe cells (cell_text), as csv.writer writes it."""
     names, blocks = _blocks(frame, BLOCK_ROWS)
-    with path.open("w", newline="", encoding="utf-8") as fh:
+    with path.open("wb") as fh:
         if not names:
-            fh.write("\r\n" * (1 + sum(block.height for block in blocks)))
+            fh.write(b"\r\n" * (1 + sum(block.height for block in blocks)))
             return path
         fh.write(_csv_lines([pl.Series(names, dtype=pl.String)]) if len(names) == 1
                  else _csv_lines([pl.Series([c], dtype=pl.String) for c in names]))
@@ -236,8 +244,8 @@ def write_json_records(frame: pl.DataFrame | pl.LazyFrame, path: Path, rows_at_o
     names, blocks = _blocks(frame, rows_at_once)
     keys = [json.dumps(c, ensure_ascii=False) + ": " for c in names]
     written = 0
-    with path.open("w", encoding="utf-8") as fh:
-        fh.write("[")
+    with path.open("wb") as fh:
+        fh.write(b"[")
         for block in blocks:
             if not names:
                 records = pl.repeat("{}", block.height, dtype=pl.String, eager=True)
@@ -247,7 +255,8 @@ def write_json_records(frame: pl.DataFrame | pl.LazyFrame, path: Path, rows_at_o
                     lead = ("{\n    " if i == 0 else ",\n    ") + key
                     parts += [pl.lit(lead), pl.lit(json_fields(block.get_column(name)))]
                 records = pl.select(pl.concat_str([*parts, pl.lit("\n  }")])).to_series()
-            fh.write(("\n  " if written == 0 else ",\n  ") + str(pl.select(pl.lit(records).str.join(",\n  ")).item()))
+            fh.write(b"\n  " if written == 0 else b",\n  ")
+            fh.write(joined_utf8(pl.lit(records), ",\n  "))
             written += block.height
-        fh.write("\n]\n" if written else "]\n")
+        fh.write(b"\n]\n" if written else b"]\n")
     return path

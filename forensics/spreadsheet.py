@@ -34,6 +34,7 @@ import polars as pl
 import xlsxwriter
 from xlsxwriter.utility import xl_col_to_name
 
+from forensics.listfiles import joined_utf8
 from forensics.terminal import printable
 
 MIN_WIDTH = 6
@@ -488,7 +489,7 @@ def _rows_xml(
         rest = column.rest(0, rows)
         parts += [pl.lit(f'<c r="{letter}'), pl.lit(number), pl.lit('"'), pl.lit(style), pl.lit(rest)]
     parts.append(pl.lit("</row>"))
-    return pl.select(pl.concat_str(parts).str.join("")).item().encode("utf-8")
+    return joined_utf8(pl.concat_str(parts))
 
 
 def _about(workbook: Any, sheets: list[tuple[str, int]], timezone: str, time_columns: list[str]) -> None:
