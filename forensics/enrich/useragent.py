@@ -124,8 +124,15 @@ def classify(user_agent: str | None) -> ClientKind:
     return ClientKind(UNKNOWN, None)
 
 
+_KIND_RANK = {kind: rank for rank, kind in enumerate(KIND_ORDER)}
+
+
+def _rank(kind: ClientKind) -> int:
+    return _KIND_RANK[kind.kind]
+
+
 def classify_many(user_agents: Iterable[str | None]) -> tuple[ClientKind, list[ClientKind]]:
-    """The most telling kind among an address's user agents (KIND_ORDER), and all of them."""
-    kinds = [classify(ua) for ua in user_agents] or [ClientKind(EMPTY, None)]
-    best = min(kinds, key=lambda k: KIND_ORDER.index(k.kind))
-    return best, kinds
+    """The most telling kind among an address's user agents (KIND_ORDER; the first of them on a
+    tie), and all of them."""
+    kinds = list(map(classify, user_agents)) or [ClientKind(EMPTY, None)]
+    return min(kinds, key=_rank), kinds
