@@ -425,7 +425,7 @@ def _write_scaffold(
 
 # Rows generated and written at a time: a block of a few hundred megabytes of XML at most.
 _BLOCK_ROWS = 20_000
-# The sheets' rows are deflated fast (zlib level 1): a third larger than XlsxWriter's level 6, and
+# The sheets' rows are deflated fast (level 1): a third larger than XlsxWriter's level 6, and
 # three times less work for a sheet of a million rows. The small parts keep XlsxWriter's level.
 _ROWS_LEVEL = 1
 # The most bytes a cell's or a row's markup takes besides the value (`<c r="AF1048576" s="12" ...`).
@@ -466,6 +466,7 @@ def _fill_sheets(
             # ZIP64 headers only where a sheet may pass 4 GiB: some spreadsheet programs refuse them.
             large = sizes[part] + len(xml) >= zipfile.ZIP64_LIMIT
             with out.open(info.filename, "w", force_zip64=large) as fh:
+                _deflate_with_isal(fh)
                 fh.write(xml[:head_end].encode("utf-8"))
                 pending = generator.submit(_rows_xml, blocks, letters, style_text, *rows[0]) if rows else None
                 for i in range(len(rows)):
@@ -475,6 +476,18 @@ def _fill_sheets(
                         pending = generator.submit(_rows_xml, blocks, letters, style_text, *rows[i + 1])
                     fh.write(done)
                 fh.write(xml[xml.index("</sheetData>"):].encode("utf-8"))
+
+
+def _deflate_with_isal(entry: Any) -> None:
+    """Deflate a ZIP entry being written with ISA-L's deflate (PyPI isal, already used to read gzip)
+    instead of zlib's: the same format at the same level, in a third of zlib's time (1.2 GB of sheet
+    XML: about 2.3 -> 0.6 CPU s). zipfile has no public way to choose the deflater, so the entry's
+    own one is replaced before anything is written; where zipfile keeps it elsewhere (another
+    Python), zlib's stays and only the speed differs."""
+    from isal import isal_zlib
+
+    if getattr(entry, "_compressor", None) is not None and entry._file_size == 0:
+        entry._compressor = isal_zlib.compressobj(_ROWS_LEVEL, isal_zlib.DEFLATED, -15)
 
 
 def _rows_xml(

@@ -318,3 +318,18 @@ def test_a_list_read_from_parquet_a_few_rows_at_a_time_gives_the_same_workbook(
                                timezone="America/New_York", rows_per_sheet=rows_per_sheet)
         lazy, plain = _parts(tmp_path / "lazy.xlsx"), _parts(tmp_path / "plain.xlsx")
         assert lazy == plain, rows_per_sheet
+
+
+def test_sheet_rows_are_deflated_by_isal_and_read_back_whole(tmp_path: Path) -> None:
+    from forensics.spreadsheet import _deflate_with_isal
+
+    data = "".join(f'<row r="{i}"><c r="A{i}" t="inlineStr"><is><t>value {i % 97}</t></is></c></row>' for i in range(50_000))
+    path = tmp_path / "rows.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as out, out.open("sheet.xml", "w") as fh:
+        _deflate_with_isal(fh)
+        assert type(fh._compressor).__module__.startswith("isal")  # this Python's zipfile: ISA-L deflates
+        for start in range(0, len(data), 65_536):
+            fh.write(data[start:start + 65_536].encode("utf-8"))
+    with zipfile.ZipFile(path) as back:
+        assert back.testzip() is None  # CRC checked
+        assert back.read("sheet.xml").decode("utf-8") == data
