@@ -12,6 +12,9 @@ in a fresh process (wall seconds, CPU seconds of all cores, peak RSS of that pro
   downloaders  `forensics run` of a case with BENCH_REQUESTS requests (default 20,000,000) from
                BENCH_ADDRESSES distinct downloader addresses (default 1,000,000); smaller sizes
                are extrapolated linearly to the target's size, and the table says so
+  memory       peak RSS of `forensics ingest` on one file of BENCH_RSS_LINES lines (default
+               20,000,000) of each family: the family's BENCH_LINES file repeated end to end (gzip
+               members, so one file; its lines repeat, which makes no difference to memory)
   floor        two reference points from DuckDB alone (benchmarks/floor.py)
 BENCH_ONLY=families,small (for example) runs some of them. Not a test: numbers vary by machine
 and load; the table prints the load average beside them.
@@ -39,7 +42,8 @@ SMALL_FILES = int(os.environ.get("BENCH_SMALL_FILES", "50000"))
 SMALL_LINES = int(os.environ.get("BENCH_SMALL_LINES", "50"))
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "20000000"))
 ADDRESSES = int(os.environ.get("BENCH_ADDRESSES", "1000000"))
-ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "families,parallel,small,downloaders,floor").split(",")))
+RSS_LINES = int(os.environ.get("BENCH_RSS_LINES", "20000000"))
+ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "families,parallel,small,downloaders,memory,floor").split(",")))
 FORENSICS = str(Path(sys.executable).with_name("forensics"))
 
 # Ingest speed as a share of `zcat FILE | wc -l` on the same file (issue targets).
@@ -94,10 +98,7 @@ class Row:
 
 def families(rows: list[Row]) -> None:
     for name, target in RATIO_TARGETS.items():
-        path = WORK / f"{name}-{LINES}.log.gz"
-        if not path.exists():
-            print(f"generating {LINES:,} {name} lines ...", flush=True)
-            logs.write_family(path, name, LINES)
+        path = family_file(name)
         case = WORK / f"{name}.toml"
         case.write_text(f'[[sources]]\npath = "{path.name}"\nformat = "{name}"\n')
         floor = zcat(path)
@@ -115,6 +116,33 @@ def families(rows: list[Row]) -> None:
             "  of which DuckDB storing the rows alone", "", Measured(stored, float("nan"), float("nan")),
             f"{stored / allowed:.0%} of the {allowed:.2f} s allowed", "", None,
         ))
+
+
+def family_file(name: str) -> Path:
+    path = WORK / f"{name}-{LINES}.log.gz"
+    if not path.exists():
+        print(f"generating {LINES:,} {name} lines ...", flush=True)
+        logs.write_family(path, name, LINES)
+    return path
+
+
+def memory(rows: list[Row]) -> None:
+    times = max(1, round(RSS_LINES / LINES))
+    for name in RATIO_TARGETS:
+        path = family_file(name)
+        big = WORK / f"{name}-{LINES}x{times}.log.gz"
+        with open(big, "wb") as out:
+            for _ in range(times):
+                with open(path, "rb") as part:
+                    shutil.copyfileobj(part, out, 1 << 20)
+        case = WORK / f"{name}-memory.toml"
+        case.write_text(f'[[sources]]\npath = "{big.name}"\nformat = "{name}"\n')
+        try:
+            m = forensics("ingest", case, WORK / "case")
+        finally:
+            big.unlink()
+        rows.append(Row(f"ingest, {name}, peak memory", f"{LINES * times:,} lines", m, f"{m.rss_mb:,.0f} MB",
+                        "RSS < 1 GB", m.rss_mb < RSS_TARGET_MB))
 
 
 def store_only(case_db: Path) -> float:
@@ -200,7 +228,7 @@ def main() -> None:
     load = os.getloadavg()
     rows: list[Row] = []
     for part, fn in (("families", families), ("parallel", parallel), ("small", small),
-                     ("downloaders", downloaders), ("floor", floor)):
+                     ("downloaders", downloaders), ("memory", memory), ("floor", floor)):
         if part in ONLY:
             fn(rows)
     print(f"\n{os.cpu_count()} cores; load average before the run {load[0]:.2f}, after {os.getloadavg()[0]:.2f}")
