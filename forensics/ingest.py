@@ -643,8 +643,9 @@ def _frame_bytes(frame: pl.DataFrame) -> int:
 # DuckDB stores a table in row groups of 122,880 rows, and an INSERT that ends with a part-filled
 # row group leaves it so on disk. Closing the case then checkpoints, which merges part-filled row
 # groups by rewriting them: with one after every write, it rewrote most of the table (0.9 s of a
-# 4.4 s load of 2,000,000 lines, and a file half as large again). So a large file's rows are
-# written in whole row groups, the rest held for its next write; only its last write may end
+# 4.4 s load of 2,000,000 lines, and a file half as large again). So when its row count calls
+# for a write, a large file's rows are written in whole row groups, the rest held for its next
+# write; its last write, and writes called for by FLUSH_BYTES (which bounds memory), may end
 # part-filled.
 ROW_GROUP_ROWS = 122_880
 # Small files are committed together (each file whole), so that a case of many small files does
@@ -736,7 +737,9 @@ class _Writer:
                 p.cursor = self.con.cursor()
                 p.cursor.execute("BEGIN TRANSACTION")
                 self._before_rows(p.cursor, sid)
-            held = self._insert(p.cursor, p.frames, whole_row_groups=True)
+            # Rows are held back only when the row count called for the write: held rows then
+            # hold fewer bytes than FLUSH_BYTES, so long rows cannot pile up.
+            held = self._insert(p.cursor, p.frames, whole_row_groups=p.bytes < FLUSH_BYTES)
             p.rows = held.height
             p.bytes = _frame_bytes(held) if held.height else 0
 

@@ -361,3 +361,27 @@ def test_a_large_file_is_stored_in_whole_row_groups(tmp_path, write_case, monkey
     assert con.execute("SELECT count(*), count(DISTINCT line_no), max(line_no) FROM requests").fetchone() == (
         count, count, count
     )
+
+
+def test_rows_are_not_held_back_when_their_bytes_call_for_the_write(tmp_path, write_case, monkeypatch):
+    """Holding rows back for whole row groups must not let long rows pile up: when FLUSH_BYTES
+    calls for a write, everything pending is written."""
+    import forensics.ingest as ingest_module
+    import forensics.inputs as inputs_module
+
+    monkeypatch.setattr(inputs_module, "CHUNK_BYTES", 64 << 20)  # the whole file in one chunk
+    monkeypatch.setattr(ingest_module, "FLUSH_BYTES", 1 << 20)
+    held: list[int] = []
+    insert = ingest_module._Writer._insert
+
+    def recording(self, cur, frames, *rest, **kw):
+        kept = insert(self, cur, frames, *rest, **kw)
+        held.append(kept.height)
+        return kept
+
+    monkeypatch.setattr(ingest_module._Writer, "_insert", recording)
+    count = ingest_module.ROW_GROUP_ROWS + 1234
+    case = write_case([{"path": "a.log", "format": "combined"}], files={"a.log": lines(count)})
+    ingest(load_case(case), tmp_path / "out")
+    assert held and set(held) == {0}
+    assert db(tmp_path / "out").execute("SELECT count(DISTINCT line_no) FROM requests").fetchone()[0] == count
