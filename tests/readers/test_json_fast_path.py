@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from forensics.formats import builtin_formats, get_format
@@ -417,3 +417,42 @@ def test_prefixed_lines_take_the_fast_path() -> None:
     fast, exact, exact_lines = read_both("fastly_json", [(syslog + "\n").encode() * 20])
     compare(fast[0], exact[0])
     assert exact_lines == 0 and fast[0].requests.height == 20
+
+
+def _rows_by_line(res: ChunkResult) -> dict[int, list[Any]]:
+    """Each line's rows (extra as an object) and reject reasons."""
+    out: dict[int, list[Any]] = {}
+    for r in res.requests.to_dicts():
+        out.setdefault(r["line_no"], []).append(
+            {**r, "extra": json.loads(r["extra"]) if r["extra"] is not None else None}
+        )
+    for r in res.rejects.to_dicts():
+        out.setdefault(r["line_no"], []).append(("reject", r["reason"]))
+    return out
+
+
+@SETTINGS
+@given(case=mostly_plain_lines())
+@example(case=("cloudflare_logpush", [  # one record with a cache status, one without
+    b'{"ClientIP":"192.0.2.1","EdgeStartTimestamp":1,"ClientRequestURI":"/a","CacheCacheStatus":"hit"}',
+    b'{"ClientIP":"192.0.2.1","EdgeStartTimestamp":1,"ClientRequestURI":"/a"}',
+]))
+def test_every_line_reads_the_same_whatever_its_neighbours(case: tuple[str, list[bytes]]) -> None:
+    """A line's rows (or reject) in a chunk of other lines are its rows read after the first
+    line alone: what the neighbours hold (members this line lacks, other shapes of a key)
+    changes nothing. (The first line decides whether the file is JSON lines or one document,
+    so each line is read after it; a file read as one document has no rows per line.)"""
+    name, lines = case
+    reader = make_reader(get_format(name), "UTC")
+    chunk = b"\n".join(lines) + b"\n"
+    got = [reader.read_chunk(1, chunk, count_lines(chunk)), reader.finish()]
+    assume(getattr(reader, "mode", None) != "document")
+    mixed = {k: v for res in got for k, v in _rows_by_line(res).items()}
+    alone: dict[int, list[Any]] = {}
+    for i, line in enumerate(lines, 1):
+        single = make_reader(get_format(name), "UTC")
+        if i > 1:
+            single.read_chunk(1, lines[0] + b"\n")
+        rows = [single.read_chunk(i, line + b"\n"), single.finish()]
+        alone.update({k: v for res in rows for k, v in _rows_by_line(res).items() if k == i})
+    assert mixed == alone
