@@ -298,3 +298,25 @@ def test_py_whitespace_class_is_what_str_strip_strips():
     assert [c for c in range(sys.maxunicode + 1) if chr(c).isspace()] == [
         c for c in range(sys.maxunicode + 1) if cls.match(chr(c))
     ]
+
+
+def test_a_few_damaged_lines_leave_the_rest_of_their_chunk_on_the_fast_path():
+    """An escaped quote (Apache writes `\\"` for a quote a client sent), a doubled quote, a quote
+    left open, a CR inside a line and a blank line are read exactly, each alone: the other
+    lines of their chunk stay on the fast path, and every row is the exact path's."""
+    good = '192.0.2.9 - - [28/Nov/2022:14:02:{:02d} -0500] "GET /f/{} HTTP/1.1" 200 5 "-" "ua"'
+    lines = [good.format(i % 60, i) for i in range(400)]
+    lines[10] = '192.0.2.9 - - [28/Nov/2022:14:02:00 -0500] "GET / HTTP/1.1" 200 5 "-" "say \\"hi\\""'
+    lines[50] = '192.0.2.9 - - [28/Nov/2022:14:02:00 -0500] "GET / HTTP/1.1" 200 5 "-" "u""a"'
+    lines[90] = '192.0.2.9 - - [28/Nov/2022:14:02:00 -0500] "GET / HTTP/1.1" 200 5 "-" "open'
+    lines[130] = '192.0.2.9 - - [28/Nov/2022:14:02:00 -0500] "GET /\rcr HTTP/1.1" 200 5 "-" "ua"'
+    lines[170] = ""
+    chunk = ("\n".join(lines) + "\n").encode()
+    reader = make_reader(get_format("combined"), "UTC")
+    fast = reader.read_chunk(1, chunk)
+    assert reader.exact_lines == 5
+    reader.fast_enabled = False
+    exact = reader.read_chunk(1, chunk)
+    assert fast.requests.to_dicts() == exact.requests.to_dicts()
+    assert fast.rejects.to_dicts() == exact.rejects.to_dicts()
+    assert fast.skipped == exact.skipped == Counter({"blank": 1})
