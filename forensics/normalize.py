@@ -558,9 +558,9 @@ def to_canonical(
         # without one. (Mapped to "other" too, a JSON record lacking the member would read one
         # way in a chunk where no record has it, whose column is then absent, and another
         # beside records that have it.)
-        raw = pl.col("cache_status_raw")
-        exprs["cache_status"] = pl.when(raw.is_not_null()).then(
-            raw.str.to_lowercase().replace_strict(fmt.cache, default="other", return_dtype=pl.String)
+        status = pl.col("cache_status_raw")
+        exprs["cache_status"] = pl.when(status.is_not_null()).then(
+            status.str.to_lowercase().replace_strict(fmt.cache, default="other", return_dtype=pl.String)
         )
     elif "cache_status_raw" in df.columns:
         exprs["cache_status"] = pl.col("cache_status_raw").str.to_lowercase()
