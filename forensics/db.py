@@ -26,7 +26,15 @@ from typing import Any
 import duckdb
 
 from forensics.errors import InputError, QueryError
-from forensics.schema import ALL_TABLES
+from forensics.schema import (
+    ALL_TABLES,
+    REQUEST_PART_PREFIX,
+    REQUESTS,
+    REQUESTS_ALL,
+    request_part_ddl,
+    request_part_name,
+    requests_view_ddl,
+)
 
 QUERY_DIR = Path(__file__).resolve().parent / "queries"
 
@@ -48,7 +56,45 @@ def connect(
 
 def create_tables(con: duckdb.DuckDBPyConnection) -> None:
     for table in ALL_TABLES:
-        con.execute(table.ddl())
+        if table is REQUESTS:
+            if not request_parts(con):
+                con.execute(request_part_ddl(REQUESTS_ALL, REQUESTS.column_names))
+                con.execute(requests_view_ddl({REQUESTS_ALL: REQUESTS.column_names}))
+        else:
+            con.execute(table.ddl())
+
+
+def request_parts(con: duckdb.DuckDBPyConnection) -> dict[str, frozenset[str]]:
+    """The tables `requests` is stored in (see forensics.schema), with their columns, as the
+    connection's transaction sees them."""
+    rows = con.execute(
+        "SELECT table_name, column_name FROM duckdb_columns() "
+        "WHERE database_name = current_database() AND schema_name = 'main' AND NOT internal "
+        "AND regexp_full_match(table_name, $pattern) AND table_name IN "
+        "(SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = 'main' AND NOT temporary)",
+        {"pattern": f"{REQUEST_PART_PREFIX}(all|[0-9a-f]{{10}})"},
+    ).fetchall()
+    parts: dict[str, set[str]] = {}
+    for name, column in rows:
+        parts.setdefault(name, set()).add(column)
+    return {name: frozenset(cols) for name, cols in parts.items()}
+
+
+def add_request_part(con: duckdb.DuckDBPyConnection, columns: frozenset[str]) -> str:
+    """Create the part for rows filling `columns` and put it in the `requests` view; its name."""
+    name = request_part_name(columns)
+    con.execute(request_part_ddl(name, columns))
+    parts = request_parts(con)
+    con.execute(requests_view_ddl(parts))
+    return name
+
+
+def drop_requests(con: duckdb.DuckDBPyConnection) -> None:
+    """Remove the `requests` view and its parts (to put another `requests` in their place)."""
+    con.execute(f"DROP VIEW IF EXISTS {REQUESTS.name}")
+    for name in request_parts(con):
+        con.execute(f"DROP TABLE {name}")  # our names (forensics.schema), never input
 
 
 @dataclass(frozen=True)

@@ -74,14 +74,14 @@ def _lock_down(con: duckdb.DuckDBPyConnection, folder: Path, spill: Path) -> Non
 
     DuckDB spills large TEMP tables and sorts to a folder beside the database by default, which is
     the evidence folder; a private temporary folder is used instead. A view in the case database
-    may read files kept beside it (Parquet, say), so when the case has views its folder is allowed
-    for reading. DuckDB's allowed_directories would also let COPY, EXPORT and
-    ATTACH write there, so statements that write files are refused before they run
-    (`check_statement`).
+    may read files kept beside it (the Parquet files of a case run on Spark), so when a view of
+    the case reads Parquet its folder is allowed for reading. DuckDB's allowed_directories would
+    also let COPY, EXPORT and ATTACH write there, so statements that write files are refused
+    before they run (`check_statement`).
     """
     con.execute("SET temp_directory = $dir", {"dir": str(spill)})
     views = con.execute(
-        "SELECT count(*) FROM duckdb_views() WHERE NOT internal AND NOT temporary"
+        "SELECT count(*) FROM duckdb_views() WHERE NOT internal AND NOT temporary AND sql ILIKE '%read_parquet%'"
     ).fetchone()
     if views and views[0]:
         # As given and with links resolved: DuckDB compares the paths as text.

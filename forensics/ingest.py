@@ -44,7 +44,7 @@ import polars as pl
 
 from forensics import __version__
 from forensics.casefile import Case, SourceSpec
-from forensics.db import connect, create_tables
+from forensics.db import add_request_part, connect, create_tables, request_parts
 from forensics.detect import detect_lines, score_format
 from forensics.errors import CaseStateError, InputError, Interrupted, OutputError
 from forensics.formats import FormatDef, get_format
@@ -63,7 +63,14 @@ from forensics.inputs import (
 )
 from forensics.readers import decode_lines, empty_rejects, empty_result, long_line_rejects, make_reader
 from forensics.readers.w3c import W3CReader
-from forensics.schema import INVESTIGATION_TABLES, SCHEMA_VERSION, SKIPPED, SOURCES, empty_requests_frame
+from forensics.schema import (
+    INVESTIGATION_TABLES,
+    REQUESTS_ALL,
+    SCHEMA_VERSION,
+    SKIPPED,
+    SOURCES,
+    empty_requests_frame,
+)
 
 # Tables whose rows are derived from the loaded logs by `run`; they are emptied whenever the
 # loaded logs change, so that no answer outlives the evidence it was computed from.
@@ -663,6 +670,27 @@ class _Pending:
     rows: int = 0
     bytes: int = 0
     cursor: duckdb.DuckDBPyConnection | None = None
+    # The parts of `requests` the file's transaction sees (those that existed when it began).
+    parts: dict[str, frozenset[str]] = field(default_factory=dict)
+
+
+# A new part of `requests` is made for rows whose filled columns are fewer than those of the
+# closest part by more than this (a column NULL on every row costs as much to store as one with
+# values), as long as the case has fewer than MAX_PARTS parts.
+PART_SLACK = 2
+MAX_PARTS = 16
+
+
+def _filled(frames: list[pl.DataFrame]) -> frozenset[str]:
+    """The columns that hold a value in some row of the frames."""
+    return frozenset(c for f in frames for c in f.columns if f.get_column(c).null_count() < f.height)
+
+
+def _closest_part(parts: dict[str, frozenset[str]], columns: frozenset[str]) -> str:
+    """The part with the fewest columns that has all of `columns` (`requests_all` has every
+    column)."""
+    fits = [(len(cols), name) for name, cols in parts.items() if cols >= columns]
+    return min(fits)[1] if fits else REQUESTS_ALL
 
 
 class _Writer:
@@ -694,6 +722,7 @@ class _Writer:
         self.group_rows = 0
         self.group_bytes = 0
         self.committed: list[FileResult] = []
+        self.parts = request_parts(con)
         self.thread = threading.Thread(target=self._run, name="forensics-writer", daemon=True)
         self.thread.start()
 
@@ -734,12 +763,13 @@ class _Writer:
         p.bytes += _frame_bytes(frame)
         if p.rows >= FLUSH_ROWS or p.bytes >= FLUSH_BYTES:
             if p.cursor is None:
+                p.parts = self._parts_for(p.frames["requests"])
                 p.cursor = self.con.cursor()
                 p.cursor.execute("BEGIN TRANSACTION")
                 self._before_rows(p.cursor, sid)
             # Rows are held back only when the row count called for the write: held rows then
             # hold fewer bytes than FLUSH_BYTES, so long rows cannot pile up.
-            held = self._insert(p.cursor, p.frames, whole_row_groups=p.bytes < FLUSH_BYTES)
+            held = self._insert(p.cursor, p.frames, p.parts, whole_row_groups=p.bytes < FLUSH_BYTES)
             p.rows = held.height
             p.bytes = _frame_bytes(held) if held.height else 0
 
@@ -749,11 +779,27 @@ class _Writer:
         if result is not None and result.action in (RELOAD, REPLACE):
             _delete_source_rows(cur, sid, keep_source_row=False)
 
+    def _parts_for(self, frames: list[pl.DataFrame]) -> dict[str, frozenset[str]]:
+        """Before a transaction begins: the parts of `requests` it will see, with one made for
+        these rows' columns when no part fits them closely. (A transaction does not see tables
+        made after it began, so parts are made here, each in a transaction of its own.)"""
+        columns = _filled(frames)
+        closest = self.parts.get(_closest_part(self.parts, columns), frozenset())
+        if frames and len(closest) > len(columns) + PART_SLACK and len(self.parts) < MAX_PARTS:
+            name = add_request_part(self.con, columns)
+            self.parts[name] = columns
+        return dict(self.parts)
+
     def _insert(
-        self, cur: duckdb.DuckDBPyConnection, frames: dict[str, list[pl.DataFrame]], whole_row_groups: bool = False
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        frames: dict[str, list[pl.DataFrame]],
+        visible: dict[str, frozenset[str]],
+        whole_row_groups: bool = False,
     ) -> pl.DataFrame:
-        """Write the frames' rows; with `whole_row_groups`, the requests past the last whole row
-        group stay in `frames` (and are returned) for the file's next write."""
+        """Write the frames' rows, the requests into the closest of the `visible` parts; with
+        `whole_row_groups`, the requests past the last whole row group stay in `frames` (and
+        are returned) for the file's next write."""
         held = empty_requests_frame()
         for table, parts in frames.items():
             if not parts:
@@ -780,7 +826,8 @@ class _Writer:
             # keeps its Arrow table alive until the commit: memory grew with the file's size
             # (1 GB for 2M combined lines), where it now stays flat.
             if table == "requests":
-                cur.execute("INSERT INTO requests BY NAME SELECT * FROM ingest_batch")
+                part = _closest_part(visible, frozenset(ingest_batch.column_names))
+                cur.execute(f"INSERT INTO {part} BY NAME SELECT * FROM ingest_batch")  # our part names
             else:
                 cur.execute("INSERT INTO rejects BY NAME SELECT source_id, line_no, reason, line FROM ingest_batch")
             del ingest_batch
@@ -789,7 +836,7 @@ class _Writer:
     def _done(self, result: FileResult) -> None:
         p = self.pending.pop(result.source_id, None) or _Pending()
         if p.cursor is not None:
-            self._insert(p.cursor, p.frames)
+            self._insert(p.cursor, p.frames, p.parts)
             _write_source_rows(p.cursor, [result], self.ingested_at)
             p.cursor.execute("COMMIT")
             p.cursor.close()
@@ -818,6 +865,7 @@ class _Writer:
     def _commit_group(self) -> None:
         if not self.group:
             return
+        visible = self._parts_for([f for _, p in self.group for f in p.frames["requests"]])
         cur = self.con.cursor()
         cur.execute("BEGIN TRANSACTION")
         try:
@@ -828,7 +876,7 @@ class _Writer:
             for _, p in self.group:
                 for table, parts in p.frames.items():
                     merged[table].extend(parts)
-            self._insert(cur, merged)
+            self._insert(cur, merged, visible)
             _write_source_rows(cur, results, self.ingested_at)
             cur.execute("COMMIT")
         except BaseException:
@@ -867,8 +915,8 @@ class _Writer:
 
 
 def _delete_source_rows(cur: duckdb.DuckDBPyConnection, sid: int, keep_source_row: bool) -> None:
-    for table in ("requests", "rejects", "skipped_lines"):
-        cur.execute(f"DELETE FROM {table} WHERE source_id = $1", [sid])  # fixed table names
+    for table in (*request_parts(cur), "rejects", "skipped_lines"):
+        cur.execute(f"DELETE FROM {table} WHERE source_id = $1", [sid])  # our table names, never input
     if not keep_source_row:
         cur.execute("DELETE FROM sources WHERE source_id = $1", [sid])
 

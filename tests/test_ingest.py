@@ -15,11 +15,13 @@ import pytest
 import zstandard
 
 from forensics.casefile import load_case
+from forensics.db import request_parts
 from forensics.errors import CaseFileError, ForensicsError, InputError
 from forensics.ingest import ingest
 from forensics.readers.jsonl import JsonReader
 from forensics.readers.text import TextReader
 from forensics.readers.w3c import W3CReader
+from forensics.schema import REQUESTS, REQUESTS_ALL
 
 LINE = '198.51.100.{n} - - [28/Nov/2022:14:{m:02d}:00 -0500] "GET /p{n} HTTP/1.1" 200 {n} "-" "ua {n}"\n'
 
@@ -353,9 +355,10 @@ def test_a_large_file_is_stored_in_whole_row_groups(tmp_path, write_case, monkey
     case = write_case([{"path": "a.log", "format": "combined"}], files={"a.log": lines(count)})
     ingest(load_case(case), tmp_path / "out")
     con = db(tmp_path / "out")
+    (part,) = (name for name in request_parts(con) if name != REQUESTS_ALL)
     sizes = [r[0] for r in con.execute(
-        "SELECT sum(count) FROM pragma_storage_info('requests') WHERE column_name = 'line_no' "
-        "AND segment_type <> 'VALIDITY' GROUP BY row_group_id ORDER BY row_group_id"
+        "SELECT sum(count) FROM pragma_storage_info($part) WHERE column_name = 'line_no' "
+        "AND segment_type <> 'VALIDITY' GROUP BY row_group_id ORDER BY row_group_id", {"part": part}
     ).fetchall()]
     assert sizes == [ingest_module.ROW_GROUP_ROWS] * 2 + [1234]
     assert con.execute("SELECT count(*), count(DISTINCT line_no), max(line_no) FROM requests").fetchone() == (
@@ -385,3 +388,48 @@ def test_rows_are_not_held_back_when_their_bytes_call_for_the_write(tmp_path, wr
     ingest(load_case(case), tmp_path / "out")
     assert held and set(held) == {0}
     assert db(tmp_path / "out").execute("SELECT count(DISTINCT line_no) FROM requests").fetchone()[0] == count
+
+
+def test_rows_are_stored_in_a_part_of_the_columns_they_fill(tmp_path, write_case):
+    """`requests` is a view over parts: a file's rows are kept in a table of the columns they
+    fill (a column NULL on every row costs DuckDB as much to store as one with values), and the
+    view gives every row every column."""
+    case = write_case([{"path": "a.log", "format": "combined"}], files={"a.log": lines(50)})
+    ingest(load_case(case), tmp_path / "out")
+    con = db(tmp_path / "out")
+    parts = request_parts(con)
+    (part,) = (name for name in parts if name != REQUESTS_ALL)
+    filled = {c for c in REQUESTS.column_names
+              if con.execute(f"SELECT count({c}) FROM requests").fetchone()[0]}  # our column names
+    assert parts[part] == filled and len(filled) < len(REQUESTS.column_names)
+    assert parts[REQUESTS_ALL] == set(REQUESTS.column_names)
+    assert con.execute(f"SELECT count(*) FROM {part}").fetchone()[0] == 50
+    assert con.execute("SELECT count(*) FROM requests_all").fetchone()[0] == 0
+    assert [d[0] for d in con.execute("SELECT * FROM requests LIMIT 0").description] == REQUESTS.column_names
+
+
+def test_rows_filling_a_column_their_part_lacks_keep_every_value(tmp_path, write_case, monkeypatch):
+    """A large file's transaction sees only the parts that existed when it began: rows written
+    later that fill another column go to `requests_all`, with every value, and a reload of the
+    file removes its rows from every part."""
+    import forensics.ingest as ingest_module
+    import forensics.inputs as inputs_module
+
+    monkeypatch.setattr(inputs_module, "CHUNK_BYTES", 64 << 10)
+    monkeypatch.setattr(ingest_module, "FLUSH_ROWS", 500)
+    body = lines(3000) + lines(2000, 3001).replace(" - - [", " - alice [")
+    case = write_case([{"path": "a.log", "format": "combined"}], files={"a.log": body})
+    ingest(load_case(case), tmp_path / "out")
+    con = db(tmp_path / "out")
+    assert con.execute("SELECT count(*), count(DISTINCT line_no), count(remote_user) FROM requests").fetchone() == (
+        5000, 5000, 2000
+    )
+    assert con.execute("SELECT min(line_no) FROM requests WHERE remote_user = 'alice'").fetchone()[0] == 3001
+    assert con.execute("SELECT count(*) FROM requests_all").fetchone()[0] >= 2000
+    con.close()
+    case = write_case([{"path": "a.log", "format": "combined", "role": "cdn"}])
+    ingest(load_case(case), tmp_path / "out")
+    con = db(tmp_path / "out")
+    assert con.execute("SELECT count(*), count(DISTINCT line_no), count(remote_user) FROM requests").fetchone() == (
+        5000, 5000, 2000
+    )

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from forensics.casefile import load_case
 from forensics.cli import app
+from forensics.db import request_parts
 from forensics.investigate import run_stage
 from forensics.pipeline import run_case
 from forensics.report import write_report
@@ -124,11 +125,14 @@ def test_log_strings_come_out_as_text(case_copy: Path) -> None:
             "UPDATE downloaders SET user_agents = [$ua], referers = [$ref] WHERE client_ip = $ip",
             {"ua": SCRIPT_UA, "ref": QUOTED_REFERER, "ip": ip},
         )
-        con.execute(
-            "UPDATE requests SET referer = $ref, user_agent = $ua FROM hits "
-            "WHERE hits.source_id = requests.source_id AND hits.line_no = requests.line_no AND hits.client_ip = $ip",
-            {"ua": SCRIPT_UA, "ref": QUOTED_REFERER, "ip": ip},
-        )
+        for part, columns in request_parts(con).items():  # `requests` is a view over these
+            if {"referer", "user_agent"} <= columns:
+                con.execute(
+                    f"UPDATE {part} SET referer = $ref, user_agent = $ua FROM hits "
+                    f"WHERE hits.source_id = {part}.source_id AND hits.line_no = {part}.line_no "
+                    "AND hits.client_ip = $ip",
+                    {"ua": SCRIPT_UA, "ref": QUOTED_REFERER, "ip": ip},
+                )
     finally:
         con.close()
     page = write_report(case_copy).read_text(encoding="utf-8")

@@ -43,7 +43,7 @@ import polars as pl
 import pyarrow as pa
 
 from forensics.casefile import Case
-from forensics.db import connect, create_tables
+from forensics.db import connect, create_tables, drop_requests
 from forensics.engine.spark import SPARK_TYPES, SparkEngine, arrow_rows
 from forensics.engine.spark_inputs import (
     binary_files,
@@ -419,7 +419,7 @@ def _requests_view(con: Any, engine: SparkEngine) -> None:
     if not any(folder.glob("*.parquet")):
         return
     cols = ", ".join(REQUESTS.column_names)
-    con.execute("DROP TABLE requests")
+    drop_requests(con)
     # The folder's absolute path is the one thing written into the SQL; it is ours, not input.
     glob = str(folder / "*.parquet").replace("'", "''")
     con.execute(f"CREATE VIEW requests AS SELECT {cols} FROM read_parquet('{glob}')")
