@@ -30,10 +30,10 @@ from typing import Any, TypeVar
 import duckdb
 import polars as pl
 
-from forensics.db import NamedQuery, connect, named_queries
+from forensics.db import NamedQuery, connect, named_queries, request_parts
 from forensics.errors import InputError, QueryCancelled, QueryError
 from forensics.listfiles import iso_utc, neutralise_formula
-from forensics.schema import ALL_TABLES
+from forensics.schema import ALL_TABLES, REQUESTS
 from forensics.terminal import printable, printable_json
 
 FORMATS = ("table", "csv", "json", "parquet")
@@ -644,8 +644,18 @@ def schema_doc_con(con: duckdb.DuckDBPyConnection) -> list[TableDoc]:
         cols += [ColumnDoc(n, d, undocumented) for n, d in actual.get(t.name, []) if n not in known]
         out.append(TableDoc(t.name, t.doc, rows, cols))
     documented = {t.name for t in ALL_TABLES}
+    parts = request_parts(con)
+    part_doc = (
+        f"Where rows of {REQUESTS.name} are stored: the rows that fill these of its columns "
+        f"(query {REQUESTS.name}, a view over these tables)."
+    )
     for name in sorted(main - documented):
         rows = con.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]  # type: ignore[index]
+        if name in parts:
+            doc = {c.name: c.doc for c in REQUESTS.columns}
+            cols = [ColumnDoc(n, d, doc.get(n, "")) for n, d in actual.get(name, [])]
+            out.append(TableDoc(name, part_doc, rows, cols))
+            continue
         cols = [ColumnDoc(n, d, "") for n, d in actual.get(name, [])]
         out.append(TableDoc(name, "(not documented in forensics/schema.py)", rows, cols))
     return out

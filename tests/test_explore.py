@@ -209,6 +209,9 @@ def test_schema_lists_every_table(demo_case: Path) -> None:
     for table in ALL_TABLES:
         assert f"{table.name} (" in res.output
     assert "The resolved client address" in res.output
+    # The tables `requests` is stored in are documented as such, with its columns' meaning.
+    assert docs["requests_all"].doc.startswith("Where rows of requests are stored")
+    assert "(not documented" not in res.output
 
 
 def test_queries_run_on_a_case_without_enrichment_tables(demo_case: Path, tmp_path: Path) -> None:
