@@ -84,12 +84,13 @@ def nginx_line(
     method: str = "GET",
     xff: str = "-",
     ua: str = "Mozilla/5.0",
+    referer: str = "-",
 ) -> str:
     """One nginx `main` line; ts is 'YYYY-MM-DD HH:MM:SS' UTC (written with a -0500 offset)."""
     utc = datetime.strptime(ts, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
     local = utc - timedelta(hours=5)
     clf = local.strftime("%d/%b/%Y:%H:%M:%S -0500")
-    return f'{peer} - - [{clf}] "{method} {path} HTTP/1.1" {status} {body} "-" "{ua}" "{xff}"'
+    return f'{peer} - - [{clf}] "{method} {path} HTTP/1.1" {status} {body} "{referer}" "{ua}" "{xff}"'
 
 
 def case_toml(
@@ -442,6 +443,29 @@ def test_csv_neutralises_a_formula_in_a_user_agent(write_case: Any, tmp_path: Pa
     run(write_case, tmp_path, origin=origin)
     row = next(csv.DictReader((tmp_path / "out" / "downloaders.csv").open()))
     assert row["user_agents"] == "'=HYPERLINK(1)"
+
+
+def test_lists_of_a_client_hold_each_value_once_sorted_without_missing_ones(
+    write_case: Any, tmp_path: Path
+) -> None:
+    many, none = "198.51.100.110", "198.51.100.111"
+    origin = [
+        nginx_line("2022-11-28 20:00:00", many, 200, SIZE, ua="b-agent", referer="https://x.example/"),
+        nginx_line("2022-11-28 20:01:00", many, 304, 0, ua="-", referer="-"),
+        nginx_line("2022-11-28 20:02:00", many, 200, SIZE, ua="a-agent", referer="https://a.example/"),
+        nginx_line("2022-11-28 20:03:00", many, 200, SIZE, ua="b-agent", referer="https://x.example/"),
+        nginx_line("2022-11-28 20:04:00", many, 206, 10, ua="a-agent", referer="-"),
+        nginx_line("2022-11-28 20:05:00", none, 200, SIZE, ua="-", referer="-"),
+        nginx_line("2022-11-28 20:06:00", none, 200, SIZE, ua="-", referer="-"),
+    ]
+    _, rows = run(write_case, tmp_path, origin=origin)
+    assert rows[many]["requests"] == 5
+    assert rows[many]["statuses"] == ["200", "206", "304"]
+    assert rows[many]["user_agents"] == ["a-agent", "b-agent"]
+    assert rows[many]["referers"] == ["https://a.example/", "https://x.example/"]
+    assert (rows[none]["requests"], rows[none]["user_agents"], rows[none]["referers"]) == (2, [], [])
+    assert rows[many]["sources"] == rows[none]["sources"] == ["origin"]
+    assert rows[many]["claimed_forwarded_for"] == rows[none]["claimed_forwarded_for"] == []
 
 
 def test_a_missing_hour_of_logs_is_a_coverage_gap(write_case: Any, tmp_path: Path) -> None:

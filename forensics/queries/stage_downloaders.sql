@@ -76,9 +76,11 @@ intervals AS (
     FROM counted
     WHERE body_received > 0 AND (status <> 206 OR range_start IS NOT NULL)
 ),
+-- Each interval once per set (UNION, not UNION ALL): a repeated interval adds nothing to the union
+-- of intervals, and a client that fetched the whole file ten times would sort it ten times.
 interval_sets AS (
     SELECT client_key, 'all' AS interval_set, first_byte, last_byte FROM intervals
-    UNION ALL
+    UNION
     SELECT client_key, 'exact' AS interval_set, first_byte, last_byte FROM intervals WHERE exact
 ),
 ordered AS (
@@ -131,22 +133,46 @@ per_client AS (
         bool_or(
             $has_cdn_logs AND c.role = 'origin' AND c.client_basis IN ('forwarded_for', 'unknown')
             AND c.linked_source_id IS NULL
-        ) AS no_edge_record,
-        list_sort(list_distinct(list(c.status::VARCHAR))) AS statuses,
-        list_sort(list_distinct(list(c.user_agent))) AS user_agents,
-        list_sort(list_distinct(list(c.referer))) AS referers,
-        list_sort(list_distinct(flatten(list(coalesce(c.client_flags, []::VARCHAR[]))))) AS client_flags,
-        list_sort(list_distinct(list(c.claimed_forwarded_for))) AS claimed_forwarded_for
+        ) AS no_edge_record
     FROM counted AS c
     GROUP BY c.client_key
 ),
+-- The lists of each client's distinct values (statuses, user agents, referrers, flags, claimed
+-- forwarded-for addresses) are built from the distinct (client, kind, value) rows, not from a list
+-- of every request made distinct afterwards: a client repeats the same few values over many
+-- requests, and listing long strings is what costs. NULL values are left out (as list_distinct
+-- leaves them out), and a client with no value of a kind gets an empty list (below).
+client_values AS (
+    SELECT client_key, 'status' AS kind, CAST(status AS VARCHAR) AS value FROM counted
+    UNION
+    SELECT client_key, 'user_agent' AS kind, user_agent AS value FROM counted
+    UNION
+    SELECT client_key, 'referer' AS kind, referer AS value FROM counted
+    UNION
+    SELECT client_key, 'client_flag' AS kind, unnest(client_flags) AS value FROM counted
+    UNION
+    SELECT client_key, 'claimed_forwarded_for' AS kind, claimed_forwarded_for AS value FROM counted
+),
+value_lists AS (
+    SELECT client_key,
+           list_sort(list(value) FILTER (WHERE kind = 'status')) AS statuses,
+           list_sort(list(value) FILTER (WHERE kind = 'user_agent')) AS user_agents,
+           list_sort(list(value) FILTER (WHERE kind = 'referer')) AS referers,
+           list_sort(list(value) FILTER (WHERE kind = 'client_flag')) AS client_flags,
+           list_sort(list(value) FILTER (WHERE kind = 'claimed_forwarded_for')) AS claimed_forwarded_for
+    FROM client_values
+    WHERE value IS NOT NULL
+    GROUP BY client_key
+),
 -- Which logs saw the client: linked origin rows (not counted on their own) are included here.
 seen_in AS (
-    SELECT coalesce(h.client_ip, 'unknown via ' || coalesce(h.peer_ip, '?')) AS client_key,
-           list_sort(list_distinct(list(h.role))) AS sources
-    FROM hits AS h
-    WHERE h.resource_path = $resource_path AND h.window_position IN ('exposure', 'margin')
-    GROUP BY 1
+    SELECT client_key, list_sort(list_distinct(list(role))) AS sources
+    FROM (
+        SELECT DISTINCT coalesce(h.client_ip, 'unknown via ' || coalesce(h.peer_ip, '?')) AS client_key, h.role
+        FROM hits AS h
+        WHERE h.resource_path = $resource_path AND h.window_position IN ('exposure', 'margin')
+    ) AS client_roles
+    GROUP BY client_key
 ),
 judged AS (
     SELECT
@@ -190,13 +216,13 @@ SELECT
                / (2 * $resource_size::BIGINT)) AS DOUBLE) / 100 AS coverage_pct,
     $resource_size::BIGINT AS resource_size,
     CASE WHEN j.outcome = 'undetermined' THEN $undetermined_reason::VARCHAR END AS outcome_reason,
-    j.statuses,
-    j.user_agents,
-    j.referers,
+    coalesce(l.statuses, []::VARCHAR[]) AS statuses,
+    coalesce(l.user_agents, []::VARCHAR[]) AS user_agents,
+    coalesce(l.referers, []::VARCHAR[]) AS referers,
     s.sources,
-    j.claimed_forwarded_for,
+    coalesce(l.claimed_forwarded_for, []::VARCHAR[]) AS claimed_forwarded_for,
     list_sort(list_distinct(list_concat(
-        j.client_flags,
+        coalesce(l.client_flags, []::VARCHAR[]),
         CASE WHEN j.client_unknown THEN ['client_unknown'] ELSE []::VARCHAR[] END,
         CASE WHEN j.no_edge_record THEN ['no_edge_record'] ELSE []::VARCHAR[] END,
         CASE WHEN j.only_in_margin THEN ['only_in_margin'] ELSE []::VARCHAR[] END,
@@ -210,3 +236,4 @@ SELECT
     ))) AS flags
 FROM judged AS j
 LEFT JOIN seen_in AS s ON s.client_key = j.client_key
+LEFT JOIN value_lists AS l ON l.client_key = j.client_key
