@@ -70,11 +70,11 @@ def long_line_rejects(state: ReadState, limit: int) -> pl.DataFrame:
 _BOM = b"\xef\xbb\xbf"
 
 
-def native_lines(chunk: bytes, n_lines: int | None = None) -> pl.Series | None:
-    """The chunk's lines as decode_lines gives them (a trailing CR removed as the readers do),
-    read natively; None when that cannot be had exactly: bytes that are not UTF-8 (decode_lines
-    writes them as \\xHH), a chunk starting with a byte order mark (which polars drops), or a
-    line that polars splits otherwise (then the count differs). Blank lines are "" (not null)."""
+def polars_lines(chunk: bytes, n_lines: int | None = None) -> pl.Series | None:
+    """The chunk's lines as polars' CSV reader splits them (it drops the CR of a CRLF line end;
+    any other CR stays in its line); None when that cannot be had exactly: bytes that are not
+    UTF-8, a chunk starting with a byte order mark (which polars drops), or a line that polars
+    splits otherwise (then the count differs). Blank lines are "" (not null)."""
     if chunk.startswith(_BOM):
         return None
     if n_lines is None:
@@ -88,7 +88,15 @@ def native_lines(chunk: bytes, n_lines: int | None = None) -> pl.Series | None:
         return None
     if lines.len() != n_lines:
         return None
-    lines = lines.fill_null("")
+    return lines.fill_null("")
+
+
+def native_lines(chunk: bytes, n_lines: int | None = None) -> pl.Series | None:
+    """The chunk's lines as decode_lines gives them (a trailing CR removed as the readers do),
+    read natively; None when polars_lines cannot have them exactly."""
+    lines = polars_lines(chunk, n_lines)
+    if lines is None:
+        return None
     return lines.str.strip_chars_end("\r") if b"\r" in chunk else lines
 
 

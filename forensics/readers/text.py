@@ -20,7 +20,14 @@ from forensics.formats import FormatDef
 from forensics.inputs import count_lines
 from forensics.layouts import CompiledLayout, Directive, compile_layout
 from forensics.normalize import to_canonical
-from forensics.readers import ChunkResult, decode_lines, empty_rejects, empty_result, native_lines
+from forensics.readers import (
+    ChunkResult,
+    decode_lines,
+    empty_rejects,
+    empty_result,
+    native_lines,
+    polars_lines,
+)
 from forensics.schema import empty_requests_frame
 
 # A double quote that neither opens a field (after a space or at the start of a line) nor closes
@@ -373,16 +380,9 @@ class TextReader:
             fast = self._fast_without(start_line, chunk, n_lines, spans)
             if fast is not None:
                 return fast
-        try:
-            lines = pl.read_csv(
-                chunk, separator="\x1f", quote_char=None, has_header=False, new_columns=["l"],
-                schema={"l": pl.String}, infer_schema=False, truncate_ragged_lines=False,
-            ).get_column("l")
-        except Exception:
+        lines = polars_lines(chunk, n_lines)
+        if lines is None:
             return None
-        if lines.len() != n_lines:
-            return None
-        lines = lines.fill_null("")
         quotes = lines.str.count_matches('"', literal=True)
         # (The CSV reader drops the CR of a CRLF line end: a CR left is inside the line.)
         suspect = (
