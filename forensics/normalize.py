@@ -502,12 +502,15 @@ def to_canonical(
         checks.append((pl.lit(True), "no timestamp"))
 
     # Request line (or $request_uri): method, target, protocol; then scheme, host, path, query.
+    # A value the record names itself (a JSON member "method", IIS's cs-host) wins over the one
+    # read from its request line or URL, row by row: a record without the member keeps the
+    # derived value even when other records in the chunk have it, so a line reads the same
+    # whatever its neighbours.
+    derived: list[str] = []
     target_col = None
     if "_request" in df.columns:
         df = _parse_request(df, spaced=kinds.get("_request") == "request_spaced")
-        for name in ("method", "protocol"):
-            if name not in df.columns:
-                exprs[name] = pl.col(f"_{name}")
+        derived += ["method", "protocol"]
         target_col = "_target"
     elif "_request_uri" in df.columns:
         target_col = "_request_uri"
@@ -516,9 +519,7 @@ def to_canonical(
         target_col = "_url"
     if target_col is not None:
         df = _split_target(df, target_col)
-        for name in ("scheme", "host", "path", "query"):
-            if name not in df.columns:
-                exprs[name] = pl.col(f"_{name}")
+        derived += ["scheme", "host", "path", "query"]
 
     # Typed values.
     for col, kind in kinds.items():
@@ -552,6 +553,11 @@ def to_canonical(
     for col, how in fmt.decode.items():
         if col in df.columns:
             exprs[col] = _decode_unique(pl.col(col), how)
+
+    for name in derived:
+        exprs[name] = (
+            pl.coalesce(exprs.get(name, pl.col(name)), pl.col(f"_{name}")) if name in df.columns else pl.col(f"_{name}")
+        )
 
     if "cache_status_raw" in df.columns and fmt.cache:
         # A status the format's table does not name is "other"; a row without one stays

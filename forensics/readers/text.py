@@ -15,6 +15,7 @@ from collections import Counter
 from typing import NamedTuple
 
 import polars as pl
+import pyarrow as pa
 
 from forensics.formats import FormatDef
 from forensics.inputs import count_lines
@@ -25,7 +26,6 @@ from forensics.readers import (
     decode_lines,
     empty_rejects,
     empty_result,
-    native_lines,
     polars_lines,
 )
 from forensics.schema import empty_requests_frame
@@ -109,26 +109,124 @@ _CONTROL_BYTES = tuple(bytes([b]) for b in range(0x20) if b != 0x0A)
 _MAY_HOLD_QUOTES = frozenset({"trailing"})
 
 
-def _rebuilt(names: list[str], plan: list[tuple[Directive, str]], end: str = "") -> list[pl.Expr]:
-    """The pieces of the line a row's values make under the layout's plan (words joined by
-    spaces, quoted ones in quotes), then `end`: one flat list, literals merged, for one
-    concatenation (a word built in a nested one is a column built and copied again)."""
-    pieces: list[pl.Expr] = []
-    text = ""
-    for i, (name, (d, role)) in enumerate(zip(names, plan, strict=True)):
-        text += " " if i else ""
-        if role == "literal":
-            text += d.token
-            continue
-        text += '"' if role == "quoted" else ""
-        if text:
-            pieces.append(pl.lit(text))
-        pieces.append(pl.col(name))
-        text = '"' if role == "quoted" else ""
-    text += end
-    if text:
-        pieces.append(pl.lit(text))
-    return pieces
+def _chunk_bytes(chunk: bytes) -> pl.Series:
+    """The chunk's bytes as a polars UInt8 series, without a copy (through an Arrow buffer)."""
+    buffer = pa.py_buffer(chunk)
+    return pl.Series(pa.Array.from_buffers(pa.uint8(), len(chunk), [None, buffer]))
+
+
+class _Places(NamedTuple):
+    """Where a row's values put things in its line under the layout (the rebuilt line: values
+    joined by single spaces, the quoted ones between quotes): the length of that line, the
+    offsets of its quotes, and whether its literal words are the layout's."""
+
+    length: pl.Series
+    quotes: list[pl.Series]
+    literal: pl.Series
+
+
+def _places(df: pl.DataFrame, plan: list[tuple[Directive, str]]) -> _Places:
+    names = df.columns[: len(plan)]
+    # Each value's width once, then running sums (an expression per place would compute the
+    # widths before it again). A missing value (a line cut short) leaves its row's places null.
+    widths = df.select(pl.col(names).str.len_bytes().cast(pl.Int64))
+    pos = pl.Series([0] * df.height, dtype=pl.Int64)
+    quotes: list[pl.Series] = []
+    for i, (name, (_, role)) in enumerate(zip(names, plan, strict=True)):
+        width = widths.get_column(name)
+        if role == "quoted":
+            quotes.append(pos + i)
+            pos = pos + width
+            quotes.append(pos + i + 1)
+            pos = pos + 2
+        else:
+            pos = pos + width
+    literal = [pl.col(name) == d.token for name, (d, role) in zip(names, plan, strict=True) if role == "literal"]
+    lit = df.select(pl.all_horizontal(literal).fill_null(False)).to_series() if literal else (
+        pl.Series([True] * df.height, dtype=pl.Boolean)
+    )
+    return _Places(pos + (len(plan) - 1), quotes, lit)
+
+
+# Why a line is proven to be its rebuilt line (the places above) from positions alone, without
+# building that line: the CSV reader reads a field that starts with a quote up to the next quote
+# followed by the separator or the line end (undoing doubled quotes), and any other field up
+# to the next separator as written. When the quotes of the line's first `length` bytes are
+# exactly the layout's quotes at the places above, then field after field starts where the
+# rebuilt line has it: a quoted one ends at the next of those quotes (there is no other), a
+# bare one holds no quote and ends at a space; so the values are those bytes, and the line's
+# first `length` bytes are the rebuilt line. Followed by the line end, that is the whole line;
+# followed by a space, the rest is the tail after the layout.
+
+
+def _proven_whole(places: _Places, data: pl.Series, n_lines: int) -> bool:
+    """Whether every line of the chunk (CRLF line ends made LF, read as `data`) is its rebuilt
+    line, from one look at each placed line end and quote: a line feed at every placed end
+    (with the chunk's count of lines, these are all its line feeds) gives every line the
+    length of its rebuilt one; a quote at every placed quote, with the chunk's count of quotes
+    the layout's per line, leaves no other quote in any line."""
+    if places.length.null_count() or n_lines == 0 or data.len() == 0:
+        return False
+    if int((data == ord('"')).sum()) != n_lines * len(places.quotes):
+        return False
+    ends = (places.length + 1).cum_sum()
+    if int(ends[-1]) - (data.len() if data[-1] == ord("\n") else data.len() + 1) != 0:
+        return False
+    at_end = ends.filter(ends <= data.len()) - 1
+    if not bool((data.gather(at_end) == ord("\n")).all()):
+        return False
+    starts = ends - places.length - 1
+    return all(bool((data.gather(starts + at) == ord('"')).all()) for at in places.quotes)
+
+
+def _proven_rows(places: _Places, data: pl.Series, lines: pl.Series, trailing: bool) -> pl.DataFrame:
+    """Per line (`lines` as split from `data`): `ok`, whether it is its rebuilt line, or (for
+    a layout that allows one) its rebuilt line, a space and a tail that is not empty and does
+    not end in a space or tab (the exact path's reading of a tail); and that `tail`."""
+    n_bytes = data.len()
+    frame = pl.DataFrame({"line": lines, "length": places.length}).with_columns(
+        size=pl.col("line").str.len_bytes().cast(pl.Int64)
+    )
+    starts = (frame.get_column("size") + 1).cum_sum() - frame.get_column("size") - 1
+    length = frame.get_column("length").fill_null(0)
+
+    def byte_at(offset: pl.Series) -> pl.Series:
+        return data.gather((starts + offset).clip(0, max(n_bytes - 1, 0)))
+
+    frame = frame.with_columns(
+        _quotes_placed=pl.all_horizontal([byte_at(at).fill_null(0) == ord('"') for at in places.quotes] or [True]),
+        _space_after=byte_at(length) == ord(" "),
+        _literal=places.literal,
+    )
+    line, size, length_col = pl.col("line"), pl.col("size"), pl.col("length")
+    within = (length_col <= size).fill_null(False)
+    quotes = line.str.count_matches('"', literal=True)
+    fits = (length_col == size).fill_null(False)
+    if trailing:
+        frame = frame.with_columns(tail=pl.when(within & ~fits).then(line.str.slice(length_col + 1)))
+        tail = pl.col("tail")
+        with_tail = (
+            within
+            & ~fits
+            & pl.col("_space_after")
+            & (tail.str.len_bytes() > 0)
+            & ~tail.str.ends_with(" ")
+            & ~tail.str.ends_with("\t")
+        ).fill_null(False)
+        tail_quotes = pl.when(with_tail).then(tail.str.count_matches('"', literal=True)).otherwise(0)
+        layout_part = fits | with_tail
+    else:
+        frame = frame.with_columns(tail=pl.lit(None, pl.String))
+        tail_quotes = pl.lit(0)
+        layout_part = fits
+    ok = (
+        within
+        & layout_part
+        & pl.col("_quotes_placed")
+        & (quotes - tail_quotes == len(places.quotes))
+        & pl.col("_literal")
+    ).fill_null(False)
+    return frame.select(ok.alias("ok"), pl.when(ok & ~fits).then(pl.col("tail")).alias("tail"))
 
 
 class TextReader:
@@ -145,8 +243,10 @@ class TextReader:
             compile_layout(text, fmt.dialect, trailing=fmt.trailing, lenient=True) for text in fmt.layouts
         ]
         self.fast_enabled = True
-        # Lines read_chunk gave to the exact path (shown as the share of slow lines).
+        # Lines read_chunk gave to the exact path (shown as the share of slow lines), and the
+        # lines of chunks the fast path proved by positions alone (see _fits_everywhere).
         self.exact_lines = 0
+        self.position_proven_lines = 0
 
     # -- the exact path ---------------------------------------------------------------------
     def _raw_from_groups(self, layout: CompiledLayout, frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, str]]:
@@ -245,17 +345,29 @@ class TextReader:
         if df.height != n_lines:
             return None
         # A quoted field written bare, or a bare one quoted, reads the same to the CSV reader
-        # but not to the exact path. So every line is compared with the line its values make
-        # under the layout, and the ones that differ are read exactly. Counting the chunk's
+        # but not to the exact path. So every line is proven to be the line its values make
+        # under the layout (see _Places), and the others are read exactly. Counting the chunk's
         # quotes is not enough: two damaged lines whose extra and missing quotes cancel out (or
         # one line with both) would pass, and a line's row would depend on its neighbours.
-        lines = native_lines(chunk, n_lines)
-        if lines is None:
-            return None
-        df = df.with_columns(_line=lines.str.strip_suffix("\r") if b"\r" in chunk else lines)
+        flat = chunk.replace(b"\r\n", b"\n") if b"\r" in chunk else chunk
+        data = _chunk_bytes(flat)
+        places = _places(df, plan)
+        proven: pl.DataFrame | None = None
+        if _proven_whole(places, data, n_lines):
+            self.position_proven_lines += n_lines
+        else:
+            lines = polars_lines(flat, n_lines)
+            if lines is None:
+                return None
+            proven = _proven_rows(places, data, lines, self.fmt.trailing)
         cols: dict[str, pl.Expr] = {}
         kinds: dict[str, str] = {}
-        ok = pl.lit(True)
+        if proven is None:
+            df = df.with_columns(_literal=places.literal)
+            ok = pl.col("_literal")
+        else:
+            df = df.with_columns(_proven=proven.get_column("ok"))
+            ok = pl.col("_proven")
         head = None
         spaces = _has_other_space(chunk)
         for name, (d, role) in zip(names, plan, strict=True):
@@ -278,44 +390,10 @@ class TextReader:
             target = d.target if d.target not in cols else d.token
             cols[target] = c
             kinds[target] = d.kind
-        # The line the values make under the layout (null where a column is null). Equal to the
-        # line, it also proves the literal words; its quotes are the layout's, so a line with
-        # more holds a quote inside a value (one the CSV reader took from a doubled quote, which
-        # Apache and nginx never write, or a stray one it kept), and such a line is read
-        # exactly. (Today's CSV reader refuses a chunk with a stray quote, and the doubled ones
-        # send a chunk to the exact path: the count keeps the proof independent of both.)
-        whole = pl.col("_line")
-        quotes = whole.str.count_matches('"', literal=True)
-        layout_quotes = 2 * sum(role == "quoted" for _, role in plan)
-        if not self.fmt.trailing:
-            fits = (pl.concat_str(_rebuilt(names, plan)) == whole).fill_null(False)
-            ok = ok & fits & (quotes == layout_quotes)
-        else:
-            # The rebuilt line and a space, built once (each use of such a column costs as much
-            # as building it): the line fits the layout when it is this without the space.
-            df = df.with_columns(_spaced=pl.concat_str(_rebuilt(names, plan, end=" ")))
-            spaced = pl.col("_spaced")
-            fits = (whole.str.len_bytes() + 1 == spaced.str.len_bytes()) & spaced.str.starts_with(whole)
-            df = df.with_columns(_fits=fits.fill_null(False))
-            fits = pl.col("_fits")
-            if df.get_column("_fits").all():
-                ok = ok & fits & (quotes == layout_quotes)
-            else:
-                # The exact path reads what follows the layout after a space as `trailing`,
-                # without the spaces and tabs that end the line: such a line is read here
-                # only when its tail is not empty and does not end in one.
-                df = df.with_columns(_tail=whole.str.strip_prefix(spaced))
-                tail = pl.col("_tail")
-                with_tail = (
-                    (tail.str.len_bytes() < whole.str.len_bytes())
-                    & (tail.str.len_bytes() > 0)
-                    & ~tail.str.ends_with(" ")
-                    & ~tail.str.ends_with("\t")
-                ).fill_null(False)
-                tail_quotes = pl.when(with_tail).then(tail.str.count_matches('"', literal=True)).otherwise(0)
-                ok = ok & (fits | with_tail) & (quotes - tail_quotes == layout_quotes)
-                cols["trailing"] = pl.when(with_tail & ~fits).then(tail)
-                kinds["trailing"] = "str"
+        if proven is not None and self.fmt.trailing and proven.get_column("tail").null_count() < n_lines:
+            df = df.with_columns(_tail=proven.get_column("tail"))
+            cols["trailing"] = pl.col("_tail")
+            kinds["trailing"] = "str"
         df = df.with_row_index("_i") if index is None else df.with_columns(_i=index)
         raw = df.select(
             pl.col("_i"),
@@ -408,6 +486,7 @@ class TextReader:
         its lines alone. The twin counts its own exact-path lines."""
         twin = copy.copy(self)
         twin.exact_lines = 0
+        twin.position_proven_lines = 0
         return twin
 
     def read_chunk(self, start_line: int, chunk: bytes, n_lines: int | None = None) -> ChunkResult:

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from forensics.formats import builtin_formats, get_format
 from forensics.readers import make_reader
+from forensics.readers.text import TextReader
 
 FORMATS = sorted(builtin_formats())
 
@@ -98,6 +99,21 @@ def sample_lines(draw, name: str) -> str:
     data=None, lines=[get_format("aws_s3").samples[0].line + ' "k" "v"', get_format("aws_s3").samples[0].line],
     name="aws_s3",
 )
+# Lines whose damage keeps the chunk's count of quotes (a quoted field written bare beside a bare
+# one quoted, in one line or in two), or its length (one line longer, the next shorter).
+@example(data=None, name="combined", lines=[
+    '192.0.2.1 - - [28/Nov/2022:14:02:00 -0500] "GET / HTTP/1.1" "200" 5 - "ua"',
+    '192.0.2.1 - - [28/Nov/2022:14:02:00 -0500] "GET / HTTP/1.1" 200 5 "-" "ua"',
+])
+@example(data=None, name="combined", lines=[
+    '192.0.2.1 - - [28/Nov/2022:14:02:00 -0500] "GET / HTTP/1.1" "200" 5 "-" "ua"',
+    '192.0.2.1 - - [28/Nov/2022:14:02:00 -0500] "GET / HTTP/1.1" 200 5 - "ua"',
+])
+@example(data=None, name="nginx_main", lines=[
+    '192.0.2.1 - - [28/Nov/2022:14:02:00 -0500] "GET / HTTP/1.1" 200 5 "-" "ua" "a b"',
+    '192.0.2.1 - - [28/Nov/2022:14:02:00 -0500] "GET / HTTP/1.1" 200 5 "-" "ua" "-"',
+    '192.0.2.1 - - [28/Nov/2022:14:02:00 -0500] "GET / HTTP/1.1" 200 5 "-" "ua" -',
+])
 def test_fast_path_equals_exact_path(data, name, lines):
     """Every text format: the fast path's rows and rejects are the exact path's."""
     if lines is None:
@@ -320,3 +336,43 @@ def test_a_few_damaged_lines_leave_the_rest_of_their_chunk_on_the_fast_path():
     assert fast.requests.to_dicts() == exact.requests.to_dicts()
     assert fast.rejects.to_dicts() == exact.rejects.to_dicts()
     assert fast.skipped == exact.skipped == Counter({"blank": 1})
+
+
+def test_clean_chunks_are_proven_by_positions_alone():
+    """A chunk of lines as servers write them (each format's samples that the fast path reads
+    alone, without a tail after the layout) is proven from the positions of its line ends and
+    quotes alone, and gives the exact path's rows; a line with a quoted field written bare and a
+    bare one quoted (the chunk's count of quotes and its length unchanged) is caught."""
+    proven = []
+    for name in TEXT_FORMATS:
+        fmt = get_format(name)
+        plain = []
+        for sample in fmt.samples:
+            alone = make_reader(fmt, "UTC")
+            res = alone.read_chunk(1, (sample.line + "\n").encode())
+            if alone.exact_lines == 0 and res.requests.height == 1 and "trailing" not in (res.requests["extra"][0] or ""):
+                plain.append(sample.line)
+        if not plain:
+            continue
+        lines = plain * 3
+        reader = make_reader(fmt, "UTC")
+        assert isinstance(reader, TextReader)
+        chunk = ("\n".join(lines) + "\n").encode()
+        fast = reader.read_chunk(1, chunk)
+        assert reader.position_proven_lines == len(lines), name
+        proven.append(name)
+        reader.fast_enabled = False
+        exact = reader.read_chunk(1, chunk)
+        assert fast.requests.to_dicts() == exact.requests.to_dicts(), name
+    assert {"combined", "common", "nginx_main", "aws_s3"} <= set(proven)
+    line = '192.0.2.1 - - [28/Nov/2022:14:02:00 -0500] "GET / HTTP/1.1" {} 5 {} "ua"'
+    reader = make_reader(get_format("combined"), "UTC")
+    assert isinstance(reader, TextReader)
+    chunk = (line.format(200, '"-"') + "\n" + line.format('"200"', "-") + "\n").encode()
+    fast = reader.read_chunk(1, chunk)
+    assert reader.position_proven_lines == 0 and reader.exact_lines == 1
+    reader.fast_enabled = False
+    exact = reader.read_chunk(1, chunk)
+    assert fast.requests.to_dicts() == exact.requests.to_dicts()
+    assert fast.rejects.to_dicts() == exact.rejects.to_dicts()
+    assert fast.rejects.get_column("line_no").to_list() == [2]
