@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
-import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
