@@ -481,12 +481,18 @@ def to_canonical(
     # Addresses: strip quotes and brackets; a list means proxies: last = peer, rest = xff.
     if "client_addr" in df.columns:
         addr = pl.col("client_addr").str.strip_chars(' "')
-        is_list = addr.str.contains(",", literal=True)
-        last = addr.str.split(",").list.last().str.strip_chars(" ")
-        rest = addr.str.replace(r"\s*,\s*[^,]*$", "")
-        exprs["client_addr"] = pl.when(is_list).then(last).otherwise(addr)
         xff_now = pl.col("xff") if "xff" in df.columns else pl.lit(None, pl.String)
-        exprs["xff"] = pl.when(is_list & xff_now.is_null()).then(rest).otherwise(xff_now)
+        if df.select(pl.col("client_addr").str.contains(",", literal=True).any()).item():
+            is_list = addr.str.contains(",", literal=True)
+            last = addr.str.split(",").list.last().str.strip_chars(" ")
+            rest = addr.str.replace(r"\s*,\s*[^,]*$", "")
+            exprs["client_addr"] = pl.when(is_list).then(last).otherwise(addr)
+            exprs["xff"] = pl.when(is_list & xff_now.is_null()).then(rest).otherwise(xff_now)
+        else:
+            # No list in the chunk (most chunks): the list expressions would read every value
+            # for nothing.
+            exprs["client_addr"] = addr
+            exprs["xff"] = xff_now
     if "xff" in df.columns and "xff" not in exprs:
         exprs["xff"] = pl.col("xff").str.strip_chars(' "')
 

@@ -265,18 +265,26 @@ class W3CReader:
         tab-separated line's one trailing empty field (a trailing tab) does not count."""
         line = pl.col("_line")
         sep = self.fmt.delimiter if self.fmt.delimiter == "\t" else " "
-        cuts = line.str.count_matches(sep, literal=True)
-        count = cuts + 1
-        if sep == "\t":
-            count = pl.when((cuts == n) & line.str.ends_with("\t")).then(cuts).otherwise(count)
         values = line.str.split_exact(sep, n)
-        return frame.select(
+        split = frame.select(
             pl.col("_line_no"),
             line,
-            *(values.struct.field(f"field_{i}").alias(f"_f{i}") for i in range(n)),
-            _count=count,
+            *(values.struct.field(f"field_{i}").alias(f"_f{i}") for i in range(n + 1)),
             _repaired=pl.lit(False),
         )
+        # A line with n fields (most lines) has its n-th and no (n+1)-th: its count needs no
+        # look at the line. The others are counted.
+        odd = split.select(pl.col(f"_f{n - 1}").is_null() | pl.col(f"_f{n}").is_not_null()).to_series()
+        count = pl.Series("_count", [n] * split.height, dtype=pl.Int64)
+        if odd.any():
+            idx = odd.arg_true()
+            cuts = split.get_column("_line").gather(idx).str.count_matches(sep, literal=True).cast(pl.Int64)
+            counted = cuts + 1
+            if sep == "\t":
+                ends_in_tab = split.get_column("_line").gather(idx).str.ends_with("\t")
+                counted = pl.select(pl.when((cuts == n) & ends_in_tab).then(cuts).otherwise(counted)).to_series()
+            count = count.scatter(idx, counted)
+        return split.drop(f"_f{n}").with_columns(count)
 
     def read_lines(self, start_line: int, lines: list[str]) -> ChunkResult:
         runs, skipped = self.split_runs(start_line, lines)
