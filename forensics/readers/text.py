@@ -183,50 +183,34 @@ def _proven_rows(places: _Places, data: pl.Series, lines: pl.Series, trailing: b
     """Per line (`lines` as split from `data`): `ok`, whether it is its rebuilt line, or (for
     a layout that allows one) its rebuilt line, a space and a tail that is not empty and does
     not end in a space or tab (the exact path's reading of a tail); and that `tail`."""
-    n_bytes = data.len()
-    frame = pl.DataFrame({"line": lines, "length": places.length}).with_columns(
-        size=pl.col("line").str.len_bytes().cast(pl.Int64)
-    )
-    starts = (frame.get_column("size") + 1).cum_sum() - frame.get_column("size") - 1
-    length = frame.get_column("length").fill_null(0)
-
-    def byte_at(offset: pl.Series) -> pl.Series:
-        return data.gather((starts + offset).clip(0, max(n_bytes - 1, 0)))
-
-    frame = frame.with_columns(
-        _quotes_placed=pl.all_horizontal([byte_at(at).fill_null(0) == ord('"') for at in places.quotes] or [True]),
-        _space_after=byte_at(length) == ord(" "),
-        _literal=places.literal,
-    )
-    line, size, length_col = pl.col("line"), pl.col("size"), pl.col("length")
-    within = (length_col <= size).fill_null(False)
-    quotes = line.str.count_matches('"', literal=True)
-    fits = (length_col == size).fill_null(False)
-    if trailing:
-        frame = frame.with_columns(tail=pl.when(within & ~fits).then(line.str.slice(length_col + 1)))
-        tail = pl.col("tail")
+    last = max(data.len() - 1, 0)
+    size = lines.str.len_bytes().cast(pl.Int64)
+    starts = (size + 1).cum_sum() - size - 1
+    length = places.length.fill_null(0)
+    fits = (places.length == size).fill_null(False)
+    within = (places.length <= size).fill_null(False)
+    # Eager series: the checks are a few dozen vector operations, each over the chunk's rows.
+    placed = within & places.literal
+    for at in places.quotes:
+        placed = placed & (data.gather((starts + at.fill_null(0)).clip(0, last)) == ord('"'))
+    quotes = lines.str.count_matches('"', literal=True).cast(pl.Int64)
+    if trailing and not fits.all():
+        frame = pl.DataFrame({"line": lines, "from": length + 1, "has": within & ~fits})
+        tail = frame.select(pl.when(pl.col("has")).then(pl.col("line").str.slice(pl.col("from")))).to_series()
         with_tail = (
             within
             & ~fits
-            & pl.col("_space_after")
+            & (data.gather((starts + length).clip(0, last)) == ord(" "))
             & (tail.str.len_bytes() > 0)
             & ~tail.str.ends_with(" ")
             & ~tail.str.ends_with("\t")
         ).fill_null(False)
-        tail_quotes = pl.when(with_tail).then(tail.str.count_matches('"', literal=True)).otherwise(0)
-        layout_part = fits | with_tail
-    else:
-        frame = frame.with_columns(tail=pl.lit(None, pl.String))
-        tail_quotes = pl.lit(0)
-        layout_part = fits
-    ok = (
-        within
-        & layout_part
-        & pl.col("_quotes_placed")
-        & (quotes - tail_quotes == len(places.quotes))
-        & pl.col("_literal")
-    ).fill_null(False)
-    return frame.select(ok.alias("ok"), pl.when(ok & ~fits).then(pl.col("tail")).alias("tail"))
+        tail_quotes = tail.str.count_matches('"', literal=True).cast(pl.Int64).fill_null(0)
+        ok = (placed & (fits | with_tail) & (quotes - tail_quotes == len(places.quotes))).fill_null(False)
+        none = pl.Series([None] * tail.len(), dtype=pl.String)
+        return pl.DataFrame({"ok": ok, "tail": tail.zip_with(ok & ~fits, none)})
+    ok = (placed & fits & (quotes == len(places.quotes))).fill_null(False)
+    return pl.DataFrame({"ok": ok, "tail": pl.Series([None] * ok.len(), dtype=pl.String)})
 
 
 class TextReader:
