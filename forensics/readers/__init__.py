@@ -111,5 +111,5 @@ def decode_lines(chunk: bytes) -> list[str]:
 
 __all__ = [
     "REJECTS", "ChunkResult", "decode_lines", "empty_rejects", "empty_result", "long_line_rejects", "make_reader",
-    "native_lines",
+    "native_lines", "polars_lines",
 ]

@@ -164,13 +164,24 @@ def _has(record: dict[str, Any], spec: str) -> bool:
 
 
 def _flatten(value: Any, prefix: str, out: dict[str, Any], skip: set[str]) -> None:
+    """The members of `value` (under the dotted name `prefix`) as dotted names: a member "a" of
+    an object under the key "" is ".a", as the fast path names it, not "a" (a member of the
+    record itself)."""
     if prefix in skip:
         return
     if isinstance(value, dict) and value:
         for k, v in value.items():
-            _flatten(v, f"{prefix}.{k}" if prefix else str(k), out, skip)
+            _flatten(v, f"{prefix}.{k}", out, skip)
     else:
         out[prefix] = value
+
+
+def _flatten_record(record: dict[str, Any], out: dict[str, Any], skip: set[str]) -> None:
+    """The record's members as dotted names (see _flatten)."""
+    if not record:
+        _flatten(record, "", out, skip)
+    for k, v in record.items():
+        _flatten(v, str(k), out, skip)
 
 
 class JsonReader:
@@ -263,7 +274,7 @@ class JsonReader:
             row.pop("_date", None)
             row.pop("_time", None)
         rest: dict[str, Any] = {}
-        _flatten(record, "", rest, self.mapped_paths)
+        _flatten_record(record, rest, self.mapped_paths)
         for key, value in rest.items():
             if key in self.mapped_paths or value is None:
                 continue

@@ -126,6 +126,7 @@ class _Places(NamedTuple):
 
 
 def _places(df: pl.DataFrame, plan: list[tuple[Directive, str]]) -> _Places:
+    """The places of each row of `df` (the CSV reading, one column per entry of `plan`)."""
     names = df.columns[: len(plan)]
     # Each value's width once, then running sums (an expression per place would compute the
     # widths before it again). A missing value (a line cut short) leaves its row's places null.
@@ -170,7 +171,8 @@ def _proven_whole(places: _Places, data: pl.Series, n_lines: int) -> bool:
     if int((data == ord('"')).sum()) != n_lines * len(places.quotes):
         return False
     ends = (places.length + 1).cum_sum()
-    if int(ends[-1]) - (data.len() if data[-1] == ord("\n") else data.len() + 1) != 0:
+    # The last line may lack its line feed: its placed end is then one past the chunk.
+    if int(ends[-1]) != data.len() + (0 if data[-1] == ord("\n") else 1):
         return False
     at_end = ends.filter(ends <= data.len()) - 1
     if not bool((data.gather(at_end) == ord("\n")).all()):
@@ -228,7 +230,7 @@ class TextReader:
         ]
         self.fast_enabled = True
         # Lines read_chunk gave to the exact path (shown as the share of slow lines), and the
-        # lines of chunks the fast path proved by positions alone (see _fits_everywhere).
+        # lines of chunks the fast path proved whole by positions alone (see _proven_whole).
         self.exact_lines = 0
         self.position_proven_lines = 0
 

@@ -216,6 +216,9 @@ def mostly_plain_lines(draw: st.DrawFn) -> tuple[str, list[bytes]]:
 @given(case=format_and_lines())
 @example(case=("cloudflare_logpush", [b'{"ClientIP":"192.0.2.1","EdgeStartTimestamp":1,"ClientRequestURI":"/a","x":1,"x":null}']))
 @example(case=("cloudflare_logpush", [b'{"ClientIP":"192.0.2.1","EdgeStartTimestamp":1,"ClientRequestURI":"/a","k":1.0}']))
+@example(case=("cloudflare_logpush", [  # an object under the key "": its members are ".a", not "a"
+    b'{"ClientIP":"","EdgeStartTimestamp":0,"ClientRequestURI":"","":{"a":0},"b":1}',
+]))
 @example(case=("cloudflare_logpush", [b'{"ClientIP":"192.0.2.1","EdgeStartTimestamp":1,"ClientRequestURI":"/a","k":[1e20]}']))
 @example(case=("cloudflare_logpush", [  # floats as Python's repr writes them, and the ones it writes with an exponent
     b'{"ClientIP":"192.0.2.1","EdgeStartTimestamp":1,"ClientRequestURI":"/a","k":' + t + b'}'
