@@ -16,7 +16,8 @@ Neither is an ingest: they bound what any ingest into this schema on this machin
 `python floor.py store CASE_DB WORKDIR` prints `store SECONDS`: the rows an ingest put into
 CASE_DB's `requests`, held in memory (untimed), stored again into a new database file as the
 ingest stores them (a table of the columns they fill). make bench prints it beside each family's
-ingest as the share of the time its target allows.
+ingest as the share of the time its target allows. Like the ingest, it stores on one DuckDB
+thread.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def _fresh(path: Path) -> duckdb.DuckDBPyConnection:
 def store(case_db: Path, work: Path) -> None:
     db = work / "store.duckdb"
     con = _fresh(db)
+    con.execute("SET threads = 1")
     con.execute("ATTACH $db AS ingested (READ_ONLY)", {"db": str(case_db)})
     con.execute("CREATE TEMP TABLE typed AS SELECT * FROM ingested.requests")
     con.execute("DETACH ingested")

@@ -285,12 +285,18 @@ def read_chunks(
                 next_line += 1
                 block = block[nl + 1 :]
         if long is None and block:
-            data = pending + block if pending else block
-            cut = data.rfind(b"\n")
+            # `pending` (the start of a line) holds no line feed, so the chunk ends at the
+            # block's last one; it is put together in one copy (a block is megabytes: joining
+            # first and cutting after copied it twice).
+            cut = block.rfind(b"\n")
             if cut < 0:
-                chunk, pending = b"", data
+                chunk, pending = b"", pending + block
             else:
-                chunk, pending = data[: cut + 1], data[cut + 1 :]
+                if pending:
+                    chunk = b"".join((pending, memoryview(block)[: cut + 1]))
+                else:
+                    chunk = block if cut + 1 == len(block) else block[: cut + 1]
+                pending = block[cut + 1 :]
             n = chunk.count(b"\n")
             if len(pending) > max_line_bytes:
                 long = LongLine(next_line + n, len(pending), pending[:LONG_LINE_HEAD])

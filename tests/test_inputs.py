@@ -8,12 +8,14 @@ import gzip
 import hashlib
 import lzma
 import zlib
+from unittest import mock
 
 import pytest
 import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from forensics import inputs
 from forensics.inputs import ReadState, head_lines, looks_binary, read_chunks, sniff_compression
 
 
@@ -261,3 +263,31 @@ def test_a_windows_drive_or_a_relative_name_with_a_colon_is_not_a_uri():
 
     assert not is_uri("C:/logs/*.gz") and not is_uri("logs/a:b.log") and not is_uri("logs")
     assert is_uri("file:/srv/logs") and is_uri("s3://b/k")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    lines=st.lists(st.binary(max_size=40).filter(lambda b: b"\n" not in b and b"\x00" not in b), max_size=25),
+    last_newline=st.booleans(),
+    block=st.integers(min_value=1, max_value=64),
+)
+def test_chunks_cut_at_line_ends_whatever_the_block_size(tmp_path_factory, lines, last_newline, block):
+    """Whatever size the decompressed blocks come in, the chunks hold every byte once, in order,
+    each ends at a line end (the file's last may not), and their first line numbers and line
+    counts add up."""
+    body = b"\n".join(lines) + (b"\n" if last_newline and lines else b"")
+    if body.startswith(b"\xef\xbb\xbf"):
+        body = b"x" + body
+    path = tmp_path_factory.mktemp("blocks") / "a.log"
+    path.write_bytes(body)
+    state = ReadState()
+    with mock.patch.object(inputs, "CHUNK_BYTES", block):
+        chunks = list(read_chunks(path, "none", state))
+    assert b"".join(c.data for c in chunks) == body
+    assert all(c.data.endswith(b"\n") for c in chunks[:-1])
+    line = 1
+    for c in chunks:
+        assert c.first_line == line
+        assert c.lines == c.data.count(b"\n") + (0 if c.data.endswith(b"\n") else 1)
+        line += c.lines
+    assert state.lines == line - 1 == body.count(b"\n") + (0 if body.endswith(b"\n") or not body else 1)
