@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -389,7 +389,7 @@ LONG_QUERY = "SELECT count(*) FROM range(100000000000) t(i) WHERE i % 7 = 3"
 
 
 @pytest.fixture
-def ctrl_c_during_the_query(monkeypatch: pytest.MonkeyPatch) -> None:
+def ctrl_c_during_the_query(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Press Ctrl-C (SIGINT to this process) half a second into the first query."""
     original = explore.cancellable
     pressed: list[bool] = []
@@ -401,6 +401,13 @@ def ctrl_c_during_the_query(monkeypatch: pytest.MonkeyPatch) -> None:
         return original(con, work)
 
     monkeypatch.setattr(explore, "cancellable", with_ctrl_c)
+    # SIGINT raises KeyboardInterrupt, as at a terminal: a process started in the background by
+    # a non-interactive shell inherits SIGINT ignored, and Python leaves it so.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_ctrl_c_cancels_the_query_and_the_prompt_goes_on(demo_case: Path, ctrl_c_during_the_query) -> None:
@@ -451,6 +458,8 @@ class _Terminal:
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # the child: becomes forensics
             os.environ.update(env)
+            # A shell gives its foreground job Ctrl-C as SIGINT, whatever this process inherited.
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
             os.execv(sys.executable, [sys.executable, "-m", "forensics", *args])
 
     def read_until(self, text: bytes, timeout: float = 60) -> bool:
