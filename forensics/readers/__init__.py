@@ -7,10 +7,17 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import polars as pl
+from polars.exceptions import PanicException
 
 from forensics.formats import FormatDef
 from forensics.inputs import LONG_LINE_HEAD, ReadState, count_lines
 from forensics.schema import REJECTS, empty_requests_frame
+
+# What polars raises for input it will not read: its errors, and a panic inside it, which pyo3
+# raises as PanicException, a BaseException (read_ndjson has panicked on lines whose key held a
+# null in one part of the input and a float in another). Either way the lines concerned go to
+# the exact path, as for any line the fast reading refuses; a panic must not stop the run.
+POLARS_REFUSED: tuple[type[BaseException], ...] = (Exception, PanicException)
 
 
 @dataclass
@@ -84,7 +91,7 @@ def polars_lines(chunk: bytes, n_lines: int | None = None) -> pl.Series | None:
             chunk, separator="\x1f", quote_char=None, has_header=False, new_columns=["l"],
             schema={"l": pl.String}, infer_schema=False, truncate_ragged_lines=False,
         ).get_column("l")
-    except Exception:
+    except POLARS_REFUSED:
         return None
     if lines.len() != n_lines:
         return None
@@ -110,6 +117,6 @@ def decode_lines(chunk: bytes) -> list[str]:
 
 
 __all__ = [
-    "REJECTS", "ChunkResult", "decode_lines", "empty_rejects", "empty_result", "long_line_rejects", "make_reader",
-    "native_lines", "polars_lines",
+    "POLARS_REFUSED", "REJECTS", "ChunkResult", "decode_lines", "empty_rejects", "empty_result", "long_line_rejects",
+    "make_reader", "native_lines", "polars_lines",
 ]

@@ -41,7 +41,7 @@ from polars._typing import PolarsDataType
 
 from forensics.formats import FormatDef
 from forensics.normalize import CANONICAL, to_canonical
-from forensics.readers import ChunkResult, decode_lines, empty_rejects, native_lines
+from forensics.readers import POLARS_REFUSED, ChunkResult, decode_lines, empty_rejects, native_lines
 from forensics.schema import empty_requests_frame
 
 SKIP_NON_ACCESS = "non-access log line"
@@ -912,7 +912,7 @@ class _FastLines:
         todo: list[tuple[int, int]] = []
         try:
             schemas.append(pl.read_ndjson(_joined(texts), infer_schema_length=None).schema)
-        except Exception:
+        except POLARS_REFUSED:
             texts = texts.filter(pl.Series([_is_json(t) for t in texts.to_list()], dtype=pl.Boolean))
             todo = [(0, texts.len())] if texts.len() else []
         splits = 0
@@ -920,7 +920,7 @@ class _FastLines:
             lo, hi = todo.pop()
             try:
                 schemas.append(pl.read_ndjson(_joined(texts.slice(lo, hi - lo)), infer_schema_length=None).schema)
-            except Exception:
+            except POLARS_REFUSED:
                 if hi - lo > 1 and splits < _MAX_SPLITS:
                     splits += 1
                     mid = (lo + hi) // 2
@@ -1159,7 +1159,7 @@ def _read_block(block: bytes, fields: dict[str, PolarsDataType], n_lines: int) -
         return None
     try:
         frame = pl.read_ndjson(block, schema=fields)
-    except Exception:
+    except POLARS_REFUSED:
         return None
     return frame if frame.height == n_lines else None
 

@@ -22,6 +22,7 @@ from forensics.inputs import count_lines
 from forensics.layouts import CompiledLayout, Directive, compile_layout
 from forensics.normalize import to_canonical
 from forensics.readers import (
+    POLARS_REFUSED,
     ChunkResult,
     decode_lines,
     empty_rejects,
@@ -326,7 +327,7 @@ class TextReader:
                     chunk, separator=" ", quote_char='"', has_header=False, new_columns=names,
                     schema=dict.fromkeys(names, pl.String), infer_schema=False, truncate_ragged_lines=False,
                 )
-        except Exception:
+        except POLARS_REFUSED:
             return None
         if df.height != n_lines:
             return None

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from collections import Counter
 
+import polars as pl
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from polars.exceptions import PanicException
 
 from forensics.formats import builtin_formats, get_format
 from forensics.readers import make_reader
@@ -376,3 +379,26 @@ def test_clean_chunks_are_proven_by_positions_alone():
     assert fast.requests.to_dicts() == exact.requests.to_dicts()
     assert fast.rejects.to_dicts() == exact.rejects.to_dicts()
     assert fast.rejects.get_column("line_no").to_list() == [2]
+
+
+@pytest.mark.parametrize(("name", "parser"), [("combined", "read_csv"), ("cloudflare_logpush", "read_ndjson")])
+def test_a_panic_inside_polars_sends_the_chunk_to_the_exact_path(monkeypatch, name: str, parser: str) -> None:
+    """polars reports some input it will not read by panicking (PanicException, which is not an
+    Exception): the chunk's lines are then read exactly, with the same rows, and the run goes on."""
+    fmt = get_format(name)
+    lines = [s.line for s in fmt.samples] * 2
+    chunk = ("\n".join(lines) + "\n").encode()
+    exact_reader = make_reader(fmt, "UTC")
+    exact_reader.fast_enabled = False
+    exact = exact_reader.read_chunk(1, chunk)
+    assert exact.requests.height
+
+    def panics(*args: object, **kwargs: object) -> None:
+        raise PanicException('should not fail: SchemaMismatch(ErrString("type Float64 is incompatible"))')
+
+    monkeypatch.setattr(pl, parser, panics)
+    reader = make_reader(fmt, "UTC")
+    got = reader.read_chunk(1, chunk)
+    assert reader.exact_lines == len(lines)
+    assert got.requests.to_dicts() == exact.requests.to_dicts()
+    assert got.rejects.to_dicts() == exact.rejects.to_dicts()
