@@ -222,11 +222,13 @@ def client_facts(addresses: Iterable[str], settings: FollowUpSettings) -> pl.Dat
     networks = [ipaddress.ip_network(n, strict=False) for n in settings.agency_networks]
     rows = []
     for address in addresses:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            ip = None
-        agency = ip is not None and any(ip.version == n.version and ip in n for n in networks)
+        agency = False
+        if networks:  # without [agency] networks no address is the agency's: none is parsed
+            try:
+                ip = ipaddress.ip_address(address)
+            except ValueError:
+                ip = None
+            agency = ip is not None and any(ip.version == n.version and ip in n for n in networks)
         rows.append({"client_ip": address, "ipv6_prefix": ipv6_prefix(address, settings.ipv6_prefix),
                      "agency": agency})
     return pl.DataFrame(rows, schema={"client_ip": pl.String, "ipv6_prefix": pl.String, "agency": pl.Boolean})
@@ -366,6 +368,8 @@ def crawler_operators() -> list[dict[str, Any]]:
 
 def ipv6_prefix(address: str, length: int) -> str | None:
     """The address's IPv6 prefix of `length` bits as text (2001:db8:1:2::/64), None for IPv4."""
+    if ":" not in address:  # not IPv6 (nor IPv4-mapped IPv6), whatever it is
+        return None
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:

@@ -196,6 +196,12 @@ def _resource_query(resource: Resource) -> str | None:
 # --- addresses -------------------------------------------------------------------------------
 
 
+# An IPv4 address already written as ipaddress writes it (each octet 0-255, no leading zero):
+# most logged addresses, which then need no parsing.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANONICAL_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}", re.ASCII)
+
+
 def normalise_address(text: str | None) -> str | None:
     """An address as logged -> canonical text, or None when it is not an IP address.
 
@@ -212,6 +218,8 @@ def normalise_address(text: str | None) -> str | None:
     elif t.count(":") == 1:
         t = t.split(":", 1)[0]  # a.b.c.d:port
     t = t.split("%", 1)[0]
+    if _CANONICAL_IPV4.fullmatch(t):
+        return t  # what ipaddress would give back: four decimal octets, none with a leading zero
     try:
         ip = ipaddress.ip_address(t)
     except ValueError:
@@ -229,6 +237,8 @@ class TrustedProxies:
         self.contains = functools.lru_cache(maxsize=None)(self._contains)
 
     def _contains(self, address: str) -> bool:
+        if not self.networks:  # most cases name none: no address needs parsing to say so
+            return False
         ip = ipaddress.ip_address(address)
         return any(ip.version == n.version and ip in n for n in self.networks)
 

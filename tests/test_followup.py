@@ -182,6 +182,7 @@ def test_ipv6_prefixes() -> None:
     assert ipv6_prefix("2601:14d:8300:7a20:d4c3:91ff:2b17:6e05", 64) == "2601:14d:8300:7a20::/64"
     assert ipv6_prefix("2601:14d:8300:7a20:d4c3:91ff:2b17:6e05", 56) == "2601:14d:8300:7a00::/56"
     assert ipv6_prefix("172.58.1.10", 64) is None
+    assert ipv6_prefix("not an address", 64) is None
     assert ipv6_prefix("::ffff:172.58.1.10", 64) is None
 
 

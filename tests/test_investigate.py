@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import csv
 import gzip
+import ipaddress
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from forensics.casefile import load_case
 from forensics.db import connect
@@ -496,3 +499,31 @@ def test_outputs_have_utc_times_and_every_outcome(write_case: Any, tmp_path: Pat
 
     frame = pl.read_parquet(report.outputs["downloaders.parquet"])
     assert str(frame.schema["first_seen"].time_zone) in ("UTC", "Etc/UTC")  # type: ignore[attr-defined]
+
+
+def _parsed(t: str) -> str | None:
+    """normalise_address's answer for an address text, by ipaddress alone."""
+    try:
+        ip = ipaddress.ip_address(t)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+_ADDRESS_LIKE = st.one_of(
+    st.text(alphabet="0123456789.:abcdef%[]", max_size=24),
+    st.ip_addresses().map(str),
+    st.lists(st.integers(0, 300).map(str) | st.sampled_from(["00", "01", "007", "٣", "", "1e2"]),
+             min_size=3, max_size=5).map(".".join),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(t=_ADDRESS_LIKE)
+def test_an_address_reads_as_ipaddress_reads_it(t: str) -> None:
+    """The shortcut for addresses already written canonically gives what ipaddress gives."""
+    if t.strip() and t.count(":") != 1 and not t.startswith("[") and "%" not in t:
+        assert normalise_address(t) == _parsed(t)
+    assert normalise_address(f'"{t}"') == normalise_address(t)
