@@ -278,6 +278,14 @@ def enrich(
     return EnrichmentReport(len(distinct), sources, flag_counts, notes, demo=any(s.demo for s in sources))
 
 
+def _string_lists(values: list[list[str] | None]) -> pl.Series:
+    import pyarrow as pa
+
+    series = pl.from_arrow(pa.array(values, type=pa.list_(pa.string())))
+    assert isinstance(series, pl.Series)
+    return series
+
+
 def _write(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]], sources: list[SourceUsed]) -> None:
     con.execute(IP_ENRICHMENT.ddl())
     con.execute(ENRICHMENT_SOURCES.ddl())
@@ -286,8 +294,16 @@ def _write(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]], sources: 
     schema: dict[str, pl.DataType] = {
         c.name: (pl.List(pl.String()) if c.sql_type == "VARCHAR[]" else c.polars_type) for c in IP_ENRICHMENT.columns
     }
-    # Built column by column: a million addresses as a million row dicts took seconds more.
-    frame = pl.DataFrame({c: [r.get(c) for r in rows] for c in schema}, schema=schema)
+    # Built column by column: a million addresses as a million row dicts took seconds more. A
+    # list column goes through Arrow: polars makes a Series of each row's list (0.39 s for
+    # 100,000 rows, against 0.04).
+    frame = pl.DataFrame(
+        {
+            c: _string_lists([r.get(c) for r in rows]) if dtype == pl.List(pl.String()) else [r.get(c) for r in rows]
+            for c, dtype in schema.items()
+        },
+        schema=schema,
+    )
     con.register("ip_enrichment_frame", frame)
     cols = ", ".join(IP_ENRICHMENT.column_names)
     con.execute(f"INSERT INTO {IP_ENRICHMENT.name} ({cols}) SELECT {cols} FROM ip_enrichment_frame")
