@@ -30,6 +30,7 @@ import duckdb
 import polars as pl
 
 from forensics import coverage
+from forensics.addresses import CANONICAL_IPV4
 from forensics.casefile import Case, Resource, host_without_port
 from forensics.engine import Engine, named
 from forensics.engine.duckdb import DuckDBEngine
@@ -196,12 +197,6 @@ def _resource_query(resource: Resource) -> str | None:
 # --- addresses -------------------------------------------------------------------------------
 
 
-# An IPv4 address already written as ipaddress writes it (each octet 0-255, no leading zero):
-# most logged addresses, which then need no parsing.
-_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_CANONICAL_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}", re.ASCII)
-
-
 def normalise_address(text: str | None) -> str | None:
     """An address as logged -> canonical text, or None when it is not an IP address.
 
@@ -218,7 +213,7 @@ def normalise_address(text: str | None) -> str | None:
     elif t.count(":") == 1:
         t = t.split(":", 1)[0]  # a.b.c.d:port
     t = t.split("%", 1)[0]
-    if _CANONICAL_IPV4.fullmatch(t):
+    if CANONICAL_IPV4.fullmatch(t):
         return t  # what ipaddress would give back: four decimal octets, none with a leading zero
     try:
         ip = ipaddress.ip_address(t)

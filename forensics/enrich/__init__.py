@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from forensics.addresses import CANONICAL_IPV4
 from forensics.enrich import lists as published
 from forensics.enrich import mmdb, useragent
 from forensics.enrich import rdns as reverse_dns
@@ -95,13 +95,8 @@ def _utc(ts: datetime) -> datetime:
     return ts.astimezone(UTC)
 
 
-# A dotted quad without leading zeros is an address: the common case, told without parsing.
-_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_PLAIN_IPV4 = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}")
-
-
 def _is_address(text: str) -> bool:
-    return _PLAIN_IPV4.fullmatch(text) is not None or published.address_number(text) is not None
+    return CANONICAL_IPV4.fullmatch(text) is not None or published.address_number(text) is not None
 
 
 def _flags(row: dict[str, Any], kinds: list[useragent.ClientKind]) -> list[str]:
