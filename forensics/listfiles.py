@@ -15,10 +15,12 @@ without a rule) take the per-value path, whose text is the definition. Tests hol
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 
@@ -28,6 +30,12 @@ _FORMULA_PATTERN = "^[=+\\-@\\t\\r]"
 LIST_SEPARATOR = " | "
 # Rows generated and written at a time.
 BLOCK_ROWS = 20_000
+# Blocks generated at once, on threads (polars works outside the GIL), while the one before them is
+# written: with two cores, generating was one and the other waited.
+BLOCKS_AHEAD = 2
+
+_Item = TypeVar("_Item")
+_Made = TypeVar("_Made")
 
 
 def iso_utc(ts: datetime | None) -> str | None:
@@ -214,13 +222,30 @@ def _csv_lines(columns: list[pl.Series]) -> bytes:
     return joined_utf8(pl.concat_str([line, pl.lit("\r\n")]))
 
 
-def _blocks(frame: pl.DataFrame | pl.LazyFrame, rows_at_once: int) -> tuple[list[str], Iterator[pl.DataFrame]]:
-    """The list's column names and its rows a block at a time (a lazy frame, such as a scan of a
-    Parquet file, is never read whole)."""
+def made_in_order(make: Callable[[_Item], _Made], items: Iterable[_Item], ahead: int = BLOCKS_AHEAD) -> Iterator[_Made]:
+    """make(item) for each item, in the items' order, with up to `ahead` of them being made at once
+    on threads while the caller writes the one before: at most `ahead` blocks are held."""
+    with ThreadPoolExecutor(max_workers=ahead) as pool:
+        pending: deque[Future[_Made]] = deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(make, item))
+                if len(pending) >= ahead:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:  # the caller stopped early (an error): drop what is queued
+                future.cancel()
+
+
+def _blocks(frame: pl.DataFrame | pl.LazyFrame, rows_at_once: int) -> tuple[list[str], list[pl.LazyFrame]]:
+    """The list's column names and its rows a block at a time, as lazy slices (a lazy frame, such as
+    a scan of a Parquet file, is never read whole)."""
     rows = frame.lazy()
     names = rows.collect_schema().names()
     height = int(rows.select(pl.len()).collect().item())
-    return names, (rows.slice(offset, rows_at_once).collect() for offset in range(0, height, rows_at_once))
+    return names, [rows.slice(offset, rows_at_once) for offset in range(0, height, rows_at_once)]
 
 
 def write_csv(frame: pl.DataFrame | pl.LazyFrame, path: Path) -> Path:
@@ -228,12 +253,17 @@ def write_csv(frame: pl.DataFrame | pl.LazyFrame, path: Path) -> Path:
     names, blocks = _blocks(frame, BLOCK_ROWS)
     with path.open("wb") as fh:
         if not names:
-            fh.write(b"\r\n" * (1 + sum(block.height for block in blocks)))
+            fh.write(b"\r\n" * (1 + sum(block.select(pl.len()).collect().item() for block in blocks)))
             return path
         fh.write(_csv_lines([pl.Series(names, dtype=pl.String)]) if len(names) == 1
                  else _csv_lines([pl.Series([c], dtype=pl.String) for c in names]))
-        for block in blocks:
-            fh.write(_csv_lines([csv_cells(block.get_column(c)) for c in names]))
+
+        def lines(block: pl.LazyFrame) -> bytes:
+            rows = block.collect()
+            return _csv_lines([csv_cells(rows.get_column(c)) for c in names])
+
+        for text in made_in_order(lines, blocks):
+            fh.write(text)
     return path
 
 
@@ -243,20 +273,26 @@ def write_json_records(frame: pl.DataFrame | pl.LazyFrame, path: Path, rows_at_o
     as one list of dicts would take gigabytes."""
     names, blocks = _blocks(frame, rows_at_once)
     keys = [json.dumps(c, ensure_ascii=False) + ": " for c in names]
-    written = 0
+
+    def records(block: pl.LazyFrame) -> bytes:
+        rows = block.collect()
+        if not names:
+            texts = pl.repeat("{}", rows.height, dtype=pl.String, eager=True)
+        else:
+            parts: list[pl.Expr] = []
+            for i, (key, name) in enumerate(zip(keys, names, strict=True)):
+                lead = ("{\n    " if i == 0 else ",\n    ") + key
+                parts += [pl.lit(lead), pl.lit(json_fields(rows.get_column(name)))]
+            texts = pl.select(pl.concat_str([*parts, pl.lit("\n  }")])).to_series()
+        return joined_utf8(pl.lit(texts), ",\n  ") if rows.height else b""
+
+    written = False
     with path.open("wb") as fh:
         fh.write(b"[")
-        for block in blocks:
-            if not names:
-                records = pl.repeat("{}", block.height, dtype=pl.String, eager=True)
-            else:
-                parts: list[pl.Expr] = []
-                for i, (key, name) in enumerate(zip(keys, names, strict=True)):
-                    lead = ("{\n    " if i == 0 else ",\n    ") + key
-                    parts += [pl.lit(lead), pl.lit(json_fields(block.get_column(name)))]
-                records = pl.select(pl.concat_str([*parts, pl.lit("\n  }")])).to_series()
-            fh.write(b"\n  " if written == 0 else b",\n  ")
-            fh.write(joined_utf8(pl.lit(records), ",\n  "))
-            written += block.height
+        for text in made_in_order(records, blocks):
+            if text:
+                fh.write(b",\n  " if written else b"\n  ")
+                fh.write(text)
+                written = True
         fh.write(b"\n]\n" if written else b"]\n")
     return path

@@ -24,8 +24,9 @@ from __future__ import annotations
 import math
 import re
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -34,7 +35,7 @@ import polars as pl
 import xlsxwriter
 from xlsxwriter.utility import xl_col_to_name
 
-from forensics.listfiles import joined_utf8
+from forensics.listfiles import joined_utf8, made_in_order
 from forensics.terminal import printable
 
 MIN_WIDTH = 6
@@ -246,6 +247,11 @@ class _ColumnCells:
         return out
 
 
+# One column of one block, surveyed: (quick bound on its XML's bytes, the close bound when asked,
+# the block's first row using each style, the style of the sheet's last row when the block ends it).
+_ColumnSurvey = tuple[int, Callable[[], int], dict[str, int], str | None]
+
+
 class _Blocks:
     """The list's rows a block at a time, as each sheet column's cells."""
 
@@ -264,23 +270,38 @@ class _Blocks:
         first_uses: set[tuple[int, int, str]] = set()
         found: set[tuple[int, str]] = set()
         size = _ROW_BYTES * (stop - start)
-        for begin in range(start, stop, _BLOCK_ROWS):
-            end = min(stop, begin + _BLOCK_ROWS)
-            rows = end - begin
-            before_last = rows if end < stop else rows - 1
-            for col, column in enumerate(self.cells(begin, end)):
+        spans = [(begin, min(stop, begin + _BLOCK_ROWS)) for begin in range(start, stop, _BLOCK_ROWS)]
+        surveyed = made_in_order(lambda span: self._survey_block(*span, stop), spans)
+        for (begin, _), columns in zip(spans, surveyed, strict=True):
+            for col, (quick, close, first_rows, last_style) in enumerate(columns):
                 # The quick bound while the sheet is surely under ZIP64's limit, then the close one.
-                quick = column.size_bound(0, rows, close=False)
-                size += quick if size + quick < zipfile.ZIP64_LIMIT else column.size_bound(0, rows, close=True)
-                styles = column.styles(0, rows)
-                for style in _STYLES:
-                    hit = (styles.head(before_last) == style).arg_true()
-                    if (col, style) not in found and hit.len():
+                size += quick if size + quick < zipfile.ZIP64_LIMIT else close()
+                for style, row in first_rows.items():
+                    if (col, style) not in found:
                         found.add((col, style))
-                        first_uses.add((begin - start + int(hit[0]) + 1, col, style))
-                if end == stop:
-                    first_uses.add((stop - start, col, styles[rows - 1]))
+                        first_uses.add((begin - start + row + 1, col, style))
+                if last_style is not None:
+                    first_uses.add((stop - start, col, last_style))
         return first_uses, size
+
+    def _survey_block(self, begin: int, end: int, stop: int) -> list[_ColumnSurvey]:
+        """Per column of rows begin..end: the quick bound on its XML's bytes, the close one (computed
+        when asked), the first row of the block using each style before the sheet's last row, and
+        the last row's style when the block ends the sheet."""
+        rows = end - begin
+        before_last = rows if end < stop else rows - 1
+        out: list[_ColumnSurvey] = []
+        for column in self.cells(begin, end):
+            styles = column.styles(0, rows)
+            first_rows: dict[str, int] = {}
+            for style in _STYLES:
+                hit = (styles.head(before_last) == style).arg_true()
+                if hit.len():
+                    first_rows[style] = int(hit[0])
+            quick = column.size_bound(0, rows, close=False)
+            close = partial(column.size_bound, 0, rows, close=True)
+            out.append((quick, close, first_rows, styles[rows - 1] if end == stop else None))
+        return out
 
 
 # Text the fast path leaves to the per-value path: what `printable` escapes, XLSX's own
@@ -442,14 +463,13 @@ def _fill_sheets(
     styles: dict[str, int],
 ) -> None:
     """Copy the scaffold workbook to `path`, with each data sheet's rows after its heading row.
-    The next block of rows is read and generated (polars, outside the GIL) while one is deflated."""
+    The next blocks of rows are read and generated (polars, outside the GIL) while one is deflated."""
     letters = [xl_col_to_name(col) for col in range(len(blocks.columns))]
     style_text = {name: f' s="{index}"' for name, index in styles.items()}
     sheet_parts = {f"xl/worksheets/sheet{part + 1}.xml": part for part in range(len(bounds))}
     with (
         zipfile.ZipFile(scaffold) as src,
         zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, allowZip64=True, compresslevel=_ROWS_LEVEL) as out,
-        ThreadPoolExecutor(max_workers=1) as generator,
     ):
         for info in src.infolist():
             xml = src.read(info).decode("utf-8")
@@ -468,13 +488,8 @@ def _fill_sheets(
             with out.open(info.filename, "w", force_zip64=large) as fh:
                 _deflate_with_isal(fh)
                 fh.write(xml[:head_end].encode("utf-8"))
-                pending = generator.submit(_rows_xml, blocks, letters, style_text, *rows[0]) if rows else None
-                for i in range(len(rows)):
-                    assert pending is not None
-                    done = pending.result()
-                    if i + 1 < len(rows):
-                        pending = generator.submit(_rows_xml, blocks, letters, style_text, *rows[i + 1])
-                    fh.write(done)
+                for xml_rows in made_in_order(lambda r: _rows_xml(blocks, letters, style_text, *r), rows):
+                    fh.write(xml_rows)
                 fh.write(xml[xml.index("</sheetData>"):].encode("utf-8"))
 
 

@@ -110,3 +110,51 @@ def test_a_list_read_from_parquet_a_few_rows_at_a_time_gives_the_same_files(tmp_
     listed = pl.scan_parquet(tmp_path / "list.parquet")
     assert write_csv(listed, tmp_path / "lazy.csv").read_bytes() == _reference_csv(frame, tmp_path / "plain.csv")
     assert write_json_records(listed, tmp_path / "lazy.json", rows_at_once=4).read_bytes() == _reference_json(frame)
+
+
+def test_blocks_made_ahead_on_threads_come_back_in_order_and_no_more_are_held_than_allowed() -> None:
+    import threading
+    import time
+
+    from forensics.listfiles import made_in_order
+
+    running = 0
+    most = 0
+    lock = threading.Lock()
+
+    def make(i: int) -> int:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.02 if i % 2 == 0 else 0.0)  # the later block of each pair is done first
+        with lock:
+            running -= 1
+        return i * i
+
+    assert list(made_in_order(make, range(12), ahead=3)) == [i * i for i in range(12)]
+    assert 1 < most <= 3
+    assert list(made_in_order(make, [], ahead=2)) == []
+
+
+def test_a_block_that_fails_stops_the_writing_with_its_error() -> None:
+    from forensics.listfiles import made_in_order
+
+    made: list[int] = []
+
+    def make(i: int) -> int:
+        if i == 3:
+            raise ValueError("block 3")
+        made.append(i)
+        return i
+
+    got = []
+    try:
+        for value in made_in_order(make, range(100), ahead=2):
+            got.append(value)
+    except ValueError as error:
+        assert str(error) == "block 3"
+    else:
+        raise AssertionError("the error was lost")
+    assert got == [0, 1, 2]
+    assert max(made) < 10  # nothing runs far ahead of the writer
