@@ -13,7 +13,6 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -117,22 +116,23 @@ def enrich_downloaders(
     notes: Sequence[str] = (),
     rdns: bool = False,
 ) -> dict[str, Any]:
-    """Enrich every downloader's address (issue 4) and copy the values onto `downloaders`."""
+    """Enrich every downloader's address and copy the values onto `downloaders`."""
     from forensics.enrich import enrich
 
     lists_dir = _lists_dir(case)
-    # Through Arrow: DuckDB's fetchall made each time a Python datetime four times slower than
-    # polars does (100,000 downloaders: 0.99 -> 0.3 s).
+    # Through Arrow, as frames: a Python tuple, datetime and list of agents per downloader took
+    # gigabytes and half a minute for a million addresses.
     listed = pl.from_arrow(
-        con.sql("SELECT client_ip, first_seen, last_seen, user_agents FROM downloaders WHERE client_ip IS NOT NULL")
-        .to_arrow_table()
+        con.sql(
+            "SELECT client_ip AS address, first_seen, last_seen, user_agents FROM downloaders "
+            "WHERE client_ip IS NOT NULL"
+        ).to_arrow_table()
     )
     assert isinstance(listed, pl.DataFrame)
-    addresses: list[tuple[str, datetime]] = []
-    agents: dict[str, list[str | None]] = {}
-    for ip, first, last, uas in zip(*(listed.get_column(c).to_list() for c in listed.columns), strict=True):
-        addresses.extend([(ip, first), (ip, last)])
-        agents.setdefault(ip, []).extend(uas or [None])
+    addresses = pl.concat([
+        listed.select("address", pl.col(when).alias("seen")) for when in ("first_seen", "last_seen")
+    ])
+    agents = listed.select("address", "user_agents")
     report = enrich(con, addresses, agents, paths, lists_dir, rdns=rdns or case.enrich.rdns, base_dir=case.base_dir)
     run_stage(con, "stage_enrich_downloaders")
     manifest = report.manifest()

@@ -99,7 +99,7 @@ def _is_address(text: str) -> bool:
     return CANONICAL_IPV4.fullmatch(text) is not None or published.address_number(text) is not None
 
 
-def _flags(row: dict[str, Any], kinds: list[useragent.ClientKind]) -> list[str]:
+def _flags(row: dict[str, Any], several_kinds: bool) -> list[str]:
     flags: list[str] = []
     if row["_not_ip"]:
         flags.append("not_an_ip_address")
@@ -124,7 +124,7 @@ def _flags(row: dict[str, Any], kinds: list[useragent.ClientKind]) -> list[str]:
         flags.append("anonymous")
     if row["client_kind"] in (useragent.LINK_PREVIEW, useragent.TOOL):
         flags.append(f"{row['client_kind']}:{row['client_name']}")
-    if row["client_kind"] is not None and len({k.kind for k in kinds}) > 1:
+    if row["client_kind"] is not None and several_kinds:
         flags.append("several_client_kinds")
     if row["_demo"]:
         flags.append(DEMO_FLAG)
@@ -141,8 +141,8 @@ def _recorded_path(path: Path, base_dir: Path | None) -> str:
 
 def enrich(
     con: duckdb.DuckDBPyConnection,
-    addresses: Sequence[tuple[str, datetime]],
-    user_agents: Mapping[str, Sequence[str | None]] | None,
+    addresses: Sequence[tuple[str, datetime]] | pl.DataFrame,
+    user_agents: Mapping[str, Sequence[str | None]] | pl.DataFrame | None,
     databases: Sequence[Path],
     lists_dir: Path | None,
     rdns: bool = False,
@@ -153,7 +153,9 @@ def enrich(
     """Enrich distinct client addresses and write `ip_enrichment` and `enrichment_sources`.
 
     addresses: (address, time seen, timezone-aware) pairs; an address may repeat with other times.
-    user_agents: address -> the User-Agent values it sent (None: no user agents known).
+    Or a frame of them (columns address, seen).
+    user_agents: address -> the User-Agent values it sent (None: no user agents known). Or a frame
+    (columns address, user_agents: a list; an address may have several rows, read in order).
     databases: .mmdb files, in the order the case gives them (precedence: mmdb.KINDS).
     lists_dir: folder of published lists (lists.LIST_FORMATS), or None.
     rdns: forward-confirmed reverse DNS for addresses whose user agent claims a crawler
@@ -161,119 +163,199 @@ def enrich(
     the resolver, so off unless asked for.
     base_dir: the case file's folder; the databases' and lists' paths are recorded relative to
     it, so that no path of the investigator's machine ends up in the case.
+
+    The addresses' values are gathered column by column, never as a record per address held to
+    the end: a case with a million addresses kept gigabytes of records and lists of agents.
     """
-    seen = [(str(a), _utc(t)) for a, t in addresses if a is not None]
-    times: dict[str, list[datetime]] = {}
-    for address, when in seen:
-        times.setdefault(address, []).append(when)
-    distinct = list(times)
+    seen = _seen_frame(addresses)
+    per_address = seen.group_by("address", maintain_order=True).agg(
+        pl.col("seen").min().alias("seen_first"), pl.col("seen").max().alias("seen_last")
+    )
+    kinds = _client_kinds(per_address.get_column("address"), user_agents)
+    distinct: list[str] = per_address.get_column("address").to_list()
 
-    opened = [mmdb.open_database(Path(p)) for p in databases]
-    try:
-        geo = mmdb.lookup(opened, distinct)
-    finally:
-        for db in opened:
-            db.close()
-    sources = [
-        SourceUsed("database", db.path.name, db.database_type, db.kind.name, db.build_date, "build_epoch", db.sha256,
-                   _recorded_path(db.path, base_dir), demo=db.demo)
-        for db in opened
-    ]
-
+    sources: list[SourceUsed] = []
     notes: list[str] = []
     lists: list[published.PublishedList] = []
     if lists_dir is not None:
         lists, notes = published.read_lists(Path(lists_dir))
-    matches = published.match_lists(con, seen, lists)
+    pairs = zip(seen.get_column("address").to_list(), seen.get_column("seen").to_list(), strict=True)
+    matches = published.match_lists(con, pairs if lists else [], lists)
     notes.extend(matches.notes)
+
+    known = kinds.get_column("known").to_list()
+    best_kinds = kinds.get_column("kind").to_list()
+    best_names = kinds.get_column("name").to_list()
+    best_owners = kinds.get_column("owner").to_list()
+    several = kinds.get_column("several").to_list()
+    claimants = [
+        a for a, k, kind, owner in zip(distinct, known, best_kinds, best_owners, strict=True)
+        if k and kind == useragent.CRAWLER
+        and not any(m.category == "crawler" and m.owner == owner for m in matches.networks.get(a, []))
+    ]
+    answers = reverse_dns.lookup_cached(con, claimants, resolver) if rdns and claimants else {}
+
+    columns: dict[str, list[Any]] = {c: [] for c in IP_ENRICHMENT.column_names if c not in _FRAME_COLUMNS}
+    flag_counts: dict[str, int] = {}
+    # Most addresses share their value sources (the same databases and lists answered): each
+    # distinct set is written as JSON once.
+    sources_json: dict[tuple[tuple[str, str], ...], str] = {}
+    any_tor_list = any(p.tor_observations for p in lists)
+    opened = [mmdb.open_database(Path(p)) for p in databases]
+    try:
+        sources = [
+            SourceUsed("database", db.path.name, db.database_type, db.kind.name, db.build_date, "build_epoch",
+                       db.sha256, _recorded_path(db.path, base_dir), demo=db.demo)
+            for db in opened
+        ]
+        geo = mmdb.lookup_each(opened, distinct)
+        for address, values, is_known, kind, name, owner, mixed in zip(
+            distinct, geo, known, best_kinds, best_names, best_owners, several, strict=True
+        ):
+            value_sources: dict[str, str] = dict(values["_sources"])
+            nets = matches.networks.get(address, [])
+            cloud = [m for m in nets if m.category in ("cloud", "cdn")]
+            crawler_nets = [m for m in nets if m.category == "crawler"]
+            row: dict[str, Any] = {c: values[c] for c in mmdb.COLUMNS}
+            row.update(
+                cloud_provider=cloud[0].owner if cloud else None,
+                cloud_service=("; ".join(dict.fromkeys(m.service for m in cloud if m.service)) or None)
+                if cloud else None,
+                crawler=None, crawler_verified=None, crawler_verified_by=None,
+                tor_exit=None, tor_exit_observed=None,
+                client_kind=kind if is_known else None,
+                client_name=name if is_known else None,
+                rdns_hostname=None, _not_ip=not _is_address(address), _demo=values["_demo"],
+                _cloud_owners=list(dict.fromkeys(m.owner for m in cloud)) if cloud else [],
+                _crawler_networks=list(dict.fromkeys(m.owner for m in crawler_nets)) if crawler_nets else [],
+                _tor_other_time=False,
+            )
+            if cloud:
+                value_sources["cloud_provider"] = lists[cloud[0].list_id].label
+            if is_known:
+                value_sources["client_kind"] = USER_AGENT_SOURCE
+            if is_known and kind == useragent.CRAWLER:
+                row["crawler"] = name
+                by_list = next((m for m in crawler_nets if owner and m.owner == owner), None)
+                answer = answers.get(address)
+                if answer is not None:
+                    row["rdns_hostname"] = answer.hostname if answer.confirmed else None
+                if by_list is not None:
+                    row["crawler_verified"] = True
+                    row["crawler_verified_by"] = f"{lists[by_list.list_id].label} {by_list.network}"
+                    value_sources["crawler_verified"] = lists[by_list.list_id].label
+                elif answer is not None and answer.under(owner):
+                    row["crawler_verified"] = True
+                    row["crawler_verified_by"] = f"forward-confirmed reverse DNS {answer.hostname}"
+                    value_sources["crawler_verified"] = "reverse DNS"
+                else:
+                    row["crawler_verified"] = False
+                    value_sources["crawler_verified"] = USER_AGENT_SOURCE
+            tor = matches.tor.get(address)
+            if tor is not None:
+                list_id, observed, in_window = tor
+                row["tor_exit"] = in_window
+                row["tor_exit_observed"] = observed
+                row["_tor_other_time"] = not in_window
+                value_sources["tor_exit"] = lists[list_id].label
+            elif any_tor_list:
+                row["tor_exit"] = False
+            flags = row["flags"] = _flags(row, mixed)
+            key = tuple(sorted(value_sources.items()))
+            text = sources_json.get(key)
+            if text is None:
+                text = sources_json[key] = json.dumps(value_sources, sort_keys=True, ensure_ascii=False)
+            row["value_sources"] = text
+            for flag in flags:
+                flag_counts[flag] = flag_counts.get(flag, 0) + 1
+            for column, cells in columns.items():
+                cells.append(row[column])
+    finally:
+        for db in opened:
+            db.close()
     for pub in lists:
         entries = len(pub.prefixes) + len(pub.tor_observations)
         sources.append(SourceUsed("list", pub.path.name, pub.format, pub.category, pub.date, pub.date_basis,
                                   pub.sha256, _recorded_path(pub.path, base_dir), pub.fetched_from, entries))
 
-    # An address the caller gave no user agents for has no client kind (unknown to us), while an
-    # address whose only user agent was "-" or "" is `empty`.
-    known_agents = user_agents or {}
-    kinds_by_address = {a: useragent.classify_many(known_agents.get(a, ())) for a in distinct}
-    claimants = [
-        a for a in distinct
-        if a in known_agents and kinds_by_address[a][0].kind == useragent.CRAWLER
-        and not any(m.category == "crawler" and m.owner == kinds_by_address[a][0].owner
-                    for m in matches.networks.get(a, []))
-    ]
-    answers = reverse_dns.lookup_cached(con, claimants, resolver) if rdns and claimants else {}
-
-    rows: list[dict[str, Any]] = []
-    flag_counts: dict[str, int] = {}
-    # Most addresses share their value sources (the same databases and lists answered): each
-    # distinct set is written as JSON once.
-    sources_json: dict[tuple[tuple[str, str], ...], str] = {}
-    for address in distinct:
-        values = geo[address]
-        value_sources: dict[str, str] = dict(values["_sources"])
-        best, kinds = kinds_by_address[address]
-        nets = matches.networks.get(address, [])
-        cloud = [m for m in nets if m.category in ("cloud", "cdn")]
-        crawler_nets = [m for m in nets if m.category == "crawler"]
-        row: dict[str, Any] = {c: values[c] for c in mmdb.COLUMNS}
-        row.update(
-            address=address, seen_first=min(times[address]), seen_last=max(times[address]),
-            cloud_provider=cloud[0].owner if cloud else None,
-            cloud_service=("; ".join(dict.fromkeys(m.service for m in cloud if m.service)) or None) if cloud else None,
-            crawler=None, crawler_verified=None, crawler_verified_by=None,
-            tor_exit=None, tor_exit_observed=None,
-            client_kind=best.kind if address in known_agents else None,
-            client_name=best.name if address in known_agents else None,
-            rdns_hostname=None, _not_ip=not _is_address(address), _demo=values["_demo"],
-            _cloud_owners=list(dict.fromkeys(m.owner for m in cloud)) if cloud else [],
-            _crawler_networks=list(dict.fromkeys(m.owner for m in crawler_nets)) if crawler_nets else [],
-            _tor_other_time=False,
-        )
-        if cloud:
-            value_sources["cloud_provider"] = lists[cloud[0].list_id].label
-        if address in known_agents:
-            value_sources["client_kind"] = USER_AGENT_SOURCE
-        if address in known_agents and best.kind == useragent.CRAWLER:
-            row["crawler"] = best.name
-            by_list = next((m for m in crawler_nets if best.owner and m.owner == best.owner), None)
-            answer = answers.get(address)
-            if answer is not None:
-                row["rdns_hostname"] = answer.hostname if answer.confirmed else None
-            if by_list is not None:
-                row["crawler_verified"] = True
-                row["crawler_verified_by"] = f"{lists[by_list.list_id].label} {by_list.network}"
-                value_sources["crawler_verified"] = lists[by_list.list_id].label
-            elif answer is not None and answer.under(best.owner):
-                row["crawler_verified"] = True
-                row["crawler_verified_by"] = f"forward-confirmed reverse DNS {answer.hostname}"
-                value_sources["crawler_verified"] = "reverse DNS"
-            else:
-                row["crawler_verified"] = False
-                value_sources["crawler_verified"] = USER_AGENT_SOURCE
-        tor = matches.tor.get(address)
-        if tor is not None:
-            list_id, observed, in_window = tor
-            row["tor_exit"] = in_window
-            row["tor_exit_observed"] = observed
-            row["_tor_other_time"] = not in_window
-            value_sources["tor_exit"] = lists[list_id].label
-        elif any(p.tor_observations for p in lists):
-            row["tor_exit"] = False
-        row["flags"] = _flags(row, kinds)
-        key = tuple(sorted(value_sources.items()))
-        text = sources_json.get(key)
-        if text is None:
-            text = sources_json[key] = json.dumps(value_sources, sort_keys=True, ensure_ascii=False)
-        row["value_sources"] = text
-        for flag in row["flags"]:
-            flag_counts[flag] = flag_counts.get(flag, 0) + 1
-        rows.append(row)
-
-    _write(con, rows, sources)
+    _write(con, per_address, columns, sources)
     return EnrichmentReport(len(distinct), sources, flag_counts, notes, demo=any(s.demo for s in sources))
 
 
-def _string_lists(values: list[list[str] | None]) -> pl.Series:
+# Columns of ip_enrichment that come whole from the frame of addresses, not from the loop.
+_FRAME_COLUMNS = ("address", "seen_first", "seen_last")
+
+
+def _seen_frame(addresses: Sequence[tuple[str, datetime]] | pl.DataFrame) -> pl.DataFrame:
+    """(address, seen in UTC) without missing addresses; a naive time is refused."""
+    if isinstance(addresses, pl.DataFrame):
+        seen = addresses.select(pl.col("address").cast(pl.String), "seen")
+        dtype = seen.schema["seen"]
+        if not isinstance(dtype, pl.Datetime) or dtype.time_zone is None:
+            raise ValueError(f"naive timestamps ({dtype}): enrichment needs times with a zone (UTC)")
+        seen = seen.with_columns(pl.col("seen").dt.convert_time_zone("UTC").dt.cast_time_unit("us"))
+    else:
+        pairs = [(str(a), _utc(t)) for a, t in addresses if a is not None]
+        seen = pl.DataFrame(
+            pairs, schema={"address": pl.String, "seen": pl.Datetime("us", "UTC")}, orient="row"
+        )
+    return seen.filter(pl.col("address").is_not_null())
+
+
+def _client_kinds(
+    addresses: pl.Series, user_agents: Mapping[str, Sequence[str | None]] | pl.DataFrame | None
+) -> pl.DataFrame:
+    """Per address, in order: whether its user agents are known, the most telling kind among them
+    (useragent.KIND_ORDER, the first of them on a tie) with its name and owner, and whether they
+    declare several kinds. Each distinct agent is classified once, for all addresses."""
+    if isinstance(user_agents, pl.DataFrame):
+        agents = user_agents.select(pl.col("address").cast(pl.String), pl.col("user_agents").cast(pl.List(pl.String)))
+    else:
+        items = list((user_agents or {}).items())
+        agents = pl.DataFrame(
+            {"address": [a for a, _ in items], "user_agents": _string_lists([v for _, v in items])},
+            schema={"address": pl.String, "user_agents": pl.List(pl.String)},
+        )
+    # An address known with no agents at all reads as one empty agent (classify_many's rule);
+    # exploding would drop it.
+    listed = pl.col("user_agents")
+    each = (
+        agents.with_columns(
+            pl.when(listed.list.len() > 0).then(listed).otherwise(pl.lit([None], dtype=pl.List(pl.String)))
+        )
+        .explode("user_agents")
+        .rename({"user_agents": "agent"})
+        .with_row_index("_order")
+    )
+    distinct = each.get_column("agent").unique(maintain_order=True).to_list()
+    classified = [useragent.classify(a) for a in distinct]
+    ranks = pl.DataFrame(
+        {
+            "agent": distinct,
+            "_rank": [useragent.KIND_ORDER.index(k.kind) for k in classified],
+            "kind": [k.kind for k in classified],
+            "name": [k.name for k in classified],
+            "owner": [k.owner for k in classified],
+        },
+        schema={"agent": pl.String, "_rank": pl.Int32, "kind": pl.String, "name": pl.String, "owner": pl.String},
+    )
+    best = (
+        each.join(ranks, on="agent", how="left", nulls_equal=True)
+        .group_by("address")
+        .agg(
+            *(pl.col(c).sort_by("_rank", "_order").first() for c in ("kind", "name", "owner")),
+            (pl.col("kind").n_unique() > 1).alias("several"),
+        )
+        .with_columns(pl.lit(True).alias("known"))
+    )
+    return (
+        addresses.to_frame("address")
+        .join(best, on="address", how="left", maintain_order="left")
+        .with_columns(pl.col("known").fill_null(False), pl.col("several").fill_null(False))
+    )
+
+
+def _string_lists(values: Sequence[Sequence[str | None] | None]) -> pl.Series:
     import pyarrow as pa
 
     series = pl.from_arrow(pa.array(values, type=pa.list_(pa.string())))
@@ -281,7 +363,11 @@ def _string_lists(values: list[list[str] | None]) -> pl.Series:
     return series
 
 
-def _write(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]], sources: list[SourceUsed]) -> None:
+def _write(
+    con: duckdb.DuckDBPyConnection, per_address: pl.DataFrame, columns: dict[str, list[Any]], sources: list[SourceUsed]
+) -> None:
+    """ip_enrichment from the frame of addresses (address, seen_first, seen_last) and the other
+    columns' values in the same order; enrichment_sources from `sources`."""
     con.execute(IP_ENRICHMENT.ddl())
     con.execute(ENRICHMENT_SOURCES.ddl())
     con.execute(f"DELETE FROM {IP_ENRICHMENT.name}")
@@ -289,16 +375,14 @@ def _write(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]], sources: 
     schema: dict[str, pl.DataType] = {
         c.name: (pl.List(pl.String()) if c.sql_type == "VARCHAR[]" else c.polars_type) for c in IP_ENRICHMENT.columns
     }
-    # Built column by column: a million addresses as a million row dicts took seconds more. A
-    # list column goes through Arrow: polars makes a Series of each row's list (0.39 s for
+    # A list column goes through Arrow: polars makes a Series of each row's list (0.39 s for
     # 100,000 rows, against 0.04).
-    frame = pl.DataFrame(
-        {
-            c: _string_lists([r.get(c) for r in rows]) if dtype == pl.List(pl.String()) else [r.get(c) for r in rows]
-            for c, dtype in schema.items()
-        },
-        schema=schema,
+    filled = pl.DataFrame(
+        {c: _string_lists(cells) if schema[c] == pl.List(pl.String()) else cells for c, cells in columns.items()},
+        schema={c: schema[c] for c in columns},
     )
+    given = per_address.select(pl.col(c).cast(schema[c]) for c in _FRAME_COLUMNS)
+    frame = pl.concat([given, filled], how="horizontal").select(IP_ENRICHMENT.column_names)
     con.register("ip_enrichment_frame", frame)
     cols = ", ".join(IP_ENRICHMENT.column_names)
     con.execute(f"INSERT INTO {IP_ENRICHMENT.name} ({cols}) SELECT {cols} FROM ip_enrichment_frame")

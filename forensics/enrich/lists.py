@@ -32,7 +32,7 @@ import re
 import tarfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -378,7 +378,7 @@ class ListMatch:
     service: str | None
 
 
-def _load_addresses(con: duckdb.DuckDBPyConnection, seen: Sequence[tuple[str, datetime]]) -> None:
+def _load_addresses(con: duckdb.DuckDBPyConnection, seen: Iterable[tuple[str, datetime]]) -> None:
     rows = []
     numbers: dict[str, tuple[int, int] | None] = {}  # an address is seen at several times
     for text, when in seen:
@@ -455,7 +455,7 @@ class ListMatches:
 
 
 def match_lists(
-    con: duckdb.DuckDBPyConnection, seen: Sequence[tuple[str, datetime]], lists: Sequence[PublishedList]
+    con: duckdb.DuckDBPyConnection, seen: Iterable[tuple[str, datetime]], lists: Sequence[PublishedList]
 ) -> ListMatches:
     """Match addresses (each with a time it was seen) against the lists, in DuckDB."""
     if not lists:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -360,10 +360,16 @@ def lookup(databases: Sequence[IPDatabase], addresses: Iterable[str]) -> dict[st
     """Every distinct address looked up in every database, merged by the precedence above.
 
     Returns {address: {column: value, ..., "_sources": {column: database label}}}."""
+    distinct = list(dict.fromkeys(addresses))
+    return dict(zip(distinct, lookup_each(databases, distinct), strict=True))
+
+
+def lookup_each(databases: Sequence[IPDatabase], addresses: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """`lookup`'s values of each address in turn (repeats too), made as they are asked for: a
+    million addresses' values are never held at once."""
     ordered = sorted(databases, key=lambda d: KINDS.index(d.kind))
     demo_labels = {db.label for db in ordered if db.demo}
-    result: dict[str, dict[str, Any]] = {}
-    for text in dict.fromkeys(addresses):
+    for text in addresses:
         merged: dict[str, Any] = dict.fromkeys(COLUMNS)
         sources: dict[str, str] = {}
         addr = lookup_address(text) if ordered else None  # no database: nothing to parse for
@@ -387,8 +393,7 @@ def lookup(databases: Sequence[IPDatabase], addresses: Iterable[str]) -> dict[st
                     sources[column] = db.label
         merged["_sources"] = sources
         merged["_demo"] = any(label in demo_labels for label in sources.values())
-        result[text] = merged
-    return result
+        yield merged
 
 
 # Where geoipupdate writes by default (its DatabaseDirectory: /usr/local/share/GeoIP when built

@@ -7,6 +7,8 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from forensics.db import connect, create_tables
 from forensics.enrich import enrich
@@ -176,3 +178,43 @@ def test_no_sources_still_writes_one_row_per_address(tmp_path):
     assert report.sources == [] and set(got) == {"81.2.69.142", "not-an-ip"}
     assert got["not-an-ip"]["flags"] == ["not_an_ip_address"]
     assert got["81.2.69.142"]["tor_exit"] is None and got["81.2.69.142"]["flags"] == []
+
+
+AGENT_POOL = [
+    None, "", "-", " ", GOOGLEBOT, "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+    "curl/7.86.0", "python-requests/2.28.1", "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:107.0) Gecko/20100101 Firefox/107.0", "something else", "my crawler",
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(
+    st.sampled_from([f"192.0.2.{i}" for i in range(12)]),
+    st.lists(st.one_of(st.sampled_from(AGENT_POOL), st.text(max_size=12)), max_size=6),
+    max_size=10,
+), st.sets(st.sampled_from([f"192.0.2.{i}" for i in range(14)]), min_size=1))
+def test_client_kinds_of_all_addresses_at_once_are_each_address_classified_alone(agents, addresses) -> None:
+    """The kinds are worked out for every address at once (each distinct agent classified once);
+    per address they are classify_many's: the most telling kind, the first of them on a tie,
+    several kinds or not, and no kind for an address whose agents are not known."""
+    import polars as pl
+
+    from forensics.enrich import _client_kinds
+    from forensics.enrich.useragent import classify_many
+
+    order = sorted(addresses)
+    got = _client_kinds(pl.Series(order), agents).rows(named=True)
+    as_frame = pl.DataFrame(
+        {"address": list(agents), "user_agents": [list(v) for v in agents.values()]},
+        schema={"address": pl.String, "user_agents": pl.List(pl.String)},
+    )
+    assert _client_kinds(pl.Series(order), as_frame).rows(named=True) == got
+    for address, row in zip(order, got, strict=True):
+        assert row["address"] == address
+        if address not in agents:
+            assert (row["known"], row["kind"], row["several"]) == (False, None, False)
+            continue
+        best, kinds = classify_many(agents[address])
+        assert row["known"] is True
+        assert (row["kind"], row["name"], row["owner"]) == (best.kind, best.name, best.owner)
+        assert row["several"] == (len({k.kind for k in kinds}) > 1)
