@@ -1,12 +1,13 @@
-"""IP enrichment (issue 4): where each client was, whose network it used, what kind of client it was.
+"""IP enrichment: where each client was, whose network it used, what kind of client it was.
 
 The pipeline calls one function:
 
     enrich(con, addresses, user_agents, databases, lists_dir, rdns=False) -> EnrichmentReport
 
-with the distinct client addresses, each with a time it was seen (pass several pairs for the same
-address to have Tor exits matched against each time), the user agents each address sent, the IP
-database files (.mmdb) and the folder of published lists. It fills the table `ip_enrichment` (one
+with the client addresses, each with a time it was seen (pass several pairs for the same address
+to have Tor exits matched against each time), the user agents each address sent (both as Python
+values or as polars frames, which a case with a million addresses needs), the IP database files
+(.mmdb) and the folder of published lists. It fills the table `ip_enrichment` (one
 row per address, every value with its source in `value_sources`) and `enrichment_sources` (every
 database and list used, with type, date and sha256), replacing what an earlier run wrote, and
 returns the same facts for manifest.json (`EnrichmentReport.manifest()`).
