@@ -308,6 +308,51 @@ def resolve_client(
     return ClientResolution(peer, peer, "peer" if peer else "unknown", ", ".join(entries) or None, tuple(flags))
 
 
+_CLIENT_MAP_SCHEMA: dict[str, pl.DataType] = {
+    "role": pl.String(), "client_addr": pl.String(), "peer_addr": pl.String(), "xff": pl.String(),
+    "peer_ip": pl.String(), "client_ip": pl.String(), "client_basis": pl.String(),
+    "claimed_forwarded_for": pl.String(), "client_flags": pl.List(pl.String()),
+}
+_CANONICAL_IPV4_TEXT = f"^(?:{CANONICAL_IPV4.pattern})$"
+
+
+def client_map_frame(
+    rows: Sequence[tuple[str, str | None, str | None, str | None]], trusted: TrustedProxies, has_cdn_logs: bool
+) -> pl.DataFrame:
+    """`resolve_client` of each distinct (role, client_addr, peer_addr, xff), as the client_map
+    table. The common row (no X-Forwarded-For, its address an IPv4 address written canonically,
+    and, from an origin log, no trusted networks to walk) is resolved by polars for all rows at
+    once; the others one by one. A million addresses took seconds of Python one by one."""
+    given = pl.DataFrame(rows, schema=list(_CLIENT_MAP_SCHEMA.items())[:4], orient="row")
+    cdn = pl.col("role") == "cdn"
+    peer_given = pl.col("peer_addr").is_not_null() & (pl.col("peer_addr") != "")
+    address = pl.when(cdn).then(pl.col("client_addr")).when(peer_given).then(pl.col("peer_addr")) \
+        .otherwise(pl.col("client_addr"))
+    plain = pl.col("xff").is_null() & address.str.contains(_CANONICAL_IPV4_TEXT).fill_null(False)
+    if trusted.networks:
+        plain = plain & cdn
+    marked = given.with_columns(plain.alias("_plain"), address.alias("_address"))
+    fast = marked.filter(pl.col("_plain")).select(
+        "role", "client_addr", "peer_addr", "xff",
+        pl.col("_address").alias("peer_ip"), pl.col("_address").alias("client_ip"),
+        pl.when(cdn).then(pl.lit("viewer")).otherwise(pl.lit("peer")).alias("client_basis"),
+        pl.lit(None, pl.String).alias("claimed_forwarded_for"),
+        pl.when(cdn | (not has_cdn_logs)).then(pl.lit([], pl.List(pl.String)))
+        .otherwise(pl.lit(["went_around_cdn"], pl.List(pl.String))).alias("client_flags"),
+    )
+    resolved = []
+    for role, client_addr, peer_addr, xff in marked.filter(~pl.col("_plain")).select(
+        "role", "client_addr", "peer_addr", "xff"
+    ).iter_rows():
+        res = resolve_client(role, client_addr, peer_addr, xff, trusted, has_cdn_logs)
+        resolved.append(
+            (role, client_addr, peer_addr, xff, res.peer_ip, res.client_ip, res.client_basis,
+             res.claimed_forwarded_for, list(res.client_flags))
+        )
+    slow = pl.DataFrame(resolved, schema=list(_CLIENT_MAP_SCHEMA.items()), orient="row")
+    return pl.concat([fast.cast(pl.Schema(_CLIENT_MAP_SCHEMA)), slow])
+
+
 # --- running the stages ----------------------------------------------------------------------
 
 
@@ -458,20 +503,7 @@ def investigate(target: duckdb.DuckDBPyConnection | Engine, case: Case) -> Inves
 
     # Stage 3: the real client, once per distinct (role, client, peer, xff).
     trusted = TrustedProxies(case.trusted_proxies)
-    resolved = []
-    for role, client_addr, peer_addr, xff in _rows(engine, "stage_client_addresses"):
-        res = resolve_client(role, client_addr, peer_addr, xff, trusted, has_cdn_logs)
-        resolved.append(
-            {"role": role, "client_addr": client_addr, "peer_addr": peer_addr, "xff": xff,
-             "peer_ip": res.peer_ip, "client_ip": res.client_ip, "client_basis": res.client_basis,
-             "claimed_forwarded_for": res.claimed_forwarded_for, "client_flags": list(res.client_flags)}
-        )
-    client_map = pl.DataFrame(
-        resolved,
-        schema={"role": pl.String, "client_addr": pl.String, "peer_addr": pl.String, "xff": pl.String,
-                "peer_ip": pl.String, "client_ip": pl.String, "client_basis": pl.String,
-                "claimed_forwarded_for": pl.String, "client_flags": pl.List(pl.String)},
-    )
+    client_map = client_map_frame(_rows(engine, "stage_client_addresses"), trusted, has_cdn_logs)
     engine.register("client_map", client_map.to_arrow())
     run_stage(engine, "stage_resolve_clients")
 

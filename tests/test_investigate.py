@@ -521,3 +521,33 @@ def test_an_address_reads_as_ipaddress_reads_it(t: str) -> None:
     assert normalise_address(t) == parsed
     if parsed is not None and "." in parsed and ":" not in parsed:
         assert parsed == str(ipaddress.ip_address(parsed))
+
+
+_LOGGED_ADDRESS = st.one_of(
+    st.none(), st.just(""), st.just("-"), _ADDRESS_LIKE,
+    st.sampled_from([" 192.0.2.1", "192.0.2.1 ", '"192.0.2.1"', "192.0.2.1:443", "[2001:db8::1]:443", "::ffff:192.0.2.7",
+                     "10.0.0.1", "130.176.9.9", "unknown", "192.0.2.001"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=st.lists(st.tuples(st.sampled_from(["cdn", "origin"]), _LOGGED_ADDRESS, _LOGGED_ADDRESS,
+                            st.one_of(st.none(), st.just(""), st.just("-"), _ADDRESS_LIKE,
+                                      st.lists(_ADDRESS_LIKE, max_size=3).map(", ".join))),
+                  max_size=12, unique=True),
+    networks=st.sampled_from([(), ("130.176.0.0/16",), ("10.0.0.0/8", "2001:db8::/32")]),
+    has_cdn_logs=st.booleans(),
+)
+def test_the_client_map_of_all_rows_at_once_is_each_row_resolved_alone(rows, networks, has_cdn_logs) -> None:
+    """Rows resolved together by polars (the common ones) and the rest one by one give, row for
+    row, what resolve_client gives each."""
+    from forensics.investigate import client_map_frame
+
+    trusted = TrustedProxies(networks)
+    got = {r[:4]: r[4:] for r in client_map_frame(rows, trusted, has_cdn_logs).iter_rows()}
+    assert len(got) == len(rows)
+    for role, client_addr, peer_addr, xff in rows:
+        res = resolve_client(role, client_addr, peer_addr, xff, trusted, has_cdn_logs)
+        expected = (res.peer_ip, res.client_ip, res.client_basis, res.claimed_forwarded_for, list(res.client_flags))
+        assert got[(role, client_addr, peer_addr, xff)] == expected
