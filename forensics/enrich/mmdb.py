@@ -392,7 +392,7 @@ def lookup_each(databases: Sequence[IPDatabase], addresses: Iterable[str]) -> It
                     merged[column] = value
                     sources[column] = db.label
         merged["_sources"] = sources
-        merged["_demo"] = any(label in demo_labels for label in sources.values())
+        merged["_demo"] = bool(demo_labels) and any(label in demo_labels for label in sources.values())
         yield merged
 
 
