@@ -172,9 +172,13 @@ def run_follow_up(
             crowd_size=CROWD_SIZE,
         )
         links = con.execute("SELECT resource_path, client_a, client_b FROM downloader_links").fetchall()
+        # Only the linked clients' times order the groups: a million downloaders' times as Python
+        # values took seconds where most cases link a few.
         first_seen = {
             (r, ip): ts for r, ip, ts in con.execute(
-                "SELECT resource_path, client_ip, first_seen FROM downloaders WHERE client_ip IS NOT NULL"
+                "SELECT d.resource_path, d.client_ip, d.first_seen FROM downloaders AS d "
+                "WHERE d.client_ip IS NOT NULL AND EXISTS (SELECT 1 FROM downloader_links AS l "
+                "WHERE l.resource_path = d.resource_path AND d.client_ip IN (l.client_a, l.client_b))"
             ).fetchall()
         }
         con.register("group_map", group_map(links, first_seen).to_arrow())

@@ -636,3 +636,23 @@ def test_spread_milestones_follow_the_rule_with_ties(data: st.DataObject) -> Non
     got = {(p, m, ts, ip, int(f[3:-3]), n)
            for p, m, ts, ip, _ref, _status, f, n in con.execute(sql, bound).fetchall()}
     assert got == _expected_milestones(rows)
+
+
+def test_groups_are_numbered_by_their_first_request_not_by_their_addresses() -> None:
+    from datetime import UTC, datetime
+
+    from forensics.followup import group_map
+
+    links = [("/f", "203.0.113.1", "203.0.113.2"), ("/f", "198.51.100.1", "198.51.100.2")]
+    first_seen = {
+        ("/f", "203.0.113.1"): datetime(2022, 11, 28, 14, 5, tzinfo=UTC),
+        ("/f", "203.0.113.2"): datetime(2022, 11, 28, 16, 0, tzinfo=UTC),
+        ("/f", "198.51.100.1"): datetime(2022, 11, 28, 15, 0, tzinfo=UTC),
+        ("/f", "198.51.100.2"): datetime(2022, 11, 28, 15, 30, tzinfo=UTC),
+        ("/f", "192.0.2.9"): datetime(2022, 11, 28, 14, 0, tzinfo=UTC),  # not linked: no group
+    }
+    groups = {r["client_ip"]: r["group_id"] for r in group_map(links, first_seen).iter_rows(named=True)}
+    assert groups == {"203.0.113.1": "G1", "203.0.113.2": "G1", "198.51.100.1": "G2", "198.51.100.2": "G2"}
+    # Without times the smaller address comes first.
+    groups = {r["client_ip"]: r["group_id"] for r in group_map(links, {}).iter_rows(named=True)}
+    assert groups["198.51.100.1"] == "G1"
