@@ -37,6 +37,10 @@ DOWNLOADER_COLUMNS = (
     "crawler", "crawler_verified", "tor_exit", "vpn", "hosting",
 )
 
+# Downloader rows whose user agents are read at a time for enrichment.
+AGENT_BATCH_ROWS = 50_000
+
+
 @dataclass
 class RunReport:
     ingest: IngestReport
@@ -124,15 +128,26 @@ def enrich_downloaders(
     # gigabytes and half a minute for a million addresses.
     listed = pl.from_arrow(
         con.sql(
-            "SELECT client_ip AS address, first_seen, last_seen, user_agents FROM downloaders "
-            "WHERE client_ip IS NOT NULL"
+            "SELECT client_ip AS address, first_seen, last_seen FROM downloaders WHERE client_ip IS NOT NULL"
         ).to_arrow_table()
     )
     assert isinstance(listed, pl.DataFrame)
     addresses = pl.concat([
         listed.select("address", pl.col(when).alias("seen")) for when in ("first_seen", "last_seen")
     ])
-    agents = listed.select("address", "user_agents")
+    # The agents a batch of rows at a time, each batch's made categorical (each distinct text held
+    # once) before the next is read: as text, a million addresses' agents took gigabytes.
+    reader = con.sql(
+        "SELECT client_ip AS address, user_agents FROM downloaders WHERE client_ip IS NOT NULL"
+    ).to_arrow_reader(batch_size=AGENT_BATCH_ROWS)
+    agent_batches = []
+    for batch in reader:
+        frame = pl.from_arrow(batch)
+        assert isinstance(frame, pl.DataFrame)
+        agent_batches.append(frame.with_columns(pl.col("user_agents").cast(pl.List(pl.Categorical()))))
+    agents = pl.concat(agent_batches) if agent_batches else pl.DataFrame(
+        schema={"address": pl.String, "user_agents": pl.List(pl.Categorical())}
+    )
     report = enrich(con, addresses, agents, paths, lists_dir, rdns=rdns or case.enrich.rdns, base_dir=case.base_dir)
     run_stage(con, "stage_enrich_downloaders")
     manifest = report.manifest()

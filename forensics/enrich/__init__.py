@@ -303,34 +303,42 @@ def _seen_frame(addresses: Sequence[tuple[str, datetime]] | pl.DataFrame) -> pl.
     return seen.filter(pl.col("address").is_not_null())
 
 
+# Each kind as one bit, so the kinds an address declares are one number.
+_KIND_BITS = {rank: 1 << rank for rank in range(len(useragent.KIND_ORDER))}
+# Above any agent's position among all addresses' agents: (rank, position) as one number.
+_ORDER_SPAN = 1 << 40
+
+
 def _client_kinds(
     addresses: pl.Series, user_agents: Mapping[str, Sequence[str | None]] | pl.DataFrame | None
 ) -> pl.DataFrame:
     """Per address, in order: whether its user agents are known, the most telling kind among them
     (useragent.KIND_ORDER, the first of them on a tie) with its name and owner, and whether they
     declare several kinds. Each distinct agent is classified once, for all addresses."""
+    # The agents are categorical (each distinct text held once): a million addresses sent tens of
+    # millions of agents, gigabytes as text.
+    agent_lists = pl.List(pl.Categorical())
     if isinstance(user_agents, pl.DataFrame):
-        agents = user_agents.select(pl.col("address").cast(pl.String), pl.col("user_agents").cast(pl.List(pl.String)))
+        agents = user_agents.select(pl.col("address").cast(pl.String), pl.col("user_agents").cast(agent_lists))
     else:
         items = list((user_agents or {}).items())
         agents = pl.DataFrame(
             {"address": [a for a, _ in items], "user_agents": _string_lists([v for _, v in items])},
             schema={"address": pl.String, "user_agents": pl.List(pl.String)},
-        )
+        ).with_columns(pl.col("user_agents").cast(agent_lists))
     # An address known with no agents at all reads as one empty agent (classify_many's rule);
-    # exploding would drop it.
+    # exploding would drop it. Rows are numbered, so the exploded agents carry a number rather
+    # than their address, and only each agent's rank is joined to them: the kind, name and owner
+    # are joined to each address's best agent alone.
     listed = pl.col("user_agents")
-    each = (
-        agents.with_columns(
-            pl.when(listed.list.len() > 0).then(listed).otherwise(pl.lit([None], dtype=pl.List(pl.String)))
-        )
-        .explode("user_agents")
-        .rename({"user_agents": "agent"})
+    one_empty = pl.lit([None], dtype=pl.List(pl.String)).cast(agent_lists)
+    numbered = agents.with_columns(pl.when(listed.list.len() > 0).then(listed).otherwise(one_empty)) \
+        .with_row_index("_row")
+    each = numbered.select("_row", "user_agents").explode("user_agents").rename({"user_agents": "agent"}) \
         .with_row_index("_order")
-    )
-    distinct = each.get_column("agent").unique(maintain_order=True).to_list()
+    distinct = each.get_column("agent").unique(maintain_order=True).cast(pl.String).to_list()
     classified = [useragent.classify(a) for a in distinct]
-    ranks = pl.DataFrame(
+    kinds = pl.DataFrame(
         {
             "agent": distinct,
             "_rank": [useragent.KIND_ORDER.index(k.kind) for k in classified],
@@ -339,15 +347,29 @@ def _client_kinds(
             "owner": [k.owner for k in classified],
         },
         schema={"agent": pl.String, "_rank": pl.Int32, "kind": pl.String, "name": pl.String, "owner": pl.String},
+    ).with_columns(pl.col("agent").cast(pl.Categorical()))
+    # Per address, the agent with the smallest (rank, order in which it came) as one number, and
+    # the kinds it declares as a bit mask: minimums and ors, which polars keeps small, where
+    # sorting each address's agents took gigabytes for a million addresses.
+    keyed = each.join(kinds.select("agent", "_rank"), on="agent", how="left", nulls_equal=True).select(
+        "_row",
+        (pl.col("_rank").cast(pl.Int64) * _ORDER_SPAN + pl.col("_order").cast(pl.Int64)).alias("_key"),
+        pl.col("_rank").replace_strict(_KIND_BITS, return_dtype=pl.Int32).alias("_kinds"),
     )
-    best = (
-        each.join(ranks, on="agent", how="left", nulls_equal=True)
+    per_address = (
+        keyed.join(numbered.select("_row", pl.col("address").cast(pl.Categorical())), on="_row", how="left")
         .group_by("address")
-        .agg(
-            *(pl.col(c).sort_by("_rank", "_order").first() for c in ("kind", "name", "owner")),
-            (pl.col("kind").n_unique() > 1).alias("several"),
+        .agg(pl.col("_key").min(), pl.col("_kinds").bitwise_or())
+    )
+    best_agent = each.get_column("agent").gather(per_address.get_column("_key") % _ORDER_SPAN)
+    best = (
+        per_address.select(
+            pl.col("address").cast(pl.String),
+            pl.lit(best_agent).alias("agent"),
+            (pl.col("_kinds").bitwise_count_ones() > 1).alias("several"),
         )
-        .with_columns(pl.lit(True).alias("known"))
+        .join(kinds, on="agent", how="left", nulls_equal=True)
+        .select("address", "kind", "name", "owner", "several", pl.lit(True).alias("known"))
     )
     return (
         addresses.to_frame("address")
