@@ -39,6 +39,11 @@ from forensics.schema import (
 QUERY_DIR = Path(__file__).resolve().parent / "queries"
 
 
+# DuckDB's buffer pool when the case is analysed (the run, the report): joins, sorts and lists
+# over millions of requests spill to temporary files instead of taking gigabytes.
+ANALYSIS_MEMORY_LIMIT = "1GB"
+
+
 def connect(
     path: Path, read_only: bool = False, config: dict[str, Any] | None = None
 ) -> duckdb.DuckDBPyConnection:

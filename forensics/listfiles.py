@@ -223,8 +223,9 @@ def _csv_lines(columns: list[pl.Series]) -> bytes:
 
 
 def made_in_order(make: Callable[[_Item], _Made], items: Iterable[_Item], ahead: int = BLOCKS_AHEAD) -> Iterator[_Made]:
-    """make(item) for each item, in the items' order, with up to `ahead` of them being made at once
-    on threads while the caller writes the one before: at most `ahead` blocks are held."""
+    """make(item) for each item, in the items' order, on `ahead` threads: the next item is started
+    before the one before it is handed over, so one is made while the caller writes and `ahead`
+    are made while it waits. At most `ahead` results are held, the one being written included."""
     with ThreadPoolExecutor(max_workers=ahead) as pool:
         pending: deque[Future[_Made]] = deque()
         try:

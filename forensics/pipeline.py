@@ -20,7 +20,7 @@ import duckdb
 import polars as pl
 
 from forensics.casefile import Case
-from forensics.db import connect
+from forensics.db import ANALYSIS_MEMORY_LIMIT, connect
 from forensics.errors import CaseFileError, EnrichmentError, InputError
 from forensics.ingest import IngestReport, Progress, check_output_folder, ingest, write_manifest
 from forensics.investigate import OUTCOMES, investigate, query_to_parquet, run_stage
@@ -37,7 +37,7 @@ DOWNLOADER_COLUMNS = (
     "crawler", "crawler_verified", "tor_exit", "vpn", "hosting",
 )
 
-# Downloader rows whose user agents are read at a time for enrichment.
+# Downloader rows read at a time for enrichment.
 AGENT_BATCH_ROWS = 50_000
 
 
@@ -124,30 +124,26 @@ def enrich_downloaders(
     from forensics.enrich import enrich
 
     lists_dir = _lists_dir(case)
-    # Through Arrow, as frames: a Python tuple, datetime and list of agents per downloader took
-    # gigabytes and half a minute for a million addresses.
-    listed = pl.from_arrow(
-        con.sql(
-            "SELECT client_ip AS address, first_seen, last_seen FROM downloaders WHERE client_ip IS NOT NULL"
-        ).to_arrow_table()
-    )
-    assert isinstance(listed, pl.DataFrame)
-    addresses = pl.concat([
-        listed.select("address", pl.col(when).alias("seen")) for when in ("first_seen", "last_seen")
-    ])
-    # The agents a batch of rows at a time, each batch's made categorical (each distinct text held
-    # once) before the next is read: as text, a million addresses' agents took gigabytes.
+    # Through Arrow, as frames, a batch of rows at a time, each batch's agents made categorical
+    # (each distinct text held once) before the next is read: a Python tuple, datetime and list of
+    # agents per downloader took gigabytes and half a minute for a million addresses.
     reader = con.sql(
-        "SELECT client_ip AS address, user_agents FROM downloaders WHERE client_ip IS NOT NULL"
+        "SELECT client_ip AS address, first_seen, last_seen, user_agents FROM downloaders "
+        "WHERE client_ip IS NOT NULL"
     ).to_arrow_reader(batch_size=AGENT_BATCH_ROWS)
-    agent_batches = []
+    batches = []
     for batch in reader:
         frame = pl.from_arrow(batch)
         assert isinstance(frame, pl.DataFrame)
-        agent_batches.append(frame.with_columns(pl.col("user_agents").cast(pl.List(pl.Categorical()))))
-    agents = pl.concat(agent_batches) if agent_batches else pl.DataFrame(
-        schema={"address": pl.String, "user_agents": pl.List(pl.Categorical())}
-    )
+        batches.append(frame.with_columns(pl.col("user_agents").cast(pl.List(pl.Categorical()))))
+    listed = pl.concat(batches) if batches else pl.DataFrame(schema={
+        "address": pl.String, "first_seen": pl.Datetime("us", "UTC"), "last_seen": pl.Datetime("us", "UTC"),
+        "user_agents": pl.List(pl.Categorical()),
+    })
+    addresses = pl.concat([
+        listed.select("address", pl.col(when).alias("seen")) for when in ("first_seen", "last_seen")
+    ])
+    agents = listed.select("address", "user_agents")
     report = enrich(con, addresses, agents, paths, lists_dir, rdns=rdns or case.enrich.rdns, base_dir=case.base_dir)
     run_stage(con, "stage_enrich_downloaders")
     manifest = report.manifest()
@@ -203,7 +199,7 @@ def run_case(
     con = connect(report.database)
     # A bounded buffer pool, as for the load: joins and sorts over millions of requests spill to
     # the case folder's temporary files instead of holding gigabytes (2M requests: 3.0 -> 2.2 GB).
-    con.execute("SET memory_limit = '1GB'")
+    con.execute(f"SET memory_limit = '{ANALYSIS_MEMORY_LIMIT}'")
     try:
         # The investigation's tables are replaced whole or not at all: a run stopped half-way
         # leaves the previous answer, which the next run replaces.

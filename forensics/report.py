@@ -27,7 +27,7 @@ import duckdb
 import jinja2
 
 from forensics.coverage import BIN_MINUTES, how_unusual, timeline_bin
-from forensics.db import connect, named_queries
+from forensics.db import ANALYSIS_MEMORY_LIMIT, connect, named_queries
 from forensics.errors import InputError
 from forensics.followup import report_context as follow_up_context
 from forensics.schema import ALL_TABLES, DOWNLOADERS, HIT_REQUESTS
@@ -355,7 +355,6 @@ def _duration_words(step: timedelta) -> str:
 # a million rows is hundreds of megabytes of HTML that no browser opens. The full list is in the
 # downloader files (CSV, XLSX, JSON, Parquet), and the report says when its table is cut.
 REPORT_ROWS_PER_OUTCOME = 1000
-REPORT_MEMORY_LIMIT = "1GB"
 
 
 def _downloader_rows(con: duckdb.DuckDBPyConnection, have: dict[str, set[str]], zone: Zone) -> list[dict[str, Any]]:
@@ -473,7 +472,7 @@ def gather(case_dir: Path) -> dict[str, Any]:
 
     # A bounded buffer pool, as for the run: the report's summaries over millions of requests
     # spill instead of taking most of the machine (20,000,000 requests: 4.4 GB without it).
-    con = connect(db_path, read_only=True, config={"memory_limit": REPORT_MEMORY_LIMIT})
+    con = connect(db_path, read_only=True, config={"memory_limit": ANALYSIS_MEMORY_LIMIT})
     try:
         have = _tables(con)
         _ensure_tables(con, have)

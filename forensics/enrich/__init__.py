@@ -180,8 +180,9 @@ def enrich(
     lists: list[published.PublishedList] = []
     if lists_dir is not None:
         lists, notes = published.read_lists(Path(lists_dir))
-    pairs = zip(seen.get_column("address").to_list(), seen.get_column("seen").to_list(), strict=True)
-    matches = published.match_lists(con, pairs if lists else [], lists)
+    # Each (address, time) pair as Python values only when there are lists to match them against.
+    pairs = zip(seen.get_column("address").to_list(), seen.get_column("seen").to_list(), strict=True) if lists else []
+    matches = published.match_lists(con, pairs, lists)
     notes.extend(matches.notes)
 
     known = kinds.get_column("known").to_list()
