@@ -412,13 +412,15 @@ REPORT_OPERATOR_ROWS = 2000
 def report_context(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """What the report's follow-up sections show, from the follow-up tables (empty when a case was
     written before they existed)."""
-    # Counted in DuckDB and only the rows shown fetched: the export can have millions of rows.
+    # Counted in DuckDB and only the rows shown fetched: the export can have millions of rows. The
+    # totals are counted on the table the export lists (every row, by the export's operator and
+    # network) rather than through the export's query, which would format and sort them all first.
     totals = {
         (op, asn): (requests, clients)
-        for op, asn, requests, clients in _operator_sql(
-            con, "SELECT o.operator, o.asn, count(*), count(DISTINCT o.client_ip) FROM {export} "
-            "GROUP BY o.operator, o.asn"
-        ).iter_rows()
+        for op, asn, requests, clients in con.execute(
+            "SELECT coalesce(as_org, 'unknown network'), asn, count(*), count(DISTINCT client_ip) "
+            "FROM operator_requests GROUP BY ALL"
+        ).fetchall()
     }
     export_rows = sum(requests for requests, _ in totals.values())
     operators: list[dict[str, Any]] = []

@@ -371,12 +371,17 @@ def _downloader_rows(con: duckdb.DuckDBPyConnection, have: dict[str, set[str]], 
     select.append("e.flags AS e_flags" if "flags" in ecols else "NULL::VARCHAR[] AS e_flags")
     base = ", ".join(f"d.{c.name}" for c in DOWNLOADERS.columns)
     join = "LEFT JOIN ip_enrichment e ON e.address = d.client_ip" if ecols else ""
+    # The rows shown are chosen by their keys alone, then read whole: numbering every row with its
+    # lists of user agents held a million rows' values (10 s and a spill at a million clients).
     sql = f"""
         SELECT {base}, {", ".join(select)}
         FROM downloaders d {join}
-        QUALIFY row_number() OVER (
-            PARTITION BY d.resource_path, d.outcome ORDER BY d.first_seen, d.client_ip
-        ) <= $per_outcome
+        WHERE d.rowid IN (
+            SELECT rowid FROM downloaders
+            QUALIFY row_number() OVER (
+                PARTITION BY resource_path, outcome ORDER BY first_seen, client_ip
+            ) <= $per_outcome
+        )
         ORDER BY d.resource_path,
             CASE d.outcome WHEN 'complete' THEN 1 WHEN 'partial' THEN 2 WHEN 'undetermined' THEN 3
                 WHEN 'failed' THEN 4 ELSE 5 END,

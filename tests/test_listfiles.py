@@ -107,6 +107,7 @@ def test_a_list_read_from_parquet_a_few_rows_at_a_time_gives_the_same_files(tmp_
     })
     frame.write_parquet(tmp_path / "list.parquet")
     monkeypatch.setattr(listfiles, "BLOCK_ROWS", 3)
+    monkeypatch.setattr(listfiles, "CSV_BLOCK_ROWS", 3)
     listed = pl.scan_parquet(tmp_path / "list.parquet")
     assert write_csv(listed, tmp_path / "lazy.csv").read_bytes() == _reference_csv(frame, tmp_path / "plain.csv")
     assert write_json_records(listed, tmp_path / "lazy.json", rows_at_once=4).read_bytes() == _reference_json(frame)

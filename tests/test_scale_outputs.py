@@ -57,8 +57,13 @@ def test_the_report_cuts_long_tables_and_says_where_the_full_lists_are(many: Pat
     monkeypatch.setattr(followup, "REPORT_OPERATOR_ROWS", 3)
     html = report.render_report(many)
     table = html.split('id="downloader-table"', 1)[1].split("</table>", 1)[0]
-    outcomes = re.findall(r'<tr data-client="[^"]*" data-outcome="(\w+)"', table)
+    shown = re.findall(r'<tr data-client="([^"]*)" data-outcome="(\w+)"', table)
+    outcomes = [o for _, o in shown]
     assert outcomes and all(outcomes.count(o) <= 2 for o in set(outcomes))
+    # the first two of each outcome by first seen (then address), as the full list orders them
+    listed = pl.read_parquet(many / "downloaders.parquet").sort("first_seen", "client_ip")
+    first = listed.group_by("outcome", maintain_order=True).head(2)
+    assert sorted(shown) == sorted(zip(first["client_ip"], first["outcome"], strict=True))
     assert f"({len(outcomes)} of {CLIENTS})" in html
     assert "This table is cut" in html and "downloaders.csv, downloaders.xlsx" in html
     assert "This list is cut" in html and "the first 3 of" in html
