@@ -36,7 +36,7 @@ from forensics.engine import Engine, named
 from forensics.engine.duckdb import DuckDBEngine
 from forensics.errors import CaseFileError
 from forensics.limits import BLOCKING, NOTE, WARNING, Limit, trusted_network_limits
-from forensics.schema import INVESTIGATION_TABLES
+from forensics.schema import CLIENT_LISTS, CLIENT_VALUES, INVESTIGATION_TABLES
 
 OUTCOMES = ("complete", "partial", "undetermined", "failed", "headers_only")
 
@@ -538,6 +538,7 @@ def investigate(target: duckdb.DuckDBPyConnection | Engine, case: Case) -> Inves
                 f"({size.basis}: {size.basis_text}, {size.responses} responses); give size in the case "
                 "file to confirm"
             )
+        client_lists(engine, r.path)
         run_stage(
             engine, "stage_downloaders", resource_path=r.path, resource_size=size.size,
             size_inferred=size.inferred, size_estimated=size.estimated,
@@ -548,6 +549,9 @@ def investigate(target: duckdb.DuckDBPyConnection | Engine, case: Case) -> Inves
             has_cdn_logs=has_cdn_logs,
         )
         run_stage(engine, "stage_near_misses", resource_path=r.path, **window)
+    # The lists are in `downloaders` now: their working tables are emptied, not kept twice.
+    engine.reset(CLIENT_VALUES)
+    engine.reset(CLIENT_LISTS)
 
     # Stage 6: log coverage: the hourly table, then gaps at the logs' own resolution.
     run_stage(engine, "stage_log_coverage", examine_from=window["examine_from"], examine_to=window["examine_to"])
@@ -569,6 +573,32 @@ def investigate(target: duckdb.DuckDBPyConnection | Engine, case: Case) -> Inves
     return Investigation(
         headline=headline, sizes=sizes, gaps=gaps, warnings=warnings, limits=limits, log_gaps=log_gaps
     )
+
+
+# The most bytes of values (about) whose lists one pass of stage_client_lists builds. The engine
+# holds the lists being built in memory it cannot spill (DuckDB's list aggregate), within the
+# run's buffer pool (forensics.db.ANALYSIS_MEMORY_LIMIT): a million clients with ten long user
+# agents each (1.2 GB of lists) made the stage run out of memory about one run in two.
+LIST_PASS_BYTES = 192 << 20
+
+
+def client_lists(engine: Engine, resource_path: str) -> int:
+    """Build the resource's clients' lists of distinct values (`client_lists`), in as many passes
+    over shares of the clients (in key order) as their size calls for (LIST_PASS_BYTES each);
+    returns the passes."""
+    run_stage(engine, "stage_client_values", resource_path=resource_path)
+    clients, list_bytes = _rows(engine, "stage_client_value_size", resource_path=resource_path)[0]
+    passes = max(1, -(-int(list_bytes) // LIST_PASS_BYTES))
+    bounds: list[str | None] = []
+    if passes > 1 and clients > 1:
+        per_pass = -(-int(clients) // passes)
+        bounds = [row[0] for row in _rows(
+            engine, "stage_client_list_bounds", resource_path=resource_path, clients_per_pass=per_pass,
+        )]
+    edges = [None, *bounds, None]
+    for from_key, to_key in zip(edges, edges[1:], strict=False):
+        run_stage(engine, "stage_client_lists", resource_path=resource_path, from_key=from_key, to_key=to_key)
+    return len(edges) - 1
 
 
 def _linked(engine: Engine) -> int:

@@ -470,8 +470,37 @@ HIT_REQUESTS = Table(
     REQUESTS.columns,
 )
 
+CLIENT_VALUES = Table(
+    "client_values",
+    "Working table of the investigation, emptied once the downloaders are written: each resource's "
+    "clients' distinct values of each kind (statuses, user agents, referrers, flags, claimed "
+    "forwarded-for addresses), from which the downloaders' lists are built a share of the clients "
+    "at a time.",
+    (
+        Column("resource_path", "VARCHAR", "The resource as the case file names it."),
+        Column("client_key", "VARCHAR", "The client: its address, or 'unknown via' the peer."),
+        Column("kind", "VARCHAR", "status, user_agent, referer, client_flag or claimed_forwarded_for."),
+        Column("value", "VARCHAR", "One distinct value of that kind."),
+    ),
+)
+
+CLIENT_LISTS = Table(
+    "client_lists",
+    "Working table of the investigation, emptied once the downloaders are written: each client's "
+    "lists of distinct values, sorted, as `downloaders` shows them.",
+    (
+        Column("resource_path", "VARCHAR", "The resource as the case file names it."),
+        Column("client_key", "VARCHAR", "The client: its address, or 'unknown via' the peer."),
+        Column("statuses", "VARCHAR[]", "Distinct HTTP statuses."),
+        Column("user_agents", "VARCHAR[]", "Distinct User-Agent values."),
+        Column("referers", "VARCHAR[]", "Distinct Referer values."),
+        Column("client_flags", "VARCHAR[]", "Distinct flags from resolving the client."),
+        Column("claimed_forwarded_for", "VARCHAR[]", "Distinct claimed X-Forwarded-For addresses."),
+    ),
+)
+
 INVESTIGATION_TABLES: tuple[Table, ...] = (
-    HITS, HIT_REQUESTS, DOWNLOADERS, NEAR_MISSES, COVERAGE, REQUEST_TIMELINE, LOG_GAPS,
+    HITS, HIT_REQUESTS, CLIENT_VALUES, CLIENT_LISTS, DOWNLOADERS, NEAR_MISSES, COVERAGE, REQUEST_TIMELINE, LOG_GAPS,
 )
 
 IP_ENRICHMENT = Table(

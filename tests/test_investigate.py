@@ -474,6 +474,36 @@ def test_lists_of_a_client_hold_each_value_once_sorted_without_missing_ones(
     assert rows[many]["claimed_forwarded_for"] == rows[none]["claimed_forwarded_for"] == []
 
 
+def test_lists_built_a_few_clients_at_a_time_are_the_lists_built_at_once(
+    write_case: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    origin = [
+        nginx_line(f"2022-11-28 20:{i % 60:02d}:00", f"198.51.100.{i % 7 + 1}", (200, 206, 304)[i % 3],
+                   SIZE if i % 3 == 0 else 10 * i, ua=("-", f"agent {i % 5}", f"bot {i % 2}")[i % 3],
+                   referer=("-", f"https://r{i % 4}.example/")[i % 2], xff=("-", "203.0.113.9")[i % 4 == 1])
+        for i in range(40)
+    ]
+    cdn = [cf_line(f"2022-11-28 21:0{i}:00", f"2001:db8::{i % 3}", 200, SIZE + 400, ua=f"edge {i}")
+           for i in range(6)]
+    passes: list[int] = []
+    real = investigate.client_lists
+
+    def counted(engine: Any, resource_path: str) -> int:
+        passes.append(real(engine, resource_path))
+        return passes[-1]
+
+    monkeypatch.setattr(investigate, "client_lists", counted)
+    _, at_once = run(write_case, tmp_path / "once", cdn=cdn, origin=origin)
+    monkeypatch.setattr(investigate, "LIST_PASS_BYTES", 1)  # one client a pass
+    _, in_passes = run(write_case, tmp_path / "passes", cdn=cdn, origin=origin)
+    assert passes[0] == 1 and passes[1] > len(in_passes) > 5  # each bound starts a pass
+    assert in_passes == at_once
+    assert any(len(r["user_agents"]) > 1 for r in at_once.values())
+    with connect(tmp_path / "passes" / "out" / "case.duckdb", read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM client_values").fetchone() == (0,)
+        assert con.execute("SELECT count(*) FROM client_lists").fetchone() == (0,)
+
+
 def test_a_missing_hour_of_logs_is_a_coverage_gap(write_case: Any, tmp_path: Path) -> None:
     origin = [
         nginx_line("2022-11-28 18:50:00", "198.51.100.90", 200, 10),

@@ -35,16 +35,12 @@ WITH counted AS (
         h.role,
         h.window_position,
         h.match_how,
-        h.client_flags,
-        h.claimed_forwarded_for,
         h.client_basis,
         h.linked_source_id,
         upper(r.method) AS method,
         r.status,
         r.range_start,
         r.range_end,
-        r.user_agent,
-        r.referer,
         CASE
             WHEN upper(r.method) = 'HEAD' OR r.status NOT IN (200, 206, 0, 499) THEN 0
             WHEN r.body_bytes IS NOT NULL THEN r.body_bytes
@@ -138,31 +134,11 @@ per_client AS (
     GROUP BY c.client_key
 ),
 -- The lists of each client's distinct values (statuses, user agents, referrers, flags, claimed
--- forwarded-for addresses) are built from the distinct (client, kind, value) rows, not from a list
--- of every request made distinct afterwards: a client repeats the same few values over many
--- requests, and listing long strings is what costs. NULL values are left out (as list_distinct
--- leaves them out), and a client with no value of a kind gets an empty list (below).
-client_values AS (
-    SELECT client_key, 'status' AS kind, CAST(status AS VARCHAR) AS value FROM counted
-    UNION
-    SELECT client_key, 'user_agent' AS kind, user_agent AS value FROM counted
-    UNION
-    SELECT client_key, 'referer' AS kind, referer AS value FROM counted
-    UNION
-    SELECT client_key, 'client_flag' AS kind, unnest(client_flags) AS value FROM counted
-    UNION
-    SELECT client_key, 'claimed_forwarded_for' AS kind, claimed_forwarded_for AS value FROM counted
-),
+-- forwarded-for addresses) were built by stage_client_values and stage_client_lists.
 value_lists AS (
-    SELECT client_key,
-           list_sort(list(value) FILTER (WHERE kind = 'status')) AS statuses,
-           list_sort(list(value) FILTER (WHERE kind = 'user_agent')) AS user_agents,
-           list_sort(list(value) FILTER (WHERE kind = 'referer')) AS referers,
-           list_sort(list(value) FILTER (WHERE kind = 'client_flag')) AS client_flags,
-           list_sort(list(value) FILTER (WHERE kind = 'claimed_forwarded_for')) AS claimed_forwarded_for
-    FROM client_values
-    WHERE value IS NOT NULL
-    GROUP BY client_key
+    SELECT client_key, statuses, user_agents, referers, client_flags, claimed_forwarded_for
+    FROM client_lists
+    WHERE resource_path = $resource_path
 ),
 -- Which logs saw the client: linked origin rows (not counted on their own) are included here.
 seen_in AS (
