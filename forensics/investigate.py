@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import itertools
 import posixpath
 import re
 from collections.abc import Iterable, Sequence
@@ -596,7 +597,7 @@ def client_lists(engine: Engine, resource_path: str) -> int:
             engine, "stage_client_list_bounds", resource_path=resource_path, clients_per_pass=per_pass,
         )]
     edges = [None, *bounds, None]
-    for from_key, to_key in zip(edges, edges[1:], strict=False):
+    for from_key, to_key in itertools.pairwise(edges):
         run_stage(engine, "stage_client_lists", resource_path=resource_path, from_key=from_key, to_key=to_key)
     return len(edges) - 1
 
