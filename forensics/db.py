@@ -18,14 +18,17 @@ are written `$name` in the SQL and always bound by the engine, never pasted in.
 
 from __future__ import annotations
 
+import errno
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from forensics.errors import InputError, QueryError
+from forensics.errors import InputError, QueryError, ResourceError
 from forensics.schema import (
     ALL_TABLES,
     REQUEST_PART_PREFIX,
@@ -46,6 +49,39 @@ ANALYSIS_MEMORY_LIMIT = "1GB"
 # downloaders with their lists, or ten million requests to operators, spilled most of its rows at
 # 1 GB (the downloaders: 13.5 s at 1 GB, 4.4 s at 2 GB; the operators' requests 27 -> 15 s).
 LISTING_MEMORY_LIMIT = "2GB"
+
+
+def _no_space(exc: BaseException) -> bool:
+    return (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or (
+        isinstance(exc, duckdb.IOException) and "No space left on device" in str(exc)
+    )
+
+
+@contextmanager
+def machine_limits(folder: Path, doing: str) -> Iterator[None]:
+    """DuckDB running out of the memory it may use, or the disk filling up, while `doing`, as a
+    ResourceError that says what happened and what to do: neither is a bug of the case or of
+    forensics, and neither leaves an output half-written."""
+    try:
+        yield
+    except duckdb.OutOfMemoryException as exc:
+        detail = str(exc).splitlines()[0]
+        where = "".join(f", {note}" for note in getattr(exc, "__notes__", []))
+        raise ResourceError(
+            f"{doing}{where}: DuckDB ran out of the memory it may use ({detail})",
+            hint="close other programs or use a machine with more memory, then run the same command again; "
+            "if it happens again on this case, report it with this message",
+            path=folder,
+        ) from None
+    except (OSError, duckdb.IOException) as exc:
+        if not _no_space(exc):
+            raise
+        raise ResourceError(
+            f"{doing}: the disk is full",
+            hint="free space on the disk of the output folder (DuckDB spills to case.duckdb.tmp there), "
+            "then run the same command again",
+            path=folder,
+        ) from None
 
 
 def connect(

@@ -82,6 +82,12 @@ class OutputError(ForensicsError):
     """The output folder cannot be used: it is a file, cannot be written, or lies among the logs."""
 
 
+class ResourceError(ForensicsError):
+    """The machine ran short while analysing a case: DuckDB ran out of the memory it may use, or
+    the disk filled up. Nothing is half-written (each output replaces the last whole), so the same
+    command can run again once there is room."""
+
+
 class Interrupted(ForensicsError):
     """The run was stopped (Ctrl-C or SIGTERM). Every file is either wholly in the case or not at
     all, so running the same command again finishes the case."""

@@ -44,7 +44,7 @@ import polars as pl
 
 from forensics import __version__
 from forensics.casefile import Case, SourceSpec
-from forensics.db import add_request_part, connect, create_tables, request_parts
+from forensics.db import add_request_part, connect, create_tables, machine_limits, request_parts
 from forensics.detect import detect_lines, score_format
 from forensics.errors import CaseStateError, InputError, Interrupted, OutputError
 from forensics.formats import FormatDef, get_format
@@ -1625,7 +1625,8 @@ def ingest(
                           path=out_dir) from None
     con = _open_case_database(out_dir)
     try:
-        return _ingest(con, case, out_dir, planned, warnings, progress, workers, prune, replace, stop, started)
+        with machine_limits(out_dir, "loading the logs"):
+            return _ingest(con, case, out_dir, planned, warnings, progress, workers, prune, replace, stop, started)
     finally:
         con.close()
 

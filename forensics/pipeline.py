@@ -21,7 +21,7 @@ import polars as pl
 import pyarrow as pa
 
 from forensics.casefile import Case
-from forensics.db import ANALYSIS_MEMORY_LIMIT, LISTING_MEMORY_LIMIT, connect
+from forensics.db import ANALYSIS_MEMORY_LIMIT, LISTING_MEMORY_LIMIT, connect, machine_limits
 from forensics.errors import CaseFileError, EnrichmentError, InputError
 from forensics.ingest import IngestReport, Progress, check_output_folder, ingest, write_manifest
 from forensics.investigate import OUTCOMES, investigate, query_to_parquet, run_stage
@@ -200,75 +200,77 @@ def run_case(
     db_paths, enrich_notes = _database_paths(case, databases, out_dir)
     _lists_dir(case)
     spark_result = None
-    if engine == "spark":
-        from forensics.engine.spark_run import ingest_and_investigate
+    with machine_limits(out_dir, "loading the logs"):
+        if engine == "spark":
+            from forensics.engine.spark_run import ingest_and_investigate
 
-        report, spark_result = ingest_and_investigate(case, out_dir, master=master, warehouse=warehouse)
-    else:
-        report = ingest(case, out_dir, progress=progress, workers=workers, prune=prune, replace=replace)
+            report, spark_result = ingest_and_investigate(case, out_dir, master=master, warehouse=warehouse)
+        else:
+            report = ingest(case, out_dir, progress=progress, workers=workers, prune=prune, replace=replace)
     con = connect(report.database)
     # A bounded buffer pool, as for the load: joins and sorts over millions of requests spill to
     # the case folder's temporary files instead of holding gigabytes (2M requests: 3.0 -> 2.2 GB).
     con.execute(f"SET memory_limit = '{ANALYSIS_MEMORY_LIMIT}'")
     try:
-        # The investigation's tables are replaced whole or not at all: a run stopped half-way
-        # leaves the previous answer, which the next run replaces.
-        con.execute("BEGIN TRANSACTION")
-        result = spark_result or investigate(con, case)
-        enrichment = enrich_downloaders(con, case, db_paths, enrich_notes, rdns)
-        cur = con.execute("SELECT source, name, built, date_basis FROM enrichment_sources ORDER BY source, name")
-        used = [dict(zip(("source", "name", "built", "date_basis"), row, strict=True)) for row in cur.fetchall()]
-        limits = [*result.limits, *source_date_limits(used, case.exposure.start, case.exposure.end)]
-        from forensics.followup import run_follow_up, settings_from_case, write_operator_export
+        with machine_limits(out_dir, "investigating and writing the lists"):
+            # The investigation's tables are replaced whole or not at all: a run stopped half-way
+            # leaves the previous answer, which the next run replaces.
+            con.execute("BEGIN TRANSACTION")
+            result = spark_result or investigate(con, case)
+            enrichment = enrich_downloaders(con, case, db_paths, enrich_notes, rdns)
+            cur = con.execute("SELECT source, name, built, date_basis FROM enrichment_sources ORDER BY source, name")
+            used = [dict(zip(("source", "name", "built", "date_basis"), row, strict=True)) for row in cur.fetchall()]
+            limits = [*result.limits, *source_date_limits(used, case.exposure.start, case.exposure.end)]
+            from forensics.followup import run_follow_up, settings_from_case, write_operator_export
 
-        follow_up = run_follow_up(con, settings_from_case(case), [h for r in case.resources for h in r.hosts])
-        con.execute("COMMIT")
-        con.execute(f"SET memory_limit = '{LISTING_MEMORY_LIMIT}'")
-        # Typed by the query: a column empty for the first downloaders (crawler names) or for all
-        # of them (no IP databases) keeps its type in the Parquet file.
-        outputs = write_downloaders(con, out_dir)
-        follow_up_outputs = write_operator_export(con, out_dir)
-        exposure = case.exposure
-        extra = {
-            "investigation": {
-                "headline": result.headline,
-                "outcomes": list(OUTCOMES),
-                "exposure": {
-                    "start": iso_utc(exposure.start),
-                    "end": iso_utc(exposure.end),
-                    "margin_seconds": int(exposure.margin.total_seconds()),
-                    "examined_from": iso_utc(exposure.examine_from),
-                    "examined_to": iso_utc(exposure.examine_to),
+            follow_up = run_follow_up(con, settings_from_case(case), [h for r in case.resources for h in r.hosts])
+            con.execute("COMMIT")
+            con.execute(f"SET memory_limit = '{LISTING_MEMORY_LIMIT}'")
+            # Typed by the query: a column empty for the first downloaders (crawler names) or for all
+            # of them (no IP databases) keeps its type in the Parquet file.
+            outputs = write_downloaders(con, out_dir)
+            follow_up_outputs = write_operator_export(con, out_dir)
+            exposure = case.exposure
+            extra = {
+                "investigation": {
+                    "headline": result.headline,
+                    "outcomes": list(OUTCOMES),
+                    "exposure": {
+                        "start": iso_utc(exposure.start),
+                        "end": iso_utc(exposure.end),
+                        "margin_seconds": int(exposure.margin.total_seconds()),
+                        "examined_from": iso_utc(exposure.examine_from),
+                        "examined_to": iso_utc(exposure.examine_to),
+                    },
+                    "resources": [
+                        {
+                            "path": r.path,
+                            "hosts": list(r.hosts),
+                            "match_query": r.match_query,
+                            "size": result.sizes[r.path].size,
+                            "size_inferred": result.sizes[r.path].inferred,
+                            "size_basis": result.sizes[r.path].basis,
+                            "size_basis_text": result.sizes[r.path].basis_text,
+                            "size_signals": [
+                                {"basis": b, "size": n, "responses": k} for b, n, k in result.sizes[r.path].signals
+                            ],
+                        }
+                        for r in case.resources
+                    ],
+                    "trusted_proxies": list(case.trusted_proxies),
+                    "coverage_gaps": result.gaps,
+                    "log_gaps": [
+                        {**g.row(), "gap_start": iso_utc(g.gap_start), "gap_end": iso_utc(g.gap_end)}
+                        for g in result.log_gaps
+                    ],
+                    "limits": limits_manifest(limits),
+                    "warnings": result.warnings,
+                    "outputs": {name: path.name for name, path in outputs.items()},
                 },
-                "resources": [
-                    {
-                        "path": r.path,
-                        "hosts": list(r.hosts),
-                        "match_query": r.match_query,
-                        "size": result.sizes[r.path].size,
-                        "size_inferred": result.sizes[r.path].inferred,
-                        "size_basis": result.sizes[r.path].basis,
-                        "size_basis_text": result.sizes[r.path].basis_text,
-                        "size_signals": [
-                            {"basis": b, "size": n, "responses": k} for b, n, k in result.sizes[r.path].signals
-                        ],
-                    }
-                    for r in case.resources
-                ],
-                "trusted_proxies": list(case.trusted_proxies),
-                "coverage_gaps": result.gaps,
-                "log_gaps": [
-                    {**g.row(), "gap_start": iso_utc(g.gap_start), "gap_end": iso_utc(g.gap_end)}
-                    for g in result.log_gaps
-                ],
-                "limits": limits_manifest(limits),
-                "warnings": result.warnings,
-                "outputs": {name: path.name for name, path in outputs.items()},
-            },
-            "enrichment": enrichment,
-            "follow_up": follow_up.manifest(),
-        }
-        manifest = write_manifest(con, out_dir, case, extra=extra)
+                "enrichment": enrichment,
+                "follow_up": follow_up.manifest(),
+            }
+            manifest = write_manifest(con, out_dir, case, extra=extra)
     finally:
         con.close()
     # After the manifest and the database are closed: the report reads both, read-only. The
@@ -277,13 +279,14 @@ def run_case(
     from forensics.report import write_report
     from forensics.spreadsheet import write_downloaders_xlsx
 
-    with ThreadPoolExecutor(max_workers=1) as beside:
-        workbook = beside.submit(
-            write_downloaders_xlsx,
-            pl.scan_parquet(outputs["downloaders.parquet"]), out_dir / "downloaders.xlsx", timezone=case.timezone,
-        )
-        report_html = write_report(out_dir)
-        outputs["downloaders.xlsx"] = workbook.result()
+    with machine_limits(out_dir, "writing the report and downloaders.xlsx"):
+        with ThreadPoolExecutor(max_workers=1) as beside:
+            workbook = beside.submit(
+                write_downloaders_xlsx,
+                pl.scan_parquet(outputs["downloaders.parquet"]), out_dir / "downloaders.xlsx", timezone=case.timezone,
+            )
+            report_html = write_report(out_dir)
+            outputs["downloaders.xlsx"] = workbook.result()
     all_outputs = {
         **outputs,
         **follow_up_outputs,

@@ -72,3 +72,36 @@ def test_demo_headline_and_manifest(demo_run) -> None:
     listed = {r["client_ip"] for r in _rows(out / "downloaders.csv")}
     assert not {"203.0.113.77", "10.44.3.19"} & listed
     assert not any(ip.startswith(("130.176.", "64.252.")) for ip in listed)
+
+
+def test_running_out_of_memory_is_said_and_the_same_command_then_gives_the_clean_answer(
+    demo_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from forensics import pipeline
+    from forensics.errors import ResourceError
+
+    _, clean = demo_run
+    out = tmp_path / "out"
+    with monkeypatch.context() as short:
+        short.setattr(pipeline, "ANALYSIS_MEMORY_LIMIT", "2MB")
+        with pytest.raises(ResourceError, match="ran out of the memory it may use") as raised:
+            run_case(load_case(SAMPLE_CASE), out)
+    assert raised.value.exit_code == 1 and "run the same command again" in str(raised.value)
+    run_case(load_case(SAMPLE_CASE), out)
+    assert (out / "downloaders.csv").read_bytes() == (clean / "downloaders.csv").read_bytes()
+
+
+def test_a_full_disk_is_said_with_what_to_do(tmp_path: Path) -> None:
+    import errno
+
+    import duckdb
+
+    from forensics.db import machine_limits
+    from forensics.errors import ResourceError
+
+    for full in (OSError(errno.ENOSPC, "No space left on device"),
+                 duckdb.IOException('Could not write file "x": No space left on device')):
+        with pytest.raises(ResourceError, match="writing: the disk is full"), machine_limits(tmp_path, "writing"):
+            raise full
+    with pytest.raises(PermissionError), machine_limits(tmp_path, "writing"):  # other errors stay as they are
+        raise PermissionError(errno.EACCES, "Permission denied")

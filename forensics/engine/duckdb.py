@@ -31,9 +31,20 @@ class DuckDBEngine:
         self.con = con
 
     def rows(self, query: NamedQuery, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        return self.con.execute(query.sql, params).fetchall()
+        try:
+            return self.con.execute(query.sql, params).fetchall()
+        except duckdb.OutOfMemoryException as exc:
+            exc.add_note(f"query {query.name}")
+            raise
 
     def write(self, query: NamedQuery, params: dict[str, Any]) -> None:
+        try:
+            self._write(query, params)
+        except duckdb.OutOfMemoryException as exc:
+            exc.add_note(f"stage {query.name}")  # named where forensics.db.machine_limits reports it
+            raise
+
+    def _write(self, query: NamedQuery, params: dict[str, Any]) -> None:
         table = table_of(query)
         produced = [d[0] for d in self.con.execute(
             f"SELECT * FROM (\n{query.sql}\n) AS stage LIMIT 0", params).description or []]
