@@ -185,6 +185,19 @@ class _ColumnCells:
             pl.when(pl.lit(values).is_null()).then(pl.lit("cell")).otherwise(pl.lit(styled))
         ).to_series()
 
+    def one_style(self, start: int, stop: int) -> str | None:
+        """The style name every row's cell has, when one is sure without looking at each row (a
+        column read by a column rule with no missing value, or none at all), else None."""
+        if self.fast is None:
+            return None
+        values = self.values.slice(start, stop - start)
+        nulls = values.null_count()
+        if nulls == values.len():
+            return "cell"
+        if nulls == 0:
+            return self.date_style if self.fast == "time" else "cell"
+        return None
+
     def size_bound(self, start: int, stop: int, close: bool) -> int:
         """At least as many bytes as the XML of rows start..stop of this column; with `close`, a
         bound nearer to it that takes longer to compute."""
@@ -513,8 +526,12 @@ def _rows_xml(
     number = pl.int_range(first_row, first_row + rows, eager=True).cast(pl.String)
     parts: list[pl.Expr] = [pl.lit('<row r="'), pl.lit(number), pl.lit('">')]
     for letter, column in zip(letters, blocks.cells(start, stop), strict=True):
-        style = column.styles(0, rows).replace_strict(style_text, return_dtype=pl.String)
         rest = column.rest(0, rows)
+        one = column.one_style(0, rows)
+        if one is not None:  # a column of one style: its attribute is text, not a column of it
+            parts += [pl.lit(f'<c r="{letter}'), pl.lit(number), pl.lit(f'"{style_text[one]}'), pl.lit(rest)]
+            continue
+        style = column.styles(0, rows).replace_strict(style_text, return_dtype=pl.String)
         parts += [pl.lit(f'<c r="{letter}'), pl.lit(number), pl.lit('"'), pl.lit(style), pl.lit(rest)]
     parts.append(pl.lit("</row>"))
     return joined_utf8(pl.concat_str(parts))
