@@ -321,15 +321,18 @@ def write_operator_export(con: duckdb.DuckDBPyConnection, out_dir: Path) -> dict
     rows go from DuckDB to a Parquet file in the output folder (removed after), from which both
     files are written a block of rows at a time: a case's millions of counted requests are never
     in memory whole."""
-    from forensics.listfiles import write_csv
+    from forensics.listfiles import replaced_whole, write_csv
     from forensics.spreadsheet import write_downloaders_xlsx
 
     staged = out_dir / f".{OPERATOR_EXPORT}.parquet.partial"
+    csv_path, xlsx_path = out_dir / f"{OPERATOR_EXPORT}.csv", out_dir / f"{OPERATOR_EXPORT}.xlsx"
     try:
         query_to_parquet(con, "operator_requests", staged, asn=None)
         rows = pl.scan_parquet(staged).with_columns(pl.col(*_NARROW_INTEGERS).cast(pl.Int64))
-        csv_path = write_csv(rows, out_dir / f"{OPERATOR_EXPORT}.csv")
-        xlsx_path = write_downloaders_xlsx(rows, out_dir / f"{OPERATOR_EXPORT}.xlsx", sheet=OPERATOR_EXPORT)
+        with replaced_whole(csv_path) as partial:
+            write_csv(rows, partial)
+        with replaced_whole(xlsx_path) as partial:
+            write_downloaders_xlsx(rows, partial, sheet=OPERATOR_EXPORT)
     finally:
         staged.unlink(missing_ok=True)
     return {csv_path.name: csv_path, xlsx_path.name: xlsx_path}

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -231,6 +233,19 @@ def _csv_lines(columns: list[pl.Series]) -> bytes:
     out = io.BytesIO()
     cells.write_csv(out, include_header=False, line_terminator="\r\n", quote_style="necessary")
     return out.getvalue()
+
+
+@contextmanager
+def replaced_whole(path: Path) -> Iterator[Path]:
+    """A file beside `path` to write, which replaces `path` once written: an interrupted or failed
+    write leaves the previous file or the new one, never part of one."""
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        yield partial
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, path)
 
 
 def made_in_order(make: Callable[[_Item], _Made], items: Iterable[_Item], ahead: int = BLOCKS_AHEAD) -> Iterator[_Made]:

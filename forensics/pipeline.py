@@ -9,12 +9,11 @@ resources with their size and its signals, the coverage gaps and the limits of t
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import polars as pl
@@ -24,9 +23,12 @@ from forensics.casefile import Case
 from forensics.db import ANALYSIS_MEMORY_LIMIT, LISTING_MEMORY_LIMIT, connect, machine_limits
 from forensics.errors import CaseFileError, EnrichmentError, InputError
 from forensics.ingest import IngestReport, Progress, check_output_folder, ingest, write_manifest
-from forensics.investigate import OUTCOMES, investigate, query_to_parquet, run_stage
+from forensics.investigate import OUTCOMES, Investigation, investigate, query_to_parquet, run_stage
 from forensics.limits import Limit, limits_manifest, source_date_limits
-from forensics.listfiles import iso_utc, write_csv, write_json_records
+from forensics.listfiles import iso_utc, replaced_whole, write_csv, write_json_records
+
+if TYPE_CHECKING:
+    from forensics.followup import FollowUp
 
 # Columns of the downloader list, in the order an investigator reads them.
 DOWNLOADER_COLUMNS = (
@@ -63,13 +65,12 @@ def write_downloaders(con: duckdb.DuckDBPyConnection, out_dir: Path) -> dict[str
     }
     # Each file is written beside its final name and renamed into place, so an interrupted run
     # leaves the previous list or the new one, never half of one.
-    partial = {name: path.with_name(f".{path.name}.partial") for name, path in outputs.items()}
-    query_to_parquet(con, "downloaders", partial["downloaders.parquet"], DOWNLOADER_COLUMNS, outcome=None)
-    listed = pl.scan_parquet(partial["downloaders.parquet"])
-    write_csv(listed, partial["downloaders.csv"])
-    write_json_records(listed, partial["downloaders.json"])
-    for name, path in outputs.items():
-        os.replace(partial[name], path)
+    with replaced_whole(outputs["downloaders.parquet"]) as parquet:
+        query_to_parquet(con, "downloaders", parquet, DOWNLOADER_COLUMNS, outcome=None)
+        listed = pl.scan_parquet(parquet)
+        with replaced_whole(outputs["downloaders.csv"]) as csv, replaced_whole(outputs["downloaders.json"]) as js:
+            write_csv(listed, csv)
+            write_json_records(listed, js)
     return outputs
 
 
@@ -161,6 +162,55 @@ def enrich_downloaders(
     return manifest
 
 
+def _run_manifest(
+    case: Case, result: Investigation, limits: list[Limit], outputs: dict[str, Path], enrichment: dict[str, Any],
+    follow_up: FollowUp,
+) -> dict[str, Any]:
+    """What `run` adds to manifest.json: the investigation's answer and its limits, the enrichment
+    and the follow-up."""
+    exposure = case.exposure
+    assert exposure is not None
+    return {
+        "investigation": {
+            "headline": result.headline,
+            "outcomes": list(OUTCOMES),
+            "exposure": {
+                "start": iso_utc(exposure.start),
+                "end": iso_utc(exposure.end),
+                "margin_seconds": int(exposure.margin.total_seconds()),
+                "examined_from": iso_utc(exposure.examine_from),
+                "examined_to": iso_utc(exposure.examine_to),
+            },
+            "resources": [
+                {
+                    "path": r.path,
+                    "hosts": list(r.hosts),
+                    "match_query": r.match_query,
+                    "size": result.sizes[r.path].size,
+                    "size_inferred": result.sizes[r.path].inferred,
+                    "size_basis": result.sizes[r.path].basis,
+                    "size_basis_text": result.sizes[r.path].basis_text,
+                    "size_signals": [
+                        {"basis": b, "size": n, "responses": k} for b, n, k in result.sizes[r.path].signals
+                    ],
+                }
+                for r in case.resources
+            ],
+            "trusted_proxies": list(case.trusted_proxies),
+            "coverage_gaps": result.gaps,
+            "log_gaps": [
+                {**g.row(), "gap_start": iso_utc(g.gap_start), "gap_end": iso_utc(g.gap_end)}
+                for g in result.log_gaps
+            ],
+            "limits": limits_manifest(limits),
+            "warnings": result.warnings,
+            "outputs": {name: path.name for name, path in outputs.items()},
+        },
+        "enrichment": enrichment,
+        "follow_up": follow_up.manifest(),
+    }
+
+
 def run_case(
     case: Case,
     out_dir: Path,
@@ -230,46 +280,7 @@ def run_case(
             # of them (no IP databases) keeps its type in the Parquet file.
             outputs = write_downloaders(con, out_dir)
             follow_up_outputs = write_operator_export(con, out_dir)
-            exposure = case.exposure
-            extra = {
-                "investigation": {
-                    "headline": result.headline,
-                    "outcomes": list(OUTCOMES),
-                    "exposure": {
-                        "start": iso_utc(exposure.start),
-                        "end": iso_utc(exposure.end),
-                        "margin_seconds": int(exposure.margin.total_seconds()),
-                        "examined_from": iso_utc(exposure.examine_from),
-                        "examined_to": iso_utc(exposure.examine_to),
-                    },
-                    "resources": [
-                        {
-                            "path": r.path,
-                            "hosts": list(r.hosts),
-                            "match_query": r.match_query,
-                            "size": result.sizes[r.path].size,
-                            "size_inferred": result.sizes[r.path].inferred,
-                            "size_basis": result.sizes[r.path].basis,
-                            "size_basis_text": result.sizes[r.path].basis_text,
-                            "size_signals": [
-                                {"basis": b, "size": n, "responses": k} for b, n, k in result.sizes[r.path].signals
-                            ],
-                        }
-                        for r in case.resources
-                    ],
-                    "trusted_proxies": list(case.trusted_proxies),
-                    "coverage_gaps": result.gaps,
-                    "log_gaps": [
-                        {**g.row(), "gap_start": iso_utc(g.gap_start), "gap_end": iso_utc(g.gap_end)}
-                        for g in result.log_gaps
-                    ],
-                    "limits": limits_manifest(limits),
-                    "warnings": result.warnings,
-                    "outputs": {name: path.name for name, path in outputs.items()},
-                },
-                "enrichment": enrichment,
-                "follow_up": follow_up.manifest(),
-            }
+            extra = _run_manifest(case, result, limits, outputs, enrichment, follow_up)
             manifest = write_manifest(con, out_dir, case, extra=extra)
     finally:
         con.close()
@@ -280,13 +291,13 @@ def run_case(
     from forensics.spreadsheet import write_downloaders_xlsx
 
     with machine_limits(out_dir, "writing the report and downloaders.xlsx"):
-        with ThreadPoolExecutor(max_workers=1) as beside:
-            workbook = beside.submit(
-                write_downloaders_xlsx,
-                pl.scan_parquet(outputs["downloaders.parquet"]), out_dir / "downloaders.xlsx", timezone=case.timezone,
-            )
+        # The thread is waited for (the executor closes) before the workbook replaces the last one.
+        with replaced_whole(out_dir / "downloaders.xlsx") as partial, ThreadPoolExecutor(max_workers=1) as beside:
+            listed = pl.scan_parquet(outputs["downloaders.parquet"])
+            workbook = beside.submit(write_downloaders_xlsx, listed, partial, timezone=case.timezone)
             report_html = write_report(out_dir)
-            outputs["downloaders.xlsx"] = workbook.result()
+            workbook.result()
+        outputs["downloaders.xlsx"] = out_dir / "downloaders.xlsx"
     all_outputs = {
         **outputs,
         **follow_up_outputs,

@@ -30,6 +30,7 @@ from forensics.coverage import BIN_MINUTES, how_unusual, timeline_bin
 from forensics.db import ANALYSIS_MEMORY_LIMIT, connect, machine_limits, named_queries
 from forensics.errors import InputError
 from forensics.followup import report_context as follow_up_context
+from forensics.listfiles import replaced_whole
 from forensics.schema import ALL_TABLES, DOWNLOADERS, HIT_REQUESTS
 
 REPORT_NAME = "report.html"
@@ -605,8 +606,7 @@ def render_report(case_dir: Path) -> str:
 def write_report(case_dir: Path) -> Path:
     """Write DIR/report.html from the case database and manifest in DIR; returns its path."""
     case_dir = Path(case_dir)
-    with machine_limits(case_dir, "writing the report"):
-        html = render_report(case_dir)
-        path = case_dir / REPORT_NAME
-        path.write_text(html, encoding="utf-8")
+    path = case_dir / REPORT_NAME
+    with machine_limits(case_dir, "writing the report"), replaced_whole(path) as partial:
+        partial.write_text(render_report(case_dir), encoding="utf-8")
     return path

@@ -159,3 +159,20 @@ def test_a_block_that_fails_stops_the_writing_with_its_error() -> None:
         raise AssertionError("the error was lost")
     assert got == [0, 1, 2]
     assert max(made) < 10  # nothing runs far ahead of the writer
+
+
+def test_a_file_is_replaced_whole_or_not_at_all(tmp_path: Path) -> None:
+    import pytest
+
+    from forensics.listfiles import replaced_whole
+
+    path = tmp_path / "list.csv"
+    path.write_text("old\n")
+    with pytest.raises(RuntimeError), replaced_whole(path) as partial:
+        partial.write_text("half of the n")
+        raise RuntimeError("stopped while writing")
+    assert path.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["list.csv"]
+    with replaced_whole(path) as partial:
+        partial.write_text("new\n")
+        assert path.read_text() == "old\n"
+    assert path.read_text() == "new\n" and [p.name for p in tmp_path.iterdir()] == ["list.csv"]
