@@ -231,9 +231,16 @@ class _ColumnCells:
             return pl.repeat("/>", values.len(), dtype=pl.String, eager=True)
         if self.fast in ("text", "list"):
             text = values if self.fast == "text" else _joined(values)
-            for i in self._rare(text).arg_true().to_list():
-                slow[i] = _text_rest(_text(text[i]))
-            rest = _text_rest_expr(pl.lit(text))
+            distinct = text.drop_nulls().unique()
+            if distinct.len() <= _DISTINCT_SHARE * text.len():
+                # Most values repeat (an operator's name, a file's path, one user agent on many
+                # rows): each distinct value's cell is made once and the rows take theirs.
+                cells = _text_cells(distinct)
+                rest = pl.lit(text.replace_strict(distinct, cells, default=None, return_dtype=pl.String))
+            else:
+                for i in self._rare(text).arg_true().to_list():
+                    slow[i] = _text_rest(_text(text[i]))
+                rest = _text_rest_expr(pl.lit(text))
         elif self.fast == "bool":
             rest = pl.when(pl.lit(values)).then(pl.lit(' t="b"><v>1</v></c>')).otherwise(pl.lit(' t="b"><v>0</v></c>'))
         elif self.fast == "int":
@@ -328,8 +335,26 @@ _EXACT_INTEGER = 2**53
 # 2037 (later summer times differ), and XlsxWriter counts days before 1900-03-01 differently
 # (Excel's 1900 leap day). Other times take the per-value path.
 _FAST_TIMES = (datetime(1970, 1, 1), datetime(2037, 1, 1))
-# Leading or trailing white space (after the escapes, so no control characters are left).
-_EDGE_SPACE = "^[ \xa0\u1680\u2000-\u200a\u202f\u205f\u3000]|[ \xa0\u1680\u2000-\u200a\u202f\u205f\u3000]$"
+# The white space that XlsxWriter keeps with xml:space="preserve" when text begins or ends with it
+# (Python's \s, after the escapes, so no control characters are left). The first and last
+# characters are compared with the set: a regular expression for "at the end" reads all the text.
+_EDGE_SPACE = (" ", "\xa0", "\u1680", *map(chr, range(0x2000, 0x200B)), "\u202f", "\u205f", "\u3000")
+
+
+# A text column's cells are made per distinct value when the distinct values are at most this
+# share of the block's rows; else per row (finding the distinct values would cost more than it saves).
+_DISTINCT_SHARE = 0.5
+
+
+def _text_cells(text: pl.Series) -> pl.Series:
+    """The XML after the style attribute of each text (none missing), rare text by the per-value
+    path."""
+    cells = pl.select(_text_rest_expr(pl.lit(text))).to_series()
+    rare = _ColumnCells._rare(text)
+    if rare.any():
+        positions = rare.arg_true()
+        cells = cells.scatter(positions, [_text_rest(_text(t)) for t in text.gather(positions).to_list()])
+    return cells
 
 
 def _joined(values: pl.Series) -> pl.Series:
@@ -338,9 +363,9 @@ def _joined(values: pl.Series) -> pl.Series:
 
 
 def _text_rest_expr(text: pl.Expr) -> pl.Expr:
-    escaped = text.str.replace_all("&", "&amp;", literal=True).str.replace_all("<", "&lt;", literal=True) \
-        .str.replace_all(">", "&gt;", literal=True)
-    preserve = pl.when(text.str.contains(_EDGE_SPACE)).then(pl.lit(' xml:space="preserve"')).otherwise(pl.lit(""))
+    escaped = text.str.replace_many(["&", "<", ">"], ["&amp;", "&lt;", "&gt;"])
+    edge = text.str.head(1).is_in(_EDGE_SPACE) | text.str.tail(1).is_in(_EDGE_SPACE)
+    preserve = pl.when(edge).then(pl.lit(' xml:space="preserve"')).otherwise(pl.lit(""))
     return pl.concat_str([pl.lit(' t="inlineStr"><is><t'), preserve, pl.lit(">"), escaped, pl.lit("</t></is></c>")])
 
 
