@@ -142,6 +142,27 @@ def write_downloaders_xlsx(
 _STYLES = ("cell", "date", "date_ms")
 
 
+def _fast_rule(dtype: pl.DataType, zone: str | None) -> str | None:
+    """The column rule that makes a column's cells with polars expressions, None when every cell
+    takes the per-value path. A column rule gives a missing value the "cell" style and any other
+    the date style ("time") or "cell" (every other rule)."""
+    if zone is not None:
+        return "time" if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None else None
+    if dtype == pl.Null:
+        return "null"
+    if dtype == pl.String:
+        return "text"
+    if dtype == pl.Boolean:
+        return "bool"
+    if dtype.is_integer():
+        return "int"
+    if dtype.is_float():
+        return "float"
+    if isinstance(dtype, pl.List) and (dtype.inner in (pl.String, pl.Null) or dtype.inner.is_integer()):
+        return "list"
+    return None
+
+
 class _ColumnCells:
     """One sheet column's cells: per row, the style's name and the XML after the style attribute
     (`/>` for a blank, `><v>1</v></c>` for a number, ` t="inlineStr"><is>...` for text), as
@@ -153,27 +174,9 @@ class _ColumnCells:
         self.date_style = "date_ms" if with_ms else "date"
         # The per-value path's (style, rest) for the rows it takes, by row number in the frame.
         self.by_value: dict[int, tuple[str, str]] = {}
-        self.fast = self._fast_rule()
+        self.fast = _fast_rule(self.values.dtype, zone)
         if self.fast is None:
             self.by_value = {i: _cell_by_value(v, zone, self.date_style) for i, v in enumerate(self.values.to_list())}
-
-    def _fast_rule(self) -> str | None:
-        dtype = self.values.dtype
-        if self.zone is not None:
-            return "time" if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None else None
-        if dtype == pl.Null:
-            return "null"
-        if dtype == pl.String:
-            return "text"
-        if dtype == pl.Boolean:
-            return "bool"
-        if dtype.is_integer():
-            return "int"
-        if dtype.is_float():
-            return "float"
-        if isinstance(dtype, pl.List) and (dtype.inner in (pl.String, pl.Null) or dtype.inner.is_integer()):
-            return "list"
-        return None
 
     def styles(self, start: int, stop: int) -> pl.Series:
         """The style name of each row's cell."""
@@ -287,6 +290,9 @@ class _Blocks:
     def survey(self, start: int, stop: int) -> tuple[set[tuple[int, int, str]], int]:
         """For the sheet of rows start..stop: where each style is first used before the sheet's last
         row and every style of that row (sheet row, column, style), and a bound on its XML's bytes."""
+        at_once = self._survey_at_once(start, stop)
+        if at_once is not None:
+            return at_once
         first_uses: set[tuple[int, int, str]] = set()
         found: set[tuple[int, str]] = set()
         size = _ROW_BYTES * (stop - start)
@@ -303,6 +309,81 @@ class _Blocks:
                 if last_style is not None:
                     first_uses.add((stop - start, col, last_style))
         return first_uses, size
+
+    def _survey_at_once(self, start: int, stop: int) -> tuple[set[tuple[int, int, str]], int] | None:
+        """`survey` in a few queries over the sheet's rows, where every column has a column rule (a
+        cell's style then depends only on whether its value is missing); else None. The bound on
+        the XML's bytes is added up block by block and column by column as `survey` adds it, from
+        each block's text lengths, and past the point where a quick bound would pass ZIP64's
+        limit, from the close bounds (computed for those blocks only)."""
+        schema = self.rows.collect_schema()
+        rules = [_fast_rule(schema[source], zone) for source, _, zone in self.columns]
+        rows = stop - start
+        if rows == 0:
+            return set(), 0
+        if None in rules:
+            return None
+        sheet = self.rows.slice(start, rows)
+        ends: list[pl.Expr] = []
+        texts: dict[int, pl.Expr] = {}
+        for col, ((source, _, _), rule) in enumerate(zip(self.columns, rules, strict=True)):
+            value = pl.col(source)
+            before_last = value.head(rows - 1)
+            ends += [
+                before_last.is_null().arg_true().first().alias(f"null {col}"),
+                before_last.is_not_null().arg_true().first().alias(f"value {col}"),
+                value.last().is_null().alias(f"last null {col}"),
+            ]
+            if rule in ("text", "list"):
+                texts[col] = value if rule == "text" else _joined_expr(value)
+        found = sheet.select(ends).collect().row(0, named=True)
+        first_uses: set[tuple[int, int, str]] = set()
+        for col, ((source, _, _), rule) in enumerate(zip(self.columns, rules, strict=True)):
+            styled = self.date_style_of(source) if rule == "time" else "cell"
+            earliest: dict[str, int] = {}
+            for style, row in (("cell", found[f"null {col}"]), (styled, found[f"value {col}"])):
+                if row is not None:
+                    earliest[style] = min(row, earliest.get(style, row))
+            first_uses |= {(row + 1, col, style) for style, row in earliest.items()}
+            first_uses.add((rows, col, "cell" if found[f"last null {col}"] else styled))
+
+        blocks = sheet.with_row_index(_ROW_INDEX).with_columns((pl.col(_ROW_INDEX) // _BLOCK_ROWS).alias(_BLOCK_INDEX))
+        lengths = blocks.group_by(_BLOCK_INDEX).agg(
+            pl.len().alias("rows"), *[text.str.len_bytes().sum().alias(f"bytes {col}") for col, text in texts.items()]
+        ).sort(_BLOCK_INDEX).collect()
+        size = _ROW_BYTES * rows
+        close: dict[tuple[int, int], int] | None = None
+        for block, block_rows, *sums in lengths.iter_rows():
+            text_bytes = dict(zip(texts, sums, strict=True))
+            for col in range(len(self.columns)):
+                quick = 6 * int(text_bytes.get(col) or 0) + _CELL_BYTES * block_rows
+                if size + quick < zipfile.ZIP64_LIMIT or col not in texts:
+                    size += quick  # a column without text: its close bound is its quick one
+                    continue
+                if close is None:
+                    close = self._close_bounds(blocks, texts, block)
+                size += close[(block, col)] + _CELL_BYTES * block_rows
+        return first_uses, size
+
+    @staticmethod
+    def _close_bounds(blocks: pl.LazyFrame, texts: dict[int, pl.Expr], first_block: int) -> dict[tuple[int, int], int]:
+        """The close bound of each text column's XML, less the cells' markup, for every block from
+        `first_block` on (as `_ColumnCells.size_bound` computes it)."""
+        wanted: list[pl.Expr] = []
+        for col, text in texts.items():
+            size = text.str.len_bytes()
+            rare = (text.str.contains(_RARE_TEXT) | (size > _MAX_FAST_TEXT_BYTES)).fill_null(False)
+            wanted.append(
+                (size.sum() + 4 * text.str.count_matches("[&<>]").sum() + 5 * size.filter(rare).sum()).alias(str(col))
+            )
+        bounds = blocks.filter(pl.col(_BLOCK_INDEX) >= first_block).group_by(_BLOCK_INDEX).agg(wanted).collect()
+        return {
+            (int(row[_BLOCK_INDEX]), int(col)): int(value or 0)
+            for row in bounds.iter_rows(named=True) for col, value in row.items() if col != _BLOCK_INDEX
+        }
+
+    def date_style_of(self, source: str) -> str:
+        return "date_ms" if self.with_ms.get(source, False) else "date"
 
     def _survey_block(self, begin: int, end: int, stop: int) -> list[_ColumnSurvey]:
         """Per column of rows begin..end: the quick bound on its XML's bytes, the close one (computed
@@ -359,6 +440,10 @@ def _text_cells(text: pl.Series) -> pl.Series:
 
 def _joined(values: pl.Series) -> pl.Series:
     """A list column as text: items joined with ' | ', a missing item as empty text."""
+    return pl.select(_joined_expr(pl.lit(values))).to_series()
+
+
+def _joined_expr(values: pl.Expr) -> pl.Expr:
     return values.cast(pl.List(pl.String)).list.eval(pl.element().fill_null("")).list.join(LIST_SEPARATOR)
 
 
@@ -484,6 +569,8 @@ def _write_scaffold(
 
 # Rows generated and written at a time: a block of a few hundred megabytes of XML at most.
 _BLOCK_ROWS = 20_000
+# Working columns of the survey's queries (names no list column has: they begin with a space).
+_ROW_INDEX, _BLOCK_INDEX = " row", " block"
 # The sheets' rows are deflated fast (level 1): a third larger than XlsxWriter's level 6, and
 # three times less work for a sheet of a million rows. The small parts keep XlsxWriter's level.
 _ROWS_LEVEL = 1

@@ -4,7 +4,9 @@ across sheets. The workbook is read back from its XML, as a spreadsheet program 
 
 from __future__ import annotations
 
+import io
 import re
+import tempfile
 import xml.etree.ElementTree as ET
 import zipfile
 from datetime import UTC, datetime, timedelta
@@ -325,6 +327,45 @@ def test_a_list_read_from_parquet_a_few_rows_at_a_time_gives_the_same_workbook(
                                timezone="America/New_York", rows_per_sheet=rows_per_sheet)
         lazy, plain = _parts(tmp_path / "lazy.xlsx"), _parts(tmp_path / "plain.xlsx")
         assert lazy == plain, rows_per_sheet
+
+
+def test_the_survey_in_queries_equals_the_survey_block_by_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where each style is first used and the bound on a sheet's XML (which decides its ZIP64
+    headers) are the same found in a few queries as block by block, on either side of the point
+    where the quick bound passes ZIP64's limit; and the bound is never below the XML written."""
+    t = datetime(2022, 11, 28, 19, 5, 1, tzinfo=UTC)
+    n = 40
+    frame = pl.DataFrame({
+        "text": [AWKWARD_TEXT[i % len(AWKWARD_TEXT)] if i % 6 else None for i in range(n)],
+        "seen": [None if i % 9 == 2 else t + timedelta(milliseconds=i) for i in range(n)],
+        "count": [None if i % 4 == 0 else i for i in range(n)],
+        "agents": [[f"agent {i}", "x & y", "\x07"] if i % 5 else None for i in range(n)],
+        "empty": pl.Series([None] * n, dtype=pl.Null),
+    }).lazy()
+    columns = spreadsheet._columns(frame.collect_schema(), "America/New_York")
+    blocks = spreadsheet._Blocks(frame, columns, {"seen": True})
+    monkeypatch.setattr(spreadsheet, "_BLOCK_ROWS", 7)
+    full = blocks.survey(0, n)[1]
+    limits = sorted({0, 1, full // 3, full // 2, full - 1, full, full + 1, 10 * full})
+    for limit in limits:
+        monkeypatch.setattr(zipfile, "ZIP64_LIMIT", limit)
+        for start, stop in ((0, n), (3, 30), (5, 6), (8, 8)):
+            at_once = blocks._survey_at_once(start, stop)
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(spreadsheet._Blocks, "_survey_at_once", lambda self, start, stop: None)
+                block_by_block = blocks.survey(start, stop)
+            assert at_once == block_by_block, (limit, start, stop)
+    with zipfile.ZipFile(_written(frame)) as z:
+        assert z.getinfo("xl/worksheets/sheet1.xml").file_size - 2_000 < blocks.survey(0, n)[1]
+
+
+def _written(frame: pl.LazyFrame) -> io.BytesIO:
+    out = io.BytesIO()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "list.xlsx"
+        write_downloaders_xlsx(frame, path, timezone="America/New_York")
+        out.write(path.read_bytes())
+    return out
 
 
 def test_sheet_rows_are_deflated_by_isal_and_read_back_whole(tmp_path: Path) -> None:
