@@ -50,12 +50,13 @@ class Table:
     doc: str
     columns: tuple[Column, ...]
 
-    def ddl(self) -> str:
+    def ddl(self, name: str | None = None) -> str:
+        """CREATE TABLE for this table, or for a table of the same columns named `name`."""
         cols = ",\n  ".join(
             f"{c.name} {c.sql_type}" + (f" USING COMPRESSION {c.compression}" if c.compression else "")
             for c in self.columns
         )
-        return f"CREATE TABLE IF NOT EXISTS {self.name} (\n  {cols}\n)"
+        return f"CREATE TABLE IF NOT EXISTS {name or self.name} (\n  {cols}\n)"
 
     @property
     def column_names(self) -> list[str]:

@@ -412,6 +412,19 @@ def test_spread_referrers_milestones_and_hours(write_case: Any, tmp_path: Path) 
     assert manifest["follow_up"]["spread"]["first_external_download"]["client_ip"] == "172.58.1.2"
 
 
+def test_a_referrers_first_client_is_the_first_line_among_requests_at_its_first_time(
+    write_case: Any, tmp_path: Path
+) -> None:
+    forum = "https://www.reddit.com/r/x"
+    out = run_follow_up_case(write_case, tmp_path, cdn=[
+        with_referer(cf_line("2022-11-28 19:50:00", "172.58.1.1", 200, SIZE + 400), forum),
+        with_referer(cf_line("2022-11-28 19:45:00", "172.58.1.9", 200, SIZE + 400), forum),
+        with_referer(cf_line("2022-11-28 19:45:00", "172.58.1.2", 200, SIZE + 400), forum),
+    ])
+    (referrer,) = table(out, "SELECT * FROM referrer_spread")
+    assert (referrer["first_client"], referrer["requests"], referrer["clients"]) == ("172.58.1.9", 3, 3)
+
+
 def test_without_agency_networks_the_agency_counts_as_an_outsider_and_the_run_says_so(
     write_case: Any, tmp_path: Path
 ) -> None:

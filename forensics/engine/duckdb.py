@@ -22,6 +22,10 @@ def table_of(query: NamedQuery) -> Table:
     return _TABLES[query.writes]
 
 
+# The name a replaced table's new rows are built under (after the table's own name).
+REPLACING = "__replacing"
+
+
 class DuckDBEngine:
     """Runs stages on a connection to the case database, inside the caller's transaction."""
 
@@ -66,13 +70,15 @@ class DuckDBEngine:
             self.con.execute(f"INSERT INTO {table.name} ({cols})\nSELECT {select} FROM (\n{query.sql}\n) AS stage",
                              params)
             return
-        # replace: the SELECT may read the table it replaces, so its result is kept aside first.
-        self.con.execute(
-            f"CREATE OR REPLACE TEMP TABLE stage_result AS SELECT {select} FROM (\n{query.sql}\n) AS stage", params
-        )
-        self.con.execute(f"DELETE FROM {table.name}")
-        self.con.execute(f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM stage_result")
-        self.con.execute("DROP TABLE stage_result")
+        # replace: the SELECT may read the table it replaces, so its rows go into a new table of the
+        # same columns, which then takes the old one's place. (Kept aside in a temporary table and
+        # copied back, every row was written twice: 10,000,000 hits' requests rows 13.7 -> 8.2 s.)
+        building = f"{table.name}{REPLACING}"
+        self.con.execute(f"DROP TABLE IF EXISTS {building}")
+        self.con.execute(table.ddl(building))
+        self.con.execute(f"INSERT INTO {building} ({cols})\nSELECT {select} FROM (\n{query.sql}\n) AS stage", params)
+        self.con.execute(f"DROP TABLE {table.name}")
+        self.con.execute(f"ALTER TABLE {building} RENAME TO {table.name}")
 
     def reset(self, table: Table) -> None:
         self.con.execute(f"DROP TABLE IF EXISTS {table.name}")  # names from forensics.schema, never input

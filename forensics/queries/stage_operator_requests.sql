@@ -10,15 +10,16 @@
 --   - A source logs fractions of a second when any of its lines for the resource has one; its times
 --     are then given to the millisecond, otherwise to the second (a whole-second log cannot say more).
 --   - port_logged: the source's lines for the resource carry a port at all.
+--   - Both facts are read from `hit_requests`, which holds the requests rows of the hits (a hit's
+--     time is its request's), without joining them to `hits` again.
 -- Portable subset: joins, GROUP BY, CASE; date_trunc as in DuckDB and Spark.
 WITH source_facts AS (
     SELECT
-        h.source_id,
-        max(CASE WHEN h.ts <> date_trunc('second', h.ts) THEN 1 ELSE 0 END) AS has_fractions,
+        r.source_id,
+        max(CASE WHEN r.ts <> date_trunc('second', r.ts) THEN 1 ELSE 0 END) AS has_fractions,
         max(CASE WHEN r.client_port IS NOT NULL THEN 1 ELSE 0 END) AS has_ports
-    FROM hits AS h
-    JOIN hit_requests AS r ON r.source_id = h.source_id AND r.line_no = h.line_no
-    GROUP BY h.source_id
+    FROM hit_requests AS r
+    GROUP BY r.source_id
 )
 SELECT
     h.resource_path,

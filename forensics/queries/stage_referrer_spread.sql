@@ -2,12 +2,7 @@
 -- purpose: The referring pages that sent people to the resource, in order of first appearance, with the first address that came from each, requests, addresses and deliveries.
 -- params: (none)
 -- writes: referrer_spread (append)
-WITH firsts AS (
-    SELECT resource_path, referer, client_ip,
-           row_number() OVER (PARTITION BY resource_path, referer ORDER BY ts, source_id, line_no) AS n
-    FROM spread_requests
-),
-per_referer AS (
+WITH per_referer AS (
     SELECT resource_path, referer,
            min(referer_site) AS referer_site,
            min(referer_kind) AS referer_kind,
@@ -18,6 +13,14 @@ per_referer AS (
            sum(CASE WHEN delivered THEN 1 ELSE 0 END) AS deliveries
     FROM spread_requests
     GROUP BY resource_path, referer
+),
+-- The first request from each referrer (by time, then file and line), numbered among the requests
+-- at its first time only: numbering every request would sort them all.
+firsts AS (
+    SELECT s.resource_path, s.referer, s.client_ip,
+           row_number() OVER (PARTITION BY s.resource_path, s.referer ORDER BY s.source_id, s.line_no) AS n
+    FROM spread_requests AS s
+    JOIN per_referer AS p ON p.resource_path = s.resource_path AND p.referer = s.referer AND p.first_seen = s.ts
 )
 SELECT
     p.resource_path,
