@@ -39,6 +39,10 @@ CSV_BLOCK_ROWS = 50_000
 # Blocks generated at once, on threads (polars works outside the GIL), while the one before them is
 # written: with two cores, generating was one and the other waited.
 BLOCKS_AHEAD = 2
+# A text column's (or a list column's items') output is made per distinct value when the distinct
+# values are at most this share of the values; else per value (finding the distinct values would
+# cost more than it saves).
+DISTINCT_SHARE = 0.5
 
 _Item = TypeVar("_Item")
 _Made = TypeVar("_Made")
@@ -173,15 +177,23 @@ def json_fields(values: pl.Series) -> pl.Series:
     elif _list_rule(dtype):
         items = values.cast(pl.List(pl.String))
         texts = isinstance(dtype, pl.List) and dtype.inner == pl.String
-        encoded = items.list.eval(pl.when(pl.element().is_null()).then(pl.lit("null")).otherwise(
-            _json_strings(pl.element()) if texts else pl.element()
-        ))
+        rare = pl.repeat(False, values.len(), dtype=pl.Boolean, eager=True)
+        distinct = items.explode().drop_nulls().unique() if texts else pl.Series([], dtype=pl.String)
+        if texts and distinct.len() <= DISTINCT_SHARE * int(items.list.len().sum() or 0):
+            # Most items repeat (a dozen user agents shared by a million clients): each distinct
+            # item is encoded once, as json.dumps encodes it inside the list, and the items take theirs.
+            item = pl.element().replace_strict(distinct, _json_items(distinct), default=None)
+        elif texts:
+            item = _json_strings(pl.element())
+            rare = items.list.eval(pl.element().str.contains(_JSON_RARE)).list.any().fill_null(False)
+        else:
+            item = pl.element()
+        encoded = items.list.eval(pl.when(pl.element().is_null()).then(pl.lit("null")).otherwise(item))
         text = pl.select(
             pl.when(pl.lit(encoded).list.len() == 0).then(pl.lit("[]")).otherwise(pl.concat_str([
                 pl.lit("[\n      "), pl.lit(encoded).list.join(",\n      "), pl.lit("\n    ]"),
             ]))
         ).to_series()
-        rare = items.list.eval(pl.element().str.contains(_JSON_RARE)).list.any().fill_null(False)
         text = _by_value(values, rare, lambda v: json_value(list(v)), text)
     else:
         return pl.Series([json_value(v) for v in values.to_list()], dtype=pl.String)
@@ -192,12 +204,21 @@ def json_fields(values: pl.Series) -> pl.Series:
 _JSON_RARE = "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f]"
 
 
+def _json_items(text: pl.Series) -> pl.Series:
+    """Each text (none missing) as json.dumps writes it in a list (rare ones by json.dumps itself)."""
+    encoded = pl.select(_json_strings(pl.lit(text))).to_series()
+    rare = text.str.contains(_JSON_RARE)
+    if rare.any():
+        positions = rare.arg_true()
+        rare_texts = text.gather(positions).to_list()
+        encoded = encoded.scatter(positions, [json.dumps(t, ensure_ascii=False) for t in rare_texts])
+    return encoded
+
+
 def _json_strings(text: pl.Expr) -> pl.Expr:
-    escaped = (
-        text.str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
-        .str.replace_all("\n", "\\n", literal=True).str.replace_all("\r", "\\r", literal=True)
-        .str.replace_all("\t", "\\t", literal=True)
-    )
+    # One pass replacing each of the five at once (each character of the text is replaced once,
+    # so a backslash written for a quote is not doubled again).
+    escaped = text.str.replace_many(["\\", '"', "\n", "\r", "\t"], ["\\\\", '\\"', "\\n", "\\r", "\\t"])
     return pl.concat_str([pl.lit('"'), escaped, pl.lit('"')])
 
 

@@ -35,7 +35,7 @@ import polars as pl
 import xlsxwriter
 from xlsxwriter.utility import xl_col_to_name
 
-from forensics.listfiles import joined_utf8, made_in_order
+from forensics.listfiles import DISTINCT_SHARE, joined_utf8, made_in_order
 from forensics.terminal import printable
 
 MIN_WIDTH = 6
@@ -235,7 +235,7 @@ class _ColumnCells:
         if self.fast in ("text", "list"):
             text = values if self.fast == "text" else _joined(values)
             distinct = text.drop_nulls().unique()
-            if distinct.len() <= _DISTINCT_SHARE * text.len():
+            if distinct.len() <= DISTINCT_SHARE * text.len():
                 # Most values repeat (an operator's name, a file's path, one user agent on many
                 # rows): each distinct value's cell is made once and the rows take theirs.
                 cells = _text_cells(distinct)
@@ -420,11 +420,6 @@ _FAST_TIMES = (datetime(1970, 1, 1), datetime(2037, 1, 1))
 # (Python's \s, after the escapes, so no control characters are left). The first and last
 # characters are compared with the set: a regular expression for "at the end" reads all the text.
 _EDGE_SPACE = (" ", "\xa0", "\u1680", *map(chr, range(0x2000, 0x200B)), "\u202f", "\u205f", "\u3000")
-
-
-# A text column's cells are made per distinct value when the distinct values are at most this
-# share of the block's rows; else per row (finding the distinct values would cost more than it saves).
-_DISTINCT_SHARE = 0.5
 
 
 def _text_cells(text: pl.Series) -> pl.Series:

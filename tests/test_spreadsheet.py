@@ -228,7 +228,7 @@ def _assert_same_as_cell_by_cell(frame: pl.DataFrame, tmp_path: Path, timezone: 
     plain = _parts(tmp_path / "plain.xlsx")
     for share in (0.0, 1.0):
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(spreadsheet, "_DISTINCT_SHARE", share)
+            patch.setattr(spreadsheet, "DISTINCT_SHARE", share)
             write_downloaders_xlsx(frame, tmp_path / "fast.xlsx", timezone=timezone, rows_per_sheet=rows_per_sheet)
         fast = _parts(tmp_path / "fast.xlsx")
         assert list(fast) == list(plain)
