@@ -40,6 +40,7 @@ import duckdb
 import polars as pl
 
 from forensics.casefile import Case
+from forensics.db import empty_table
 from forensics.formats import FormatDef, builtin_formats
 from forensics.investigate import query_to_parquet, stage_query
 from forensics.schema import (
@@ -131,7 +132,7 @@ def run_follow_up(
 ) -> FollowUp:
     """Rewrite every follow-up table from hits, requests, downloaders and ip_enrichment."""
     for table in FOLLOW_UP_TABLES:
-        con.execute(f"DELETE FROM {table.name}")  # fixed table names from the schema, never input
+        empty_table(con, table)
     # The rules' settings, so the report and a later reader know what the tables were built with.
     settings_json = json.dumps({
         "agency_networks": list(settings.agency_networks), "agency_sites": list(settings.agency_sites),

@@ -7,7 +7,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from forensics.db import NamedQuery
+from forensics.db import NamedQuery, empty_table
 from forensics.errors import QueryError
 from forensics.schema import ALL_TABLES, Table
 
@@ -81,8 +81,7 @@ class DuckDBEngine:
         self.con.execute(f"ALTER TABLE {building} RENAME TO {table.name}")
 
     def reset(self, table: Table) -> None:
-        self.con.execute(f"DROP TABLE IF EXISTS {table.name}")  # names from forensics.schema, never input
-        self.con.execute(table.ddl())
+        empty_table(self.con, table)
 
     def register(self, name: str, table: pa.Table) -> None:
         self.con.register(name, table)

@@ -29,6 +29,7 @@ import duckdb
 import polars as pl
 
 from forensics.addresses import CANONICAL_IPV4
+from forensics.db import empty_table
 from forensics.enrich import lists as published
 from forensics.enrich import mmdb, useragent
 from forensics.enrich import rdns as reverse_dns
@@ -392,10 +393,8 @@ def _write(
 ) -> None:
     """ip_enrichment from the frame of addresses (address, seen_first, seen_last) and the other
     columns' values in the same order; enrichment_sources from `sources`."""
-    con.execute(IP_ENRICHMENT.ddl())
-    con.execute(ENRICHMENT_SOURCES.ddl())
-    con.execute(f"DELETE FROM {IP_ENRICHMENT.name}")
-    con.execute(f"DELETE FROM {ENRICHMENT_SOURCES.name}")
+    empty_table(con, IP_ENRICHMENT)
+    empty_table(con, ENRICHMENT_SOURCES)
     schema: dict[str, pl.DataType] = {
         c.name: (pl.List(pl.String()) if c.sql_type == "VARCHAR[]" else c.polars_type) for c in IP_ENRICHMENT.columns
     }
