@@ -1655,13 +1655,18 @@ def _ingest(
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             futures = [pool.submit(hash_one, pf) for pf in planned]
             _wait_all(futures, stop)
-        plan = reconcile(planned, _loaded_sources(con), prune, replace, stop)
+        loaded = _loaded_sources(con)
+        plan = reconcile(planned, loaded, prune, replace, stop)
     except KeyboardInterrupt:
         raise Interrupted("stopped while hashing the input files; nothing was loaded",
                           hint="run the same command again") from None
 
     ingested_at = datetime.now(UTC)
-    if plan.prune or plan.custody or any(r.action in (RELOAD, REPLACE) for r in plan.load):
+    # Rows are deleted where a file is pruned, reloaded or replaced, or a loaded file is now
+    # recorded as a duplicate (an empty or duplicate file new to the case has no rows to delete).
+    loaded_ids = {s.source_id for s in loaded.values()}
+    if (plan.prune or any(r.action in (RELOAD, REPLACE) for r in plan.load)
+            or any(row.source_id in loaded_ids for row in plan.custody)):
         con.execute("RESET max_vacuum_tasks")
     changed = bool(plan.load or plan.custody or plan.prune or plan.renamed)
     if changed:
