@@ -381,3 +381,38 @@ def test_sheet_rows_are_deflated_by_isal_and_read_back_whole(tmp_path: Path) -> 
     with zipfile.ZipFile(path) as back:
         assert back.testzip() is None  # CRC checked
         assert back.read("sheet.xml").decode("utf-8") == data
+
+
+@pytest.mark.parametrize("apart", [True, False])
+def test_sheet_pieces_deflated_apart_on_threads_read_back_whole(tmp_path: Path, apart: bool) -> None:
+    """Pieces deflated on their own, on threads, then written in order, are one deflate stream with
+    the content's CRC-32 (the zip's own check) and sizes, ZIP64 or not; where zipfile's counts are
+    not where they are expected, the same content goes through its own write."""
+    from forensics.listfiles import made_in_order
+    from forensics.spreadsheet import _SegmentedEntry
+
+    rows = [f'<row r="{i}"><c r="A{i}" t="inlineStr"><is><t>value {i % 97} é</t></is></c></row>' for i in range(40_000)]
+    pieces = [("".join(rows[start:start + 3_000])).encode("utf-8") for start in range(0, len(rows), 3_000)]
+    pieces.insert(1, b"")  # an empty piece changes nothing
+
+    class Hidden:
+        """An entry whose counts this code cannot see (another Python's zipfile)."""
+
+        def __init__(self, entry: object) -> None:
+            self.write = entry.write  # type: ignore[attr-defined]
+
+    for zip64 in (False, True):
+        path = tmp_path / f"rows-{apart}-{zip64}.zip"
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as out, \
+                out.open("sheet.xml", "w", force_zip64=zip64) as fh:
+            entry = _SegmentedEntry(fh if apart else Hidden(fh))
+            assert entry.apart is apart
+            for piece in made_in_order(entry.piece, pieces):
+                entry.write(piece)
+            entry.finish()
+        with zipfile.ZipFile(path) as back:
+            assert back.testzip() is None  # CRC checked
+            assert back.read("sheet.xml") == b"".join(pieces)
+            info = back.getinfo("sheet.xml")
+            assert info.file_size == sum(map(len, pieces)) and info.compress_type == zipfile.ZIP_DEFLATED
+            assert info.compress_size < info.file_size / 5
