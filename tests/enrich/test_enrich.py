@@ -218,3 +218,40 @@ def test_client_kinds_of_all_addresses_at_once_are_each_address_classified_alone
         assert row["known"] is True
         assert (row["kind"], row["name"], row["owner"]) == (best.kind, best.name, best.owner)
         assert row["several"] == (len({k.kind for k in kinds}) > 1)
+
+
+ADDRESS_POOL = ["81.2.69.142", "81.2.69.160", "66.249.66.1", "66.249.66.2", "51.178.93.214", "1.0.0.1", "1.0.0.2",
+                "2001:480::1", "8.8.8.8", "8.8.4.4", "::ffff:81.2.69.142", "unknown via 10.0.0.1", "216.160.83.56"]
+AGENT_POOL = [[GOOGLEBOT], ["python-requests/2.28.1"], ["-"], [],
+              ["Mozilla/5.0 (Windows NT 10.0; rv:102.0) Gecko/20100101 Firefox/102.0", "curl/7.88.1"]]
+
+
+@settings(max_examples=10, deadline=None)
+@given(chosen=st.lists(st.tuples(st.sampled_from(ADDRESS_POOL), st.integers(0, len(AGENT_POOL) - 1),
+                                 st.sampled_from([0, 1, 40])), min_size=1, max_size=10, unique_by=lambda c: c[0]))
+def test_addresses_sharing_a_row_get_the_row_each_would_get_alone(tmp_path_factory, chosen) -> None:
+    """Addresses whose values are the same (the same databases' answers, kind of client, no list
+    entry) share one row of values: each address still gets exactly what it gets enriched alone,
+    with list entries, Tor observations and databases in play, and the flags are counted per address."""
+    folder = tmp_path_factory.mktemp("lists")
+    (folder / "googlebot.json").write_text(json.dumps(
+        {"creationTime": "2022-11-27T23:00:02.000000", "prefixes": [{"ipv4Prefix": "66.249.64.0/19"}]}))
+    (folder / "2022-11-29-00-02-00").write_text(
+        "@type tor-exit-list 1.0\nDownloaded 2022-11-29 00:02:00\nExitNode 0011BD2485AD45D984EC4159C88FC066E5E3300E\n"
+        "Published 2022-11-28 20:47:43\nLastStatus 2022-11-28 23:00:00\nExitAddress 81.2.69.142 2022-11-28 22:12:31\n"
+    )
+    con = connect(tmp_path_factory.mktemp("case") / "case.duckdb")
+    create_tables(con)
+    seen = [(a, T0 + (T0 - T0.replace(hour=20)) * hours) for a, _, hours in chosen]
+    agents = {a: AGENT_POOL[k] for a, k, _ in chosen}
+    together = enrich(con, seen, agents, databases(), folder)
+    all_rows = rows(con)
+    flags: dict[str, int] = {}
+    for address, when in seen:
+        enrich(con, [(address, when)], {address: agents[address]}, databases(), folder)
+        alone = rows(con)[address]
+        assert all_rows[address] == alone, address
+        for flag in alone["flags"]:
+            flags[flag] = flags.get(flag, 0) + 1
+    assert together.manifest()["flags"] == flags
+    con.close()
