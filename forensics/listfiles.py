@@ -238,18 +238,20 @@ def joined_utf8(text: pl.Expr, separator: str = "") -> memoryview:
     """The values joined into one text, as UTF-8 bytes in the buffer Arrow holds them in: a block
     of a list is tens of megabytes, which Python bytes would copy once more (a third of the time of
     generating a workbook's rows went to that copy)."""
-    joined = pl.select(text.str.join(separator)).to_series().to_arrow(compat_level=pl.CompatLevel.oldest())
+    series = pl.select(text.str.join(separator)).to_series()
+    joined = series.to_arrow(compat_level=pl.CompatLevel.oldest())
     if isinstance(joined, pa.ChunkedArray):
         joined = joined.combine_chunks()
     # One value, not missing (join skips missing values): its bytes run from its first offset to
-    # the next one, each a 64-bit integer in the offsets buffer (large_string).
-    assert joined.type == pa.large_string() and len(joined) == 1 and joined.null_count == 0
-    offsets, data = joined.buffers()[1], joined.buffers()[2]
-    assert offsets is not None
-    first, end = struct.unpack_from("<2q", offsets, 8 * joined.offset)
-    if data is None:  # an empty text may have no data buffer
+    # the next one, each a 64-bit integer in the offsets buffer (large_string). Any other layout
+    # (another polars or pyarrow) is copied out as bytes instead.
+    buffers = joined.buffers()
+    if joined.type != pa.large_string() or len(joined) != 1 or joined.null_count or buffers[1] is None:
+        return memoryview(series.cast(pl.Binary).item())
+    first, end = struct.unpack_from("<2q", buffers[1], 8 * joined.offset)
+    if buffers[2] is None:  # an empty text may have no data buffer
         return memoryview(b"")
-    return memoryview(data.slice(first, end - first))
+    return memoryview(buffers[2].slice(first, end - first))
 
 
 def _csv_lines(columns: list[pl.Series]) -> bytes | memoryview:
