@@ -578,7 +578,7 @@ def investigate(target: duckdb.DuckDBPyConnection | Engine, case: Case) -> Inves
 
 # The most bytes of values (about) whose lists one pass of stage_client_lists builds. The engine
 # holds the lists being built in memory it cannot spill (DuckDB's list aggregate), within the
-# run's buffer pool (forensics.db.ANALYSIS_MEMORY_LIMIT): a million clients with ten long user
+# run's buffer pool (forensics.db.WORKING_MEMORY_LIMIT): a million clients with ten long user
 # agents each (1.2 GB of lists) made the stage run out of memory about one run in two.
 LIST_PASS_BYTES = 192 << 20
 

@@ -20,7 +20,7 @@ import polars as pl
 import pyarrow as pa
 
 from forensics.casefile import Case
-from forensics.db import ANALYSIS_MEMORY_LIMIT, LISTING_MEMORY_LIMIT, connect, machine_limits
+from forensics.db import ANALYSIS_MEMORY_LIMIT, WORKING_MEMORY_LIMIT, connect, machine_limits
 from forensics.errors import CaseFileError, EnrichmentError, InputError
 from forensics.ingest import IngestReport, Progress, check_output_folder, ingest, write_manifest
 from forensics.investigate import OUTCOMES, Investigation, investigate, query_to_parquet, run_stage
@@ -260,13 +260,15 @@ def run_case(
     con = connect(report.database)
     # A bounded buffer pool, as for the load: joins and sorts over millions of requests spill to
     # the case folder's temporary files instead of holding gigabytes (2M requests: 3.0 -> 2.2 GB).
-    con.execute(f"SET memory_limit = '{ANALYSIS_MEMORY_LIMIT}'")
+    # It is larger where DuckDB does the work and Python holds little (forensics.db says how much).
+    con.execute(f"SET memory_limit = '{WORKING_MEMORY_LIMIT}'")
     try:
         with machine_limits(out_dir, "investigating and writing the lists"):
             # The investigation's tables are replaced whole or not at all: a run stopped half-way
             # leaves the previous answer, which the next run replaces.
             con.execute("BEGIN TRANSACTION")
             result = spark_result or investigate(con, case)
+            con.execute(f"SET memory_limit = '{ANALYSIS_MEMORY_LIMIT}'")
             enrichment = enrich_downloaders(con, case, db_paths, enrich_notes, rdns)
             cur = con.execute("SELECT source, name, built, date_basis FROM enrichment_sources ORDER BY source, name")
             used = [dict(zip(("source", "name", "built", "date_basis"), row, strict=True)) for row in cur.fetchall()]
@@ -275,7 +277,7 @@ def run_case(
 
             follow_up = run_follow_up(con, settings_from_case(case), [h for r in case.resources for h in r.hosts])
             con.execute("COMMIT")
-            con.execute(f"SET memory_limit = '{LISTING_MEMORY_LIMIT}'")
+            con.execute(f"SET memory_limit = '{WORKING_MEMORY_LIMIT}'")
             # Typed by the query: a column empty for the first downloaders (crawler names) or for all
             # of them (no IP databases) keeps its type in the Parquet file.
             outputs = write_downloaders(con, out_dir)

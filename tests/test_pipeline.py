@@ -84,11 +84,51 @@ def test_running_out_of_memory_is_said_and_the_same_command_then_gives_the_clean
     out = tmp_path / "out"
     with monkeypatch.context() as short:
         short.setattr(pipeline, "ANALYSIS_MEMORY_LIMIT", "2MB")
+        short.setattr(pipeline, "WORKING_MEMORY_LIMIT", "2MB")
         with pytest.raises(ResourceError, match="ran out of the memory it may use") as raised:
             run_case(load_case(SAMPLE_CASE), out)
     assert raised.value.exit_code == 1 and "run the same command again" in str(raised.value)
     run_case(load_case(SAMPLE_CASE), out)
     assert (out / "downloaders.csv").read_bytes() == (clean / "downloaders.csv").read_bytes()
+
+
+def test_the_buffer_pool_is_larger_only_where_python_holds_little(
+    demo_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The investigation and the lists get the larger pool; enrichment and the follow-up, which
+    hold frames of addresses in Python beside it, the smaller one (the run's peak memory)."""
+    import duckdb
+
+    from forensics import followup, pipeline
+    from forensics.db import ANALYSIS_MEMORY_LIMIT, WORKING_MEMORY_LIMIT
+
+    def said(limit: str) -> str:
+        con = duckdb.connect()
+        con.execute(f"SET memory_limit = '{limit}'")
+        return str(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
+
+    seen: dict[str, str] = {}
+
+    def watched(module, name: str) -> None:
+        real = getattr(module, name)
+
+        def call(con, *args, **kwargs):
+            seen[name] = str(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
+            return real(con, *args, **kwargs)
+
+        monkeypatch.setattr(module, name, call)
+
+    for module, name in ((pipeline, "investigate"), (pipeline, "enrich_downloaders"),
+                         (followup, "run_follow_up"), (pipeline, "write_downloaders")):
+        watched(module, name)
+    _, clean = demo_run
+    run_case(load_case(SAMPLE_CASE), tmp_path / "out")
+    assert said(WORKING_MEMORY_LIMIT) != said(ANALYSIS_MEMORY_LIMIT)
+    assert seen == {
+        "investigate": said(WORKING_MEMORY_LIMIT), "enrich_downloaders": said(ANALYSIS_MEMORY_LIMIT),
+        "run_follow_up": said(ANALYSIS_MEMORY_LIMIT), "write_downloaders": said(WORKING_MEMORY_LIMIT),
+    }
+    assert (tmp_path / "out" / "downloaders.csv").read_bytes() == (clean / "downloaders.csv").read_bytes()
 
 
 def test_a_full_disk_is_said_with_what_to_do(tmp_path: Path) -> None:
