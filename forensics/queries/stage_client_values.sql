@@ -5,9 +5,8 @@
 -- The same requests as stage_downloaders counts: counted hits in the exposure window and margin.
 -- NULL values are left out (as list_distinct leaves them out). Distinct rows first, lists after:
 -- a client repeats the same few values over many requests, and listing long strings is what costs.
--- Each request's three values from its requests row are taken in one pass (a row per kind), and
--- the flags and claimed addresses from `hits` alone: a CTE read five times is held whole, which
--- at ten million hits spilled gigabytes of user agents.
+-- The flags and claimed addresses are taken from `hits` alone, not from the rows joined to their
+-- requests rows.
 WITH labelled AS (
     SELECT
         coalesce(h.client_ip, 'unknown via ' || coalesce(h.peer_ip, '?')) AS client_key,
@@ -30,21 +29,22 @@ from_hits AS (
       AND h.counts
       AND h.window_position IN ('exposure', 'margin')
 ),
-client_values AS (
-    SELECT
-        l.client_key,
-        k.kind,
-        CASE k.kind
-            WHEN 'status' THEN CAST(l.status AS VARCHAR)
-            WHEN 'user_agent' THEN l.user_agent
-            ELSE l.referer
-        END AS value
-    FROM labelled AS l
-    CROSS JOIN (VALUES ('status'), ('user_agent'), ('referer')) AS k(kind)
-    UNION
+-- Distinct per kind, the kinds then put together without another distinct: a value of one kind is
+-- never a value of another, and one distinct over every kind's rows hashed them all again
+-- (ten million hits: 19.0-19.6 s, 12.5-17.1 s this way, the same rows).
+flag_values AS (
     SELECT client_key, 'client_flag' AS kind, unnest(client_flags) AS value FROM from_hits
     UNION
     SELECT client_key, 'claimed_forwarded_for' AS kind, claimed_forwarded_for AS value FROM from_hits
+),
+client_values AS (
+    SELECT DISTINCT client_key, 'status' AS kind, CAST(status AS VARCHAR) AS value FROM labelled
+    UNION ALL
+    SELECT DISTINCT client_key, 'user_agent' AS kind, user_agent AS value FROM labelled
+    UNION ALL
+    SELECT DISTINCT client_key, 'referer' AS kind, referer AS value FROM labelled
+    UNION ALL
+    SELECT client_key, kind, value FROM flag_values
 )
 SELECT $resource_path AS resource_path, client_key, kind, value
 FROM client_values
