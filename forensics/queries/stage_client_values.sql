@@ -31,7 +31,9 @@ from_hits AS (
 ),
 -- Distinct per kind, the kinds then put together without another distinct: a value of one kind is
 -- never a value of another, and one distinct over every kind's rows hashed them all again
--- (ten million hits: 19.0-19.6 s, 12.5-17.1 s this way, the same rows).
+-- (ten million hits, alone in the run's transaction with its 2 GB pool: 16.5-19.6 s, 12.5-17.1 s
+-- this way, the same rows). `labelled` is read three times, so DuckDB holds it whole, spilling
+-- past the pool; at 1 GB that cost more than it saved, so measure again if the pool shrinks.
 flag_values AS (
     SELECT client_key, 'client_flag' AS kind, unnest(client_flags) AS value FROM from_hits
     UNION
