@@ -33,7 +33,8 @@ from_hits AS (
 -- never a value of another, and one distinct over every kind's rows hashed them all again
 -- (ten million hits, alone in the run's transaction with its 2 GB pool: 16.5-19.6 s, 12.5-17.1 s
 -- this way, the same rows). `labelled` is read three times, so DuckDB holds it whole, spilling
--- past the pool; at 1 GB that cost more than it saved, so measure again if the pool shrinks.
+-- past the pool: an earlier form that read it five times spilled gigabytes of user agents at
+-- 1 GB, and this form was measured only at 2 GB, so measure again if the pool shrinks.
 flag_values AS (
     SELECT client_key, 'client_flag' AS kind, unnest(client_flags) AS value FROM from_hits
     UNION
